@@ -1,0 +1,1 @@
+"""The contract between components and for outside producers: topic catalogue and record formats."""

@@ -1,0 +1,69 @@
+"""Topic catalogue: the single source of truth for topic names and configs.
+
+Names are ``<prefix><suffix>``; the prefix comes from ``WM_TOPIC_PREFIX``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RETENTION_72H_MS = 259_200_000
+
+INGEST = "ingest"
+ATTEMPTS = "attempts"
+DEAD_LETTER = "deadletter"
+SUBSCRIPTIONS = "subscriptions"
+
+# The retry ladder's tiers: (topic suffix, delay in seconds). Five retries after the first attempt.
+RETRY_TIERS: tuple[tuple[str, int], ...] = (
+    ("retry.10s", 10),
+    ("retry.30s", 30),
+    ("retry.1m", 60),
+    ("retry.5m", 300),
+    ("retry.15m", 900),
+)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: full name, partition count and topic-level configs."""
+
+    name: str
+    partitions: int
+    config: dict[str, str]
+    purpose: str
+
+
+def catalogue(
+    prefix: str = "webhookmaster.",
+    partitions: int = 6,
+    retention_ms: int = RETENTION_72H_MS,
+) -> list[TopicSpec]:
+    """Every topic WebhookMaster uses, with its configs."""
+    data = {"cleanup.policy": "delete", "retention.ms": str(retention_ms)}
+    specs = [
+        TopicSpec(prefix + INGEST, partitions, dict(data),
+                  "Webhooks accepted for delivery (gateway or direct producers)."),
+    ]
+    for suffix, delay in RETRY_TIERS:
+        specs.append(TopicSpec(prefix + suffix, partitions, dict(data),
+                               f"Webhooks waiting {delay} s before their next attempt."))
+    specs += [
+        TopicSpec(prefix + DEAD_LETTER, partitions, dict(data),
+                  "Webhooks that failed for good, and records that could not be read."),
+        TopicSpec(prefix + ATTEMPTS, partitions, dict(data),
+                  "One event per delivery attempt, with its outcome."),
+        # Compacted state: retention.ms is set like every topic but, with cleanup.policy=compact
+        # alone, Kafka never deletes the latest record of a key by age; tombstones go after
+        # delete.retention.ms.
+        TopicSpec(prefix + SUBSCRIPTIONS, 1,
+                  {"cleanup.policy": "compact", "retention.ms": str(retention_ms),
+                   "min.compaction.lag.ms": "0", "delete.retention.ms": "86400000"},
+                  "Subscriptions by id (compacted; a tombstone deletes)."),
+    ]
+    return specs
+
+
+def name(prefix: str, suffix: str) -> str:
+    """Full topic name for a catalogue suffix."""
+    return prefix + suffix

@@ -1,0 +1,71 @@
+"""Shared fixtures: one real Kafka broker and one real PostgreSQL per test session (started by
+the project's own stack code), isolated per test by a unique topic prefix and a fresh schema."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from webhookmaster import migrate, topics_admin
+from webhookmaster import settings as settings_mod
+from webhookmaster.settings import PROJECT_ROOT, Settings
+from webhookmaster.stack import local
+
+TEST_ENV = {
+    "WM_STATE_DIR": os.environ.get("WM_TEST_STATE_DIR", str(PROJECT_ROOT / ".wm-state" / "test")),
+    "WM_KAFKA_PORT": os.environ.get("WM_TEST_KAFKA_PORT", "39092"),
+    "WM_KAFKA_CONTROLLER_PORT": os.environ.get("WM_TEST_KAFKA_CONTROLLER_PORT", "39093"),
+    "WM_PG_PORT": os.environ.get("WM_TEST_PG_PORT", "35432"),
+    "WM_TOPIC_PARTITIONS": "3",
+    "WM_LOG_LEVEL": "INFO",
+}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The process environment without any WM_* variable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WM_")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    """Settings of the session's shared broker and database, which this fixture starts."""
+    settings = settings_mod.load(clean_env(**TEST_ENV))
+    local.start_infra(settings)
+    return settings
+
+
+@pytest.fixture
+def wm_settings(base_settings: Settings) -> Iterator[Settings]:
+    """Settings isolated for one test: unique topic prefix (topics created) and a fresh schema."""
+    tag = uuid.uuid4().hex[:10]
+    settings = settings_mod.load(
+        clean_env(**TEST_ENV), topic_prefix=f"t{tag}.", db_schema=f"t_{tag}")
+    topics_admin.ensure_topics(settings)
+    asyncio.run(migrate.migrate_url(settings.dsn, settings.db_schema))
+    yield settings
+    asyncio.run(_drop_schema(settings))
+
+
+async def _drop_schema(settings: Settings) -> None:
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        schema = migrate.quote_ident(settings.db_schema)
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def db(wm_settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A connection whose search_path is the test's schema."""
+    conn = await asyncpg.connect(
+        wm_settings.dsn, server_settings={"search_path": wm_settings.db_schema})
+    yield conn
+    await conn.close()

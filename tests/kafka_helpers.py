@@ -1,0 +1,27 @@
+"""Small helpers for tests that read and write real topics."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import Consumer, Message
+
+from webhookmaster.kafka_clients import consumer_config
+from webhookmaster.settings import Settings
+
+
+def consume(settings: Settings, topic: str, count: int, timeout: float = 30.0) -> list[Message]:
+    """Read ``count`` records from the start of ``topic`` with a fresh group, within ``timeout``."""
+    consumer = Consumer(consumer_config(settings, f"test-{uuid.uuid4().hex}"))
+    consumer.subscribe([topic])
+    records: list[Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < count and time.monotonic() < deadline:
+            for msg in consumer.consume(count - len(records), timeout=0.5):
+                if msg.error() is None:
+                    records.append(msg)
+    finally:
+        consumer.close()
+    return records

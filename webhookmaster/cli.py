@@ -1,0 +1,97 @@
+"""The ``webhookmaster`` command: one subcommand per component, plus the local stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+from confluent_kafka import KafkaException
+
+from webhookmaster import __version__, migrate, topics_admin
+from webhookmaster import settings as settings_mod
+from webhookmaster.settings import Settings, SettingsError
+from webhookmaster.stack.errors import StackError
+
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+
+def _stack(settings: Settings, args: argparse.Namespace) -> int:
+    from webhookmaster.stack import local
+
+    if args.action == "up":
+        lines = local.up(settings, components=not args.infra)
+        print("\n".join(lines))
+        print("WebhookMaster local stack is ready. Stop it with: webhookmaster stack down")
+    elif args.action == "down":
+        print("\n".join(local.down(settings)))
+    else:
+        print("\n".join(local.status(settings)))
+    return 0
+
+
+def _topics(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "apply":
+        created = topics_admin.ensure_topics(settings)
+        print(f"catalogue applied; created: {', '.join(created) or 'none'}")
+    for spec in topics_admin.topic_specs(settings):
+        configs = " ".join(f"{k}={v}" for k, v in spec.config.items())
+        print(f"{spec.name:<40} partitions={spec.partitions:<3} {configs}")
+    return 0
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    applied = asyncio.run(migrate.migrate_url(settings.dsn, settings.db_schema))
+    print(f"applied migrations: {applied or 'none (up to date)'}")
+    return 0
+
+
+def _settings(settings: Settings, args: argparse.Namespace) -> int:
+    print(settings_mod.markdown_table())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="webhookmaster", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"webhookmaster {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="the local stack: Kafka, PostgreSQL, components")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--infra", action="store_true",
+                       help="only Kafka, PostgreSQL, topics and migrations")
+    stack.set_defaults(handler=_stack)
+
+    topics = sub.add_parser("topics", help="show or apply the topic catalogue")
+    topics.add_argument("action", choices=["show", "apply"])
+    topics.set_defaults(handler=_topics)
+
+    sub.add_parser("migrate", help="apply PostgreSQL migrations").set_defaults(handler=_migrate)
+    sub.add_parser("settings", help="print the WM_* settings table").set_defaults(
+        handler=_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_mod.load()
+        return args.handler(settings, args)
+    except StackError as exc:
+        if exc.detail:
+            print(exc.detail, file=sys.stderr)
+        print(f"webhookmaster: error: {exc}", file=sys.stderr)
+    except SettingsError as exc:
+        print(f"webhookmaster: error: {exc}", file=sys.stderr)
+    except KafkaException as exc:
+        print(f"webhookmaster: error: Kafka: {exc.args[0].str()}", file=sys.stderr)
+    except OSError as exc:
+        print(f"webhookmaster: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

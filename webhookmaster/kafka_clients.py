@@ -1,0 +1,128 @@
+"""Kafka client setup: configs for producers, consumers and the admin client, and an asyncio
+bridge for the confluent-kafka producer."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+
+from webhookmaster.settings import Settings
+
+
+def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """Durable producer: acks=all, idempotent, short linger for batching."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap,
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 2,
+        "compression.type": "lz4",
+        "message.timeout.ms": 30_000,
+        "socket.connection.setup.timeout.ms": 5_000,
+    }
+    config.update(extra)
+    return config
+
+
+def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str, Any]:
+    """Consumer that never auto-commits: components commit after their work is durable."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": 10_000,
+        "max.poll.interval.ms": 300_000,
+    }
+    config.update(extra)
+    return config
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.bootstrap})
+
+
+class ProduceError(Exception):
+    """A record was not acknowledged by Kafka."""
+
+
+class AsyncProducer:
+    """confluent-kafka ``Producer`` whose ``send`` is awaitable: it resolves when the broker
+    acknowledged the record (``acks=all``), or raises :class:`ProduceError`.
+
+    A daemon thread serves delivery callbacks; results cross to the event loop with
+    ``call_soon_threadsafe``.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._producer = Producer(config)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="kafka-producer", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            self._producer.poll(0.05)
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> Message:
+        """Produce one record and wait for its acknowledgement."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Message] = loop.create_future()
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            loop.call_soon_threadsafe(_settle, future, err, msg)
+
+        kwargs: dict[str, Any] = {"on_delivery": on_delivery}
+        if headers:
+            kwargs["headers"] = list(headers)
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                self._producer.produce(topic, value, key, **kwargs)
+                break
+            except BufferError:
+                await asyncio.sleep(0.005)  # local queue full: let the poll thread drain it
+            except KafkaException as exc:
+                raise ProduceError(str(exc)) from exc
+        return await future
+
+    def flush(self, timeout: float = 10.0) -> int:
+        """Wait for outstanding records; returns how many are still queued."""
+        return self._producer.flush(timeout)
+
+    def connected(self, timeout: float = 2.0) -> bool:
+        """True when the cluster answers a metadata request."""
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except KafkaException:
+            return False
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._producer.flush(timeout)
+        self._stopping.set()
+        self._thread.join(timeout=2)
+
+
+def _settle(future: asyncio.Future[Message], err: KafkaError | None, msg: Message) -> None:
+    if future.done():
+        return
+    if err is not None:
+        future.set_exception(ProduceError(err.str()))
+    else:
+        future.set_result(msg)

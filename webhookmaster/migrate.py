@@ -1,0 +1,56 @@
+"""Apply the versioned SQL files in ``webhookmaster/migrations`` in order, once each, recording
+them in ``schema_migrations`` of the configured schema."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import asyncpg
+
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_LOCK_KEY = 0x57484D  # pg_advisory_xact_lock key: one migrator at a time
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every migration file, by version."""
+    found = []
+    for entry in resources.files("webhookmaster.migrations").iterdir():
+        match = _FILE.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry.read_text()))
+    return sorted(found)
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def migrate(conn: asyncpg.Connection, schema: str = "public") -> list[int]:
+    """Apply pending migrations inside ``schema``; returns the versions applied."""
+    applied_now: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        await conn.execute(f"SET LOCAL search_path TO {quote_ident(schema)}")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())")
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in migration_files():
+            if version in done:
+                continue
+            await conn.execute(sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+            applied_now.append(version)
+    return applied_now
+
+
+async def migrate_url(dsn: str, schema: str = "public") -> list[int]:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return await migrate(conn, schema)
+    finally:
+        await conn.close()

@@ -1,0 +1,138 @@
+"""Runtime settings, read from ``WM_*`` environment variables.
+
+Every setting is one dataclass field whose metadata names its variable and says what it does;
+the README's configuration table is generated from these fields (``webhookmaster settings``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _setting(env: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All knobs of WebhookMaster; build with :func:`load`."""
+
+    state_dir: str = _setting(
+        "WM_STATE_DIR", str(PROJECT_ROOT / ".wm-state" / "dev"),
+        "Folder for the local stack: Kafka and PostgreSQL data, logs, pid files.")
+    kafka_bootstrap: str = _setting(
+        "WM_KAFKA_BOOTSTRAP", "",
+        "Kafka bootstrap servers. Empty: the local broker the stack starts on WM_KAFKA_PORT.")
+    kafka_port: int = _setting("WM_KAFKA_PORT", 29092, "Local broker's client port (127.0.0.1).")
+    kafka_controller_port: int = _setting(
+        "WM_KAFKA_CONTROLLER_PORT", 29093, "Local broker's KRaft controller port (127.0.0.1).")
+    kafka_version: str = _setting(
+        "WM_KAFKA_VERSION", "4.1.1", "Apache Kafka version the stack assembles from Maven Central.")
+    kafka_heap: str = _setting("WM_KAFKA_HEAP", "-Xms256m -Xmx1g", "JVM heap flags of the broker.")
+    maven_args: str = _setting(
+        "WM_MAVEN_ARGS", "", "Extra arguments for the Maven call that fetches the Kafka jars.")
+    cache_dir: str = _setting(
+        "WM_CACHE_DIR", str(Path.home() / ".cache" / "webhookmaster"),
+        "Where the assembled Kafka jars are kept between runs.")
+    java: str = _setting("WM_JAVA", "java", "Java 17+ executable for the broker.")
+    database_url: str = _setting(
+        "WM_DATABASE_URL", "",
+        "PostgreSQL URL. Empty: the local cluster the stack starts on WM_PG_PORT.")
+    pg_port: int = _setting("WM_PG_PORT", 25432, "Local PostgreSQL port (127.0.0.1).")
+    db_schema: str = _setting(
+        "WM_DB_SCHEMA", "public", "PostgreSQL schema that holds WebhookMaster's tables.")
+    topic_prefix: str = _setting(
+        "WM_TOPIC_PREFIX", "webhookmaster.", "Prefix of every topic name in the catalogue.")
+    topic_partitions: int = _setting(
+        "WM_TOPIC_PARTITIONS", 6, "Partitions of the ingest, retry, dead-letter, attempt topics.")
+    retention_ms: int = _setting(
+        "WM_RETENTION_MS", 259_200_000, "Retention of every data topic (72 h).")
+    log_level: str = _setting("WM_LOG_LEVEL", "INFO", "Log level of every component.")
+    gateway_host: str = _setting("WM_GATEWAY_HOST", "127.0.0.1", "Gateway listen address.")
+    gateway_port: int = _setting("WM_GATEWAY_PORT", 28080, "Gateway listen port.")
+    agent_port: int = _setting(
+        "WM_AGENT_PORT", 29101, "Delivery agent's health and metrics port.")
+    scheduler_port: int = _setting(
+        "WM_SCHEDULER_PORT", 29102, "Retry scheduler's health and metrics port.")
+    projector_port: int = _setting(
+        "WM_PROJECTOR_PORT", 29103, "Status projector's health and metrics port.")
+    ready_timeout_s: float = _setting(
+        "WM_READY_TIMEOUT", 90.0, "Seconds the stack waits for each service to be ready.")
+
+    @property
+    def bootstrap(self) -> str:
+        """Bootstrap servers to connect to."""
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def local_kafka(self) -> bool:
+        """True when the stack runs its own broker."""
+        return not self.kafka_bootstrap
+
+    @property
+    def local_postgres(self) -> bool:
+        """True when the stack runs its own PostgreSQL cluster."""
+        return not self.database_url
+
+    @property
+    def dsn(self) -> str:
+        """PostgreSQL URL to connect to."""
+        return self.database_url or f"postgresql://webhookmaster@127.0.0.1:{self.pg_port}/webhookmaster"
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)
+
+
+def _convert(raw: str, kind: Any) -> Any:
+    if kind in (int, "int"):
+        return int(raw)
+    if kind in (float, "float"):
+        return float(raw)
+    if kind in (bool, "bool"):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return raw
+
+
+def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from ``env`` (default: the process environment), then ``overrides``."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        name = f.metadata["env"]
+        if name in env:
+            try:
+                values[f.name] = _convert(env[name], f.type)
+            except ValueError as exc:
+                raise SettingsError(f"{name}={env[name]!r} is not a valid {f.type}") from exc
+    values.update(overrides)
+    return Settings(**values)
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that reproduce ``settings`` in a child process."""
+    return {f.metadata["env"]: str(getattr(settings, f.name)) for f in dataclasses.fields(Settings)}
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        if f.name == "state_dir":
+            default = "./.wm-state/dev"
+        elif f.name == "cache_dir":
+            default = "~/.cache/webhookmaster"
+        rows.append(f"| `{f.metadata['env']}` | `{default}` | {f.metadata['doc']} |")
+    return "\n".join(rows)
+
+
+class SettingsError(ValueError):
+    """A WM_* variable holds a value of the wrong kind."""

@@ -1,0 +1,175 @@
+"""A single-node Apache Kafka broker (KRaft, broker and controller in one JVM) on 127.0.0.1,
+assembled from Maven Central jars with Maven, data kept in the state folder."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from webhookmaster.settings import Settings
+from webhookmaster.stack import processes
+from webhookmaster.stack.errors import StackError
+
+JAVA_MIN = 17
+TOOL_HEAP = "-Xmx256m"  # StorageTool runs need little memory, whatever the broker's heap
+
+
+def paths(settings: Settings) -> dict[str, Path]:
+    base = settings.state_path / "kafka"
+    return {
+        "base": base,
+        "data": base / "data",
+        "config": base / "server.properties",
+        "log": base / "broker.log",
+        "pid": base / "broker.pid",
+        "libs": Path(settings.cache_dir) / f"kafka-{settings.kafka_version}" / "libs",
+    }
+
+
+def check_java(settings: Settings) -> None:
+    """Raise unless ``settings.java`` is a Java 17+ runtime."""
+    exe = shutil.which(settings.java)
+    if exe is None:
+        raise StackError(f"Java {JAVA_MIN}+ not found ({settings.java!r} is not on PATH): install "
+                         "a JDK, e.g. 'apt-get install openjdk-17-jre-headless', or set WM_JAVA")
+    out = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=30)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        raise StackError(f"could not read the Java version from {exe} -version")
+    major = int(match.group(1))
+    if major == 1 and match.group(2):
+        major = int(match.group(2))
+    if major < JAVA_MIN:
+        raise StackError(f"Kafka needs Java {JAVA_MIN}+, {exe} is Java {major}: set WM_JAVA")
+
+
+def assemble(settings: Settings) -> Path:
+    """The folder of broker jars, fetched with Maven on first use."""
+    libs = paths(settings)["libs"]
+    if (libs / f"kafka_2.13-{settings.kafka_version}.jar").exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise StackError("Maven not found: install it (apt-get install maven); it fetches the "
+                         "Kafka jars from Maven Central")
+    work = libs.parent
+    work.mkdir(parents=True, exist_ok=True)
+    pom = resources.files("webhookmaster.stack").joinpath("kafka-pom.xml").read_text()
+    (work / "pom.xml").write_text(pom.replace("@KAFKA_VERSION@", settings.kafka_version))
+    staging = work / "libs.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    argv = [mvn, "-B", "-q", *settings.maven_args.split(), "-f", str(work / "pom.xml"),
+            "dependency:copy-dependencies", f"-DoutputDirectory={staging}",
+            "-DincludeScope=runtime"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        (work / "maven.log").write_text(result.stdout + result.stderr)
+        raise StackError(
+            f"Maven could not fetch the Apache Kafka {settings.kafka_version} jars (offline, or "
+            f"Maven Central unreachable?); Maven's output is in {work / 'maven.log'}")
+    staging.rename(libs)
+    return libs
+
+
+def _write_config(settings: Settings) -> None:
+    p = paths(settings)
+    p["data"].mkdir(parents=True, exist_ok=True)
+    port, cport = settings.kafka_port, settings.kafka_controller_port
+    p["config"].write_text("\n".join([
+        "node.id=1",
+        "process.roles=broker,controller",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"controller.quorum.bootstrap.servers=127.0.0.1:{cport}",
+        f"log.dirs={p['data']}",
+        "num.partitions=1",
+        "default.replication.factor=1",
+        "min.insync.replicas=1",
+        "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=false",
+        "",
+    ]))
+
+
+def _java_argv(settings: Settings, main: str, *args: str, heap: str | None = None) -> list[str]:
+    log_config = resources.files("webhookmaster.stack").joinpath("kafka-log4j2.properties")
+    heap_flags = (settings.kafka_heap if heap is None else heap).split()
+    return [shutil.which(settings.java) or settings.java, *heap_flags,
+            f"-Dlog4j2.configurationFile={log_config}", "-cp", f"{paths(settings)['libs']}/*",
+            main, *args]
+
+
+def _format_storage(settings: Settings) -> None:
+    p = paths(settings)
+    if (p["data"] / "meta.properties").exists():
+        return
+    cluster = subprocess.run(_java_argv(settings, "kafka.tools.StorageTool", "random-uuid",
+                                        heap=TOOL_HEAP),
+                             capture_output=True, text=True, timeout=120)
+    cluster_id = cluster.stdout.strip().splitlines()[-1] if cluster.stdout.strip() else ""
+    fmt = subprocess.run(
+        _java_argv(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                   "-c", str(p["config"]), "--standalone", heap=TOOL_HEAP),
+        capture_output=True, text=True, timeout=120)
+    if fmt.returncode != 0 or not cluster_id:
+        raise StackError("formatting Kafka storage failed",
+                         detail=(cluster.stderr + fmt.stdout + fmt.stderr)[-4000:])
+
+
+def responds(settings: Settings, timeout: float = 2.0) -> bool:
+    """True when a broker answers a metadata request at the bootstrap address."""
+    try:
+        AdminClient({"bootstrap.servers": settings.bootstrap,
+                     "socket.connection.setup.timeout.ms": 1000,
+                     "log_level": 0}).list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return True
+
+
+def running(settings: Settings) -> int | None:
+    return processes.read_pid(paths(settings)["pid"])
+
+
+def start(settings: Settings) -> str:
+    """Start the broker unless it already runs; wait until it answers. Returns a status line."""
+    p = paths(settings)
+    if running(settings):
+        if processes.wait_until(lambda: responds(settings), settings.ready_timeout_s):
+            return f"kafka      already running  {settings.bootstrap}"
+        raise StackError(f"Kafka (pid {running(settings)}) runs but does not answer at "
+                         f"{settings.bootstrap}", detail=processes.tail(p["log"]))
+    check_java(settings)
+    processes.require_free_port(settings.kafka_port, "Kafka", "WM_KAFKA_PORT")
+    processes.require_free_port(settings.kafka_controller_port, "Kafka controller",
+                                "WM_KAFKA_CONTROLLER_PORT")
+    assemble(settings)
+    _write_config(settings)
+    _format_storage(settings)
+    pid = processes.start(_java_argv(settings, "kafka.Kafka", str(p["config"])), p["log"], p["pid"])
+    ok = processes.wait_until(lambda: responds(settings), settings.ready_timeout_s,
+                              alive=lambda: running(settings) is not None)
+    if not ok:
+        processes.stop(p["pid"], timeout=10)
+        raise StackError(f"Kafka did not become ready on {settings.bootstrap} within "
+                         f"{settings.ready_timeout_s:.0f} s (log: {p['log']})",
+                         detail=processes.tail(p["log"]))
+    return f"kafka      started (pid {pid})  {settings.bootstrap}"
+
+
+def stop(settings: Settings) -> bool:
+    return processes.stop(paths(settings)["pid"], timeout=60)

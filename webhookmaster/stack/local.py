@@ -1,0 +1,113 @@
+"""Bring the whole local stack up, down, or report on it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from webhookmaster import migrate, topics_admin
+from webhookmaster.settings import Settings, to_env
+from webhookmaster.stack import kafka_broker, postgres_server, processes
+from webhookmaster.stack.components import COMPONENTS, Component
+from webhookmaster.stack.errors import StackError
+
+
+def _component_paths(settings: Settings, component: Component) -> tuple[Path, Path]:
+    base = settings.state_path / "components"
+    return base / f"{component.name}.log", base / f"{component.name}.pid"
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_infra(settings: Settings) -> list[str]:
+    """Kafka, PostgreSQL, topics and migrations; returns status lines."""
+    settings.state_path.mkdir(parents=True, exist_ok=True)
+    lines = []
+    if settings.local_kafka:
+        lines.append(kafka_broker.start(settings))
+    elif not kafka_broker.responds(settings, timeout=10):
+        raise StackError(f"Kafka at WM_KAFKA_BOOTSTRAP={settings.bootstrap} does not answer")
+    created = topics_admin.ensure_topics(settings)
+    lines.append(f"topics     {len(topics_admin.topic_specs(settings))} in catalogue, "
+                 f"{len(created)} created (prefix {settings.topic_prefix!r})")
+    if settings.local_postgres:
+        lines.append(postgres_server.start(settings))
+    applied = asyncio.run(migrate.migrate_url(settings.dsn, settings.db_schema))
+    lines.append(f"migrations {len(applied)} applied to schema {settings.db_schema!r}")
+    return lines
+
+
+def start_component(settings: Settings, component: Component) -> str:
+    port = getattr(settings, component.port_setting)
+    log_file, pid_file = _component_paths(settings, component)
+    if processes.read_pid(pid_file) is None:
+        processes.require_free_port(port, component.name, component.port_setting)
+        env = {**os.environ, **to_env(settings)}
+        processes.start([sys.executable, "-m", "webhookmaster.cli", component.name],
+                        log_file, pid_file, env=env)
+    ok = processes.wait_until(lambda: _ready(port), settings.ready_timeout_s,
+                              alive=lambda: processes.read_pid(pid_file) is not None)
+    if not ok:
+        processes.stop(pid_file, timeout=10)
+        raise StackError(f"{component.name} did not become ready on 127.0.0.1:{port} "
+                         f"(log: {log_file})", detail=processes.tail(log_file))
+    return (f"{component.name:<10} ready (pid {processes.read_pid(pid_file)})  "
+            f"http://127.0.0.1:{port}  {component.description}")
+
+
+def up(settings: Settings, components: bool = True) -> list[str]:
+    lines = start_infra(settings)
+    if components:
+        lines += [start_component(settings, c) for c in COMPONENTS]
+    return lines
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop the components, then PostgreSQL and Kafka: only what this stack started."""
+    lines = []
+    for component in reversed(COMPONENTS):
+        if processes.stop(_component_paths(settings, component)[1]):
+            lines.append(f"{component.name:<10} stopped")
+    if settings.local_postgres and postgres_server.stop(settings):
+        lines.append("postgres   stopped")
+    if settings.local_kafka and kafka_broker.stop(settings):
+        lines.append("kafka      stopped")
+    return lines or ["nothing was running"]
+
+
+def _state(pid: int | None) -> str:
+    return f"running (pid {pid})" if pid else "stopped"
+
+
+def status(settings: Settings) -> list[str]:
+    lines = []
+    if settings.local_kafka:
+        pid = kafka_broker.running(settings)
+        lines.append(f"kafka      {_state(pid)}  "
+                     f"{settings.bootstrap}")
+    else:
+        lines.append(f"kafka      external  {settings.bootstrap}")
+    if settings.local_postgres:
+        pid = postgres_server.pid(settings)
+        lines.append(f"postgres   {_state(pid)}  "
+                     f"{settings.dsn}")
+    else:
+        lines.append("postgres   external  (WM_DATABASE_URL)")
+    for component in COMPONENTS:
+        pid = processes.read_pid(_component_paths(settings, component)[1])
+        port = getattr(settings, component.port_setting)
+        state = f"running (pid {pid})" if pid else "stopped"
+        if pid and not _ready(port):
+            state += ", not ready"
+        lines.append(f"{component.name:<10} {state}  http://127.0.0.1:{port}")
+    return lines
