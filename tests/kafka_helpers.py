@@ -25,3 +25,14 @@ def consume(settings: Settings, topic: str, count: int, timeout: float = 30.0) -
     finally:
         consumer.close()
     return records
+
+
+def wait_for(check, timeout: float = 15.0, interval: float = 0.05) -> bool:
+    """Poll ``check()`` until true or ``timeout``; returns its last value (for state that the
+    broker propagates asynchronously, such as topic configs)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True

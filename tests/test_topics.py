@@ -5,6 +5,7 @@ from __future__ import annotations
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from schemas.topics import RETENTION_72H_MS, RETRY_TIERS
+from tests.kafka_helpers import wait_for
 from webhookmaster import topics_admin
 from webhookmaster.kafka_clients import admin_client
 from webhookmaster.settings import Settings
@@ -38,9 +39,12 @@ def test_apply_is_idempotent_and_repairs_drift(wm_settings: Settings) -> None:
         ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
     for future in admin.incremental_alter_configs([drift]).values():
         future.result(10)
-    assert topics_admin.read_configs(wm_settings)[ingest]["retention.ms"] == "1000"
+    def retention() -> str:
+        return topics_admin.read_configs(wm_settings)[ingest]["retention.ms"]
+
+    assert wait_for(lambda: retention() == "1000")
     topics_admin.ensure_topics(wm_settings)
-    assert topics_admin.read_configs(wm_settings)[ingest]["retention.ms"] == str(RETENTION_72H_MS)
+    assert wait_for(lambda: retention() == str(RETENTION_72H_MS))
 
 
 def test_partition_count_grows_with_setting(wm_settings: Settings) -> None:

@@ -47,6 +47,14 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(settings: Settings, args: argparse.Namespace) -> int:
+    created = topics_admin.ensure_topics(settings)
+    applied = asyncio.run(migrate.migrate_url(settings.dsn, settings.db_schema))
+    print(f"topics created: {', '.join(created) or 'none'}")
+    print(f"migrations applied: {applied or 'none'}")
+    return 0
+
+
 def _settings(settings: Settings, args: argparse.Namespace) -> int:
     print(settings_mod.markdown_table())
     return 0
@@ -68,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     topics.set_defaults(handler=_topics)
 
     sub.add_parser("migrate", help="apply PostgreSQL migrations").set_defaults(handler=_migrate)
+    sub.add_parser("init", help="apply the topic catalogue and the migrations (for deployments "
+                   "whose Kafka and PostgreSQL run elsewhere)").set_defaults(handler=_init)
     sub.add_parser("settings", help="print the WM_* settings table").set_defaults(
         handler=_settings)
     return parser

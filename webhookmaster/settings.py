@@ -130,7 +130,8 @@ def markdown_table() -> str:
             default = "./.wm-state/dev"
         elif f.name == "cache_dir":
             default = "~/.cache/webhookmaster"
-        rows.append(f"| `{f.metadata['env']}` | `{default}` | {f.metadata['doc']} |")
+        shown = f"`{default}`" if default != "" else "(empty)"
+        rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
     return "\n".join(rows)
 
 

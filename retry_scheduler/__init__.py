@@ -1,0 +1,1 @@
+"""The retry scheduler: holds webhooks in tiered retry topics until due, then hands them back."""
