@@ -55,6 +55,21 @@ def _init(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+COMPONENT_MODULES = {
+    "gateway": ("ingest_gateway.main", "the ingest gateway (HTTP API)"),
+    "agent": ("delivery_agents.main", "a delivery agent"),
+    "scheduler": ("retry_scheduler.main", "the retry scheduler"),
+    "projector": ("status_projector.main", "the status projector"),
+}
+
+
+def _component(settings: Settings, args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(COMPONENT_MODULES[args.command][0])
+    return module.run(settings)
+
+
 def _settings(settings: Settings, args: argparse.Namespace) -> int:
     print(settings_mod.markdown_table())
     return 0
@@ -78,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply PostgreSQL migrations").set_defaults(handler=_migrate)
     sub.add_parser("init", help="apply the topic catalogue and the migrations (for deployments "
                    "whose Kafka and PostgreSQL run elsewhere)").set_defaults(handler=_init)
+    for name, (_, help_text) in COMPONENT_MODULES.items():
+        sub.add_parser(name, help=f"run {help_text}").set_defaults(handler=_component)
     sub.add_parser("settings", help="print the WM_* settings table").set_defaults(
         handler=_settings)
     return parser

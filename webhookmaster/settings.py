@@ -63,6 +63,31 @@ class Settings:
         "WM_SCHEDULER_PORT", 29102, "Retry scheduler's health and metrics port.")
     projector_port: int = _setting(
         "WM_PROJECTOR_PORT", 29103, "Status projector's health and metrics port.")
+    api_keys: str = _setting(
+        "WM_API_KEYS", "",
+        "Comma-separated API keys. Set: every /api/ route needs 'Authorization: Bearer <key>' "
+        "(ingest also accepts a valid subscription signature).")
+    max_body_bytes: int = _setting(
+        "WM_MAX_BODY_BYTES", 1_048_576, "Largest ingest body the gateway accepts (bytes).")
+    table_load_timeout_s: float = _setting(
+        "WM_TABLE_LOAD_TIMEOUT", 60.0,
+        "Seconds a process waits to load the subscription table before it gives up.")
+    connect_timeout_s: float = _setting(
+        "WM_CONNECT_TIMEOUT", 5.0, "Delivery connect timeout (seconds).")
+    request_timeout_s: float = _setting(
+        "WM_REQUEST_TIMEOUT", 15.0, "Delivery total timeout (seconds).")
+    max_in_flight: int = _setting(
+        "WM_MAX_IN_FLIGHT", 256, "Deliveries in flight per agent process.")
+    max_in_flight_per_subscription: int = _setting(
+        "WM_MAX_IN_FLIGHT_PER_SUBSCRIPTION", 32,
+        "Deliveries in flight per subscription in one agent process.")
+    allowed_cidrs: str = _setting(
+        "WM_ALLOWED_CIDRS", "",
+        "Comma-separated CIDRs that deliveries may target although they are not global "
+        "(loopback, private, link-local). Empty: only global addresses.")
+    retry_ladder: str = _setting(
+        "WM_RETRY_LADDER", "10,30,60,300,900",
+        "Delays (seconds) of the five retry tiers, in order.")
     ready_timeout_s: float = _setting(
         "WM_READY_TIMEOUT", 90.0, "Seconds the stack waits for each service to be ready.")
 

@@ -1,0 +1,43 @@
+"""The small HTTP server every component runs: ``/healthz``, ``/readyz`` and ``/metrics``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+
+def metrics_handler(registry: CollectorRegistry = REGISTRY):
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return metrics
+
+
+def add_health_routes(app: web.Application, ready: Callable[[], bool],
+                      registry: CollectorRegistry = REGISTRY) -> None:
+    """Add the three routes to ``app``; ``ready()`` decides the answer of ``/readyz``."""
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        if ready():
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "not ready"}, status=503)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler(registry))
+
+
+async def serve(host: str, port: int, ready: Callable[[], bool]) -> web.AppRunner:
+    """Start a server with only the health routes; returns its runner (``await
+    runner.cleanup()`` to stop)."""
+    app = web.Application()
+    add_health_routes(app, ready)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,50 @@
+"""The signing scheme, in one place.
+
+* Outbound deliveries carry Standard Webhooks headers: ``webhook-id``, ``webhook-timestamp``,
+  ``webhook-signature: v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>``. The key is the
+  base64-decoded part of a ``whsec_`` secret; any other secret string is used as its UTF-8 bytes.
+* Outbound deliveries and inbound ingest also use the GitHub style
+  ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, body)>``, keyed with the secret string's
+  UTF-8 bytes exactly as GitHub-style code does (``hmac.new(secret.encode(), body, sha256)``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+
+SECRET_PREFIX = "whsec_"
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def key_bytes(secret: str) -> bytes:
+    """HMAC key of a secret for Standard Webhooks signing."""
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            return base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+        except binascii.Error:
+            pass  # not valid base64: treat the whole string as an opaque secret
+    return secret.encode()
+
+
+def standard_signature(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:
+    """``webhook-signature`` header value for one key."""
+    signed = b"%s.%d.%s" % (webhook_id.encode(), timestamp, body)
+    return "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode()
+
+
+def hub_signature(secret: str, body: bytes) -> str:
+    """``X-Hub-Signature-256`` header value."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def hub_signature_valid(secret: str, body: bytes, header: str) -> bool:
+    """Constant-time check of an ``X-Hub-Signature-256`` header over the exact body bytes."""
+    return hmac.compare_digest(hub_signature(secret, body).encode(), header.strip().encode())

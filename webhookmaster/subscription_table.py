@@ -1,0 +1,147 @@
+"""The subscription table: an in-memory view of the compacted subscriptions topic.
+
+It reads the topic from the beginning to its end before :meth:`wait_loaded` returns, then keeps
+following it in a thread. Writers apply their own acknowledged records at once
+(:meth:`apply`), which gives read-your-writes on that replica; each entry remembers the offset it
+came from, so a late older record never overwrites a newer one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from schemas import records
+from schemas.topics import SUBSCRIPTIONS
+from webhookmaster.kafka_clients import consumer_config
+from webhookmaster.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    target_url: str
+    secret_key: str
+    event_types: tuple[str, ...]
+    is_active: bool
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def from_record(cls, data: records.SubscriptionRecord) -> Subscription:
+        return cls(id=data["id"], target_url=data["target_url"],
+                   secret_key=data.get("secret_key") or "",
+                   event_types=tuple(data.get("event_types") or ()),
+                   is_active=bool(data.get("is_active", True)),
+                   created_at=data["created_at"], updated_at=data["updated_at"])
+
+    def to_record(self) -> records.SubscriptionRecord:
+        return {"id": self.id, "target_url": self.target_url, "secret_key": self.secret_key,
+                "event_types": list(self.event_types), "is_active": self.is_active,
+                "created_at": self.created_at, "updated_at": self.updated_at}
+
+    def accepts(self, event_type: str) -> bool:
+        """True when ``event_type`` passes this subscription's filter (empty: everything)."""
+        return not self.event_types or event_type in self.event_types
+
+
+class SubscriptionTable:
+    """Follows the subscriptions topic; thread-safe reads of the latest state by id."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topic_prefix + SUBSCRIPTIONS
+        self._consumer = Consumer(consumer_config(
+            settings, f"wm-table-{uuid.uuid4().hex}", **{"enable.partition.eof": True}))
+        self._entries: dict[str, tuple[int, Subscription | None]] = {}
+        self._lock = threading.Lock()
+        self._loaded = threading.Event()
+        self._stop = threading.Event()
+        self._end: dict[int, int] = {}
+        self._thread = threading.Thread(target=self._follow, name="subscription-table",
+                                        daemon=True)
+
+    def start(self) -> None:
+        metadata = self._consumer.list_topics(self.topic, timeout=30).topics[self.topic]
+        if metadata.error is not None:
+            raise RuntimeError(f"subscriptions topic {self.topic}: {metadata.error.str()}")
+        parts = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+        for tp in parts:
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=30)
+            if high > low:
+                self._end[tp.partition] = high
+        self._consumer.assign(parts)
+        if not self._end:
+            self._loaded.set()
+        self._thread.start()
+
+    def wait_loaded(self, timeout: float) -> bool:
+        """Block until the table holds everything the topic held at start."""
+        return self._loaded.wait(timeout)
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded.is_set()
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            msg = self._consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    self._mark_progress(msg.partition(), msg.offset())
+                else:
+                    log.warning("subscriptions topic: %s", msg.error().str())
+                continue
+            self._apply_message(msg.key(), msg.value(), msg.offset())
+            self._mark_progress(msg.partition(), msg.offset() + 1)
+        self._consumer.close()
+
+    def _mark_progress(self, partition: int, next_offset: int) -> None:
+        if partition in self._end and next_offset >= self._end[partition]:
+            del self._end[partition]
+            if not self._end:
+                self._loaded.set()
+
+    def _apply_message(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+        if key is None:
+            return
+        try:
+            sub = None if value is None else Subscription.from_record(
+                records.parse_subscription(value))
+        except (records.RecordError, ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping unreadable subscription record at offset %d: %s", offset, exc)
+            return
+        self.apply(key.decode(), sub, offset)
+
+    def apply(self, sub_id: str, sub: Subscription | None, offset: int) -> None:
+        """Record the state of ``sub_id`` as of ``offset`` (None: deleted)."""
+        with self._lock:
+            current = self._entries.get(sub_id)
+            if current is None or current[0] < offset:
+                self._entries[sub_id] = (offset, sub)
+
+    def get(self, sub_id: str) -> Subscription | None:
+        entry = self._entries.get(sub_id)
+        return entry[1] if entry else None
+
+    def all(self) -> list[Subscription]:
+        with self._lock:
+            subs = [s for _, s in self._entries.values() if s is not None]
+        return sorted(subs, key=lambda s: (s.created_at, s.id))
+
+    def matching(self, event_type: str) -> Iterator[Subscription]:
+        """Active subscriptions whose filter accepts ``event_type``."""
+        return (s for s in self.all() if s.is_active and s.accepts(event_type))
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
