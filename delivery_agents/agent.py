@@ -1,0 +1,208 @@
+"""The delivery loop: fetch ingest records, deliver each (bounded in flight, capped per
+subscription), publish the outcome, and let the offset be committed once that is durable."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import aiohttp
+import orjson
+from confluent_kafka import Message
+
+from delivery_agents import http_delivery, metrics
+from delivery_agents.outcomes import Publisher, dead_letter, seconds_since
+from delivery_agents.ssrf import GuardedResolver, parse_cidrs
+from schemas import records
+from schemas.records import IngestRecord, RecordError
+from schemas.topics import INGEST
+from webhookmaster import retry_ladder
+from webhookmaster.consumer_thread import ConsumerThread
+from webhookmaster.kafka_clients import AsyncProducer, ProduceError, consumer_config
+from webhookmaster.offsets import Partition
+from webhookmaster.settings import Settings
+from webhookmaster.subscription_table import SubscriptionTable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+GROUP_ID = "agents"
+FETCH_BATCH = 500
+
+
+class Agent:
+    """One delivery agent process's work: a consumer in the agents' group and its deliveries."""
+
+    def __init__(self, settings: Settings, table: SubscriptionTable,
+                 producer: AsyncProducer) -> None:
+        self.settings = settings
+        self.table = table
+        self.consumer = ConsumerThread(
+            consumer_config(settings, settings.topic_prefix + GROUP_ID,
+                            **{"fetch.wait.max.ms": 50, "queued.max.messages.kbytes": 16384}),
+            [settings.topic_prefix + INGEST], on_revoke=self._drain)
+        self.publisher = Publisher(producer, settings.topic_prefix,
+                                   retry_ladder.tiers(settings.topic_prefix,
+                                                      settings.retry_ladder))
+        self.networks = parse_cidrs(settings.allowed_cidrs)
+        self.timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s,
+                                             sock_connect=settings.connect_timeout_s)
+        self.slots = asyncio.Semaphore(settings.max_in_flight)
+        self.per_subscription: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(settings.max_in_flight_per_subscription))
+        self.capacity = settings.max_in_flight * 4  # records held: in flight or waiting a slot
+        self.held = 0
+        self.space = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.session: aiohttp.ClientSession | None = None
+
+    def stop(self) -> None:
+        """Stop fetching; :meth:`run` finishes the work in hand, commits and returns."""
+        self.stopping.set()
+        self.space.set()
+
+    async def run(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self.settings.max_in_flight, limit_per_host=0,
+                                         ttl_dns_cache=60,
+                                         resolver=GuardedResolver(self.networks))
+        async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
+            self.session = session
+            await self.consumer.subscribe()
+            try:
+                await self._fetch_loop()
+            finally:
+                await self._finish()
+
+    async def _fetch_loop(self) -> None:
+        while not self.stopping.is_set():
+            room = self.capacity - self.held
+            if room <= 0:
+                self.space.clear()
+                await self.space.wait()
+                continue
+            for msg in await self.consumer.consume(min(room, FETCH_BATCH), 0.1):
+                if msg.error() is not None:
+                    log.warning("consume: %s", msg.error().str())
+                    continue
+                self.consumer.tracker.started((msg.topic(), msg.partition()), msg.offset())
+                self.held += 1
+                task = asyncio.create_task(self._handle(msg))
+                self.tasks.add(task)
+                task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.held -= 1
+        self.space.set()
+
+    async def _finish(self) -> None:
+        if self.tasks:
+            grace = self.settings.request_timeout_s + 10
+            _, late = await asyncio.wait(self.tasks, timeout=grace)
+            for task in late:  # their records stay uncommitted and are redone after restart
+                task.cancel()
+        await self.consumer.close()
+
+    def _drain(self, partitions: list[Partition]) -> None:
+        """On revocation (consumer thread): let the partitions' work in hand finish, bounded."""
+        deadline = time.monotonic() + self.settings.request_timeout_s + 10
+        while any(self.consumer.tracker.in_flight(tp) for tp in partitions):
+            if time.monotonic() > deadline:
+                log.warning("revoking %s with work still in flight; it will be redone",
+                            partitions)
+                return
+            time.sleep(0.01)
+
+    async def _handle(self, msg: Message) -> None:
+        tp = (msg.topic(), msg.partition())
+        try:
+            await self._process(msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("record %s/%d@%d not processed; it will be redone after a restart",
+                          *tp, msg.offset())
+            return
+        self.consumer.tracker.done(tp, msg.offset())
+
+    async def _process(self, msg: Message) -> None:
+        fallback_id = records.derived_id(msg.topic(), f"{msg.partition()}/{msg.offset()}")
+        fallback_time = records.iso(datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC))
+        try:
+            record = records.parse_ingest(msg.value(), fallback_id, fallback_time)
+        except RecordError as exc:
+            metrics.DEAD_LETTERED.labels("unreadable").inc()
+            letter = dead_letter(f"unreadable record: {exc}", None, msg, msg.value())
+            await self._durably(lambda: self.publisher.dead_letter(letter, msg.key()))
+            return
+        if record["subscription_id"] is None:
+            await self._fan_out(record, msg)
+        else:
+            await self._deliver(record, msg)
+
+    async def _fan_out(self, record: IngestRecord, msg: Message) -> None:
+        subs = list(self.table.matching(record["event_type"]))
+        if not subs:
+            log.info("fan-out event %s (%s) matches no active subscription",
+                     record["webhook_id"], record["event_type"])
+        await asyncio.gather(*(self._deliver(
+            {**record, "subscription_id": s.id,
+             "webhook_id": records.derived_id(record["webhook_id"], s.id)}, msg) for s in subs))
+
+    async def _deliver(self, record: IngestRecord, msg: Message) -> None:
+        sub_id = record["subscription_id"]
+        assert sub_id is not None
+        sub = self.table.get(sub_id)
+        reason = None
+        if sub is None:
+            reason = f"subscription {sub_id} does not exist (deleted?)"
+        elif not sub.is_active:
+            reason = f"subscription {sub_id} is inactive"
+        elif not sub.accepts(record["event_type"]):
+            reason = f"subscription {sub_id} does not take event type {record['event_type']!r}"
+        if reason is not None or sub is None:
+            metrics.DEAD_LETTERED.labels("subscription").inc()
+            letter = dead_letter(reason or "", record, msg)
+            await self._durably(lambda: self.publisher.dead_letter(letter, sub_id.encode()))
+            return
+        body = orjson.dumps(record["payload"])
+        headers = http_delivery.headers_for(record["webhook_id"], record["event_type"],
+                                            sub.secret_key, body)
+        assert self.session is not None
+        async with self.per_subscription[sub_id], self.slots:
+            metrics.IN_FLIGHT.inc()
+            started = datetime.now(UTC)
+            try:
+                result = await http_delivery.post(self.session, sub.target_url, headers, body,
+                                                  self.timeout, self.networks)
+            finally:
+                metrics.IN_FLIGHT.dec()
+        outcome = await self._durably(
+            lambda: self.publisher.outcome(record, sub, started, result, msg))
+        metrics.ATTEMPTS.labels(outcome, metrics.status_class(result.status_code)).inc()
+        metrics.DURATION.observe(result.duration_ms / 1000)
+        if outcome == "delivered":
+            metrics.END_TO_END.observe(max(0.0, seconds_since(record["received_at"])))
+        elif outcome == "failed":
+            metrics.DEAD_LETTERED.labels("exhausted").inc()
+
+    async def _durably(self, publish: Callable[[], Awaitable[T]]) -> T:
+        """Run ``publish()``; when Kafka did not acknowledge, run it again (backoff up to 10 s)
+        until it is acknowledged or the agent stops. A retried send may duplicate a record,
+        never lose one."""
+        delay = 0.5
+        while True:
+            try:
+                return await publish()
+            except ProduceError as exc:
+                if self.stopping.is_set():
+                    raise
+                log.warning("publishing an outcome failed (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)

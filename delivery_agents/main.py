@@ -1,0 +1,60 @@
+"""``webhookmaster agent``: run one delivery agent process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from delivery_agents.agent import Agent
+from webhookmaster import health_server, logs
+from webhookmaster.kafka_clients import AsyncProducer, producer_config
+from webhookmaster.settings import Settings
+from webhookmaster.subscription_table import SubscriptionTable
+
+log = logging.getLogger(__name__)
+
+
+def run(settings: Settings) -> int:
+    logs.configure(settings.log_level, "agent")
+    return asyncio.run(serve(settings))
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None,
+                port: int | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set): load the subscription table, then
+    deliver. Returns the exit code."""
+    loop = asyncio.get_running_loop()
+    table = SubscriptionTable(settings)
+    producer = AsyncProducer(producer_config(settings))
+    agent = Agent(settings, table, producer)
+    runner = await health_server.serve(
+        "127.0.0.1", settings.agent_port if port is None else port,
+        lambda: table.loaded and agent.consumer.subscribed)
+    relay = None
+    if stop is None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, agent.stop)
+    else:
+        relay = loop.create_task(_relay(stop, agent))
+    try:
+        table.start()
+        if not await loop.run_in_executor(None, table.wait_loaded,
+                                          settings.table_load_timeout_s):
+            log.error("subscription table not loaded within %.0f s",
+                      settings.table_load_timeout_s)
+            return 1
+        log.info("delivery agent ready (group %s)", settings.topic_prefix + "agents")
+        await agent.run()
+        return 0
+    finally:
+        await loop.run_in_executor(None, producer.close)
+        table.close()
+        await runner.cleanup()
+        if relay is not None:
+            relay.cancel()
+
+
+async def _relay(stop: asyncio.Event, agent: Agent) -> None:
+    await stop.wait()
+    agent.stop()

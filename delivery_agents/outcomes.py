@@ -1,0 +1,93 @@
+"""What an attempt leaves behind, as records: the attempt event, and the retry or dead-letter
+record when it failed. The agent commits a record's offset only after these are acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from confluent_kafka import Message
+
+from delivery_agents.http_delivery import AttemptResult
+from schemas import records
+from schemas.records import AttemptEvent, DeadLetter, IngestRecord, Outcome
+from webhookmaster.kafka_clients import AsyncProducer
+from webhookmaster.retry_ladder import DUE_HEADER, MAX_ATTEMPTS, Tier, next_tier
+from webhookmaster.subscription_table import Subscription
+
+
+def attempt_event(record: IngestRecord, sub: Subscription, attempt: int, started: datetime,
+                  result: AttemptResult, outcome: Outcome,
+                  next_at: datetime | None) -> AttemptEvent:
+    return {
+        "webhook_id": record["webhook_id"], "subscription_id": sub.id,
+        "event_type": record["event_type"], "target_url": sub.target_url,
+        "attempt_number": attempt, "started_at": records.iso(started),
+        "duration_ms": result.duration_ms, "status_code": result.status_code,
+        "error": result.error, "response_excerpt": result.excerpt, "outcome": outcome,
+        "next_attempt_at": records.iso(next_at) if next_at else None,
+        "received_at": record["received_at"],
+    }
+
+
+def dead_letter(reason: str, record: IngestRecord | None, source: Message,
+                raw: bytes | None = None) -> DeadLetter:
+    return {
+        "reason": reason, "failed_at": records.now_iso(),
+        "webhook_id": record["webhook_id"] if record else None,
+        "subscription_id": record["subscription_id"] if record else None,
+        "record": record, "raw": raw.decode("utf-8", errors="replace") if raw else None,
+        "source": {"topic": source.topic(), "partition": source.partition(),
+                   "offset": source.offset()},
+    }
+
+
+class Publisher:
+    """Produces outcomes to the attempts, retry and dead-letter topics."""
+
+    def __init__(self, producer: AsyncProducer, prefix: str, ladder: list[Tier]) -> None:
+        self.producer = producer
+        self.attempts_topic = prefix + "attempts"
+        self.dead_letter_topic = prefix + "deadletter"
+        self.ladder = ladder
+
+    async def dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
+        await self.producer.send(self.dead_letter_topic, records.dumps(letter), key)
+
+    async def outcome(self, record: IngestRecord, sub: Subscription, started: datetime,
+                      result: AttemptResult, source: Message) -> Outcome:
+        """Publish what attempt ``record['attempt'] + 1`` came to; returns its outcome."""
+        attempt = record.get("attempt", 0) + 1
+        sends: list[Any] = []
+        next_at = None
+        if result.delivered:
+            outcome: Outcome = "delivered"
+        else:
+            tier = next_tier(self.ladder, attempt, result.retry_after_s) \
+                if result.retryable else None
+            if tier is None:
+                outcome = "failed"
+                why = (f"gave up after {attempt} attempt(s) of {MAX_ATTEMPTS}"
+                       if result.retryable else "not retried")
+                letter = dead_letter(f"{why}: {result.error}", {**record, "attempt": attempt},
+                                     source)
+                sends.append(self.dead_letter(letter, sub.id.encode()))
+            else:
+                outcome = "retrying"
+                next_at = datetime.now(UTC) + timedelta(seconds=tier.delay_s)
+                retry: IngestRecord = {**record, "attempt": attempt,
+                                       "due_at": records.iso(next_at)}
+                due_ms = str(int(next_at.timestamp() * 1000)).encode()
+                sends.append(self.producer.send(tier.topic, records.dumps(retry),
+                                                sub.id.encode(), headers=[(DUE_HEADER, due_ms)]))
+        event = attempt_event(record, sub, attempt, started, result, outcome, next_at)
+        sends.append(self.producer.send(self.attempts_topic, records.dumps(event),
+                                        record["webhook_id"].encode()))
+        await asyncio.gather(*sends)
+        return outcome
+
+
+def seconds_since(iso_time: str) -> float:
+    return time.time() - records.parse_time(iso_time).timestamp()

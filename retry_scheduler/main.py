@@ -1,0 +1,51 @@
+"""``webhookmaster scheduler``: run the retry scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from retry_scheduler.scheduler import Scheduler
+from webhookmaster import health_server, logs
+from webhookmaster.kafka_clients import AsyncProducer, producer_config
+from webhookmaster.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run(settings: Settings) -> int:
+    logs.configure(settings.log_level, "scheduler")
+    return asyncio.run(serve(settings))
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None,
+                port: int | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set). Returns the exit code."""
+    loop = asyncio.get_running_loop()
+    producer = AsyncProducer(producer_config(settings))
+    scheduler = Scheduler(settings, producer)
+    runner = await health_server.serve(
+        "127.0.0.1", settings.scheduler_port if port is None else port,
+        lambda: scheduler.consumer.subscribed)
+    relay = None
+    if stop is None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, scheduler.stop)
+    else:
+        relay = loop.create_task(_relay(stop, scheduler))
+    try:
+        log.info("retry scheduler ready: %s",
+                 ", ".join(f"{t.topic}={t.delay_s:g}s" for t in scheduler.ladder))
+        await scheduler.run()
+        return 0
+    finally:
+        await loop.run_in_executor(None, producer.close)
+        await runner.cleanup()
+        if relay is not None:
+            relay.cancel()
+
+
+async def _relay(stop: asyncio.Event, scheduler: Scheduler) -> None:
+    await stop.wait()
+    scheduler.stop()

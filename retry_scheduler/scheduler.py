@@ -1,0 +1,151 @@
+"""Hold each retry tier's records until due, then hand them back to the ingest topic.
+
+Every record of a tier has the same delay, so each partition is ordered by due time and its
+head record says when the partition is next due. A partition whose head is not yet due is
+paused and seeked back to that record; the consumer keeps polling (never a bare sleep) and
+resumes the partition when it is due. A record's offset is committed only after the hand-off
+was acknowledged by Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from confluent_kafka import Message
+
+from retry_scheduler import metrics
+from schemas.topics import INGEST
+from webhookmaster import retry_ladder
+from webhookmaster.consumer_thread import ConsumerThread
+from webhookmaster.kafka_clients import AsyncProducer, ProduceError, consumer_config
+from webhookmaster.offsets import Partition
+from webhookmaster.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "scheduler"
+MAX_WAIT_S = 0.1
+BACKLOG_EVERY_S = 2.0
+
+
+def due_ms(msg: Message) -> int:
+    """When ``msg`` is due (epoch ms), from its header; records without one are due now."""
+    for key, value in msg.headers() or ():
+        if key == retry_ladder.DUE_HEADER and value:
+            try:
+                return int(value)
+            except ValueError:
+                break
+    return 0
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, producer: AsyncProducer) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.ingest_topic = settings.topic_prefix + INGEST
+        self.ladder = retry_ladder.tiers(settings.topic_prefix, settings.retry_ladder)
+        self.tier_names = {t.topic: t.topic.removeprefix(settings.topic_prefix)
+                           for t in self.ladder}
+        self.consumer = ConsumerThread(
+            consumer_config(settings, settings.topic_prefix + GROUP_ID,
+                            **{"fetch.wait.max.ms": 20, "queued.max.messages.kbytes": 16384}),
+            [t.topic for t in self.ladder], on_revoke=self._revoked)
+        self.paused: dict[Partition, int] = {}  # partition -> due time (ms) of its head
+        self.stopping = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def run(self) -> None:
+        await self.consumer.subscribe()
+        next_backlog = 0.0
+        try:
+            while not self.stopping.is_set():
+                now_ms = time.time() * 1000
+                await self._resume_due(now_ms)
+                for msg in await self.consumer.consume(500, self._wait_s(now_ms)):
+                    await self._route(msg)
+                if time.monotonic() >= next_backlog:
+                    next_backlog = time.monotonic() + BACKLOG_EVERY_S
+                    await self.consumer.call(self._measure_backlog)
+        finally:
+            if self.tasks:
+                await asyncio.wait(self.tasks, timeout=30)
+            await self.consumer.close()
+
+    def _wait_s(self, now_ms: float) -> float:
+        if not self.paused:
+            return MAX_WAIT_S
+        soonest = min(self.paused.values())
+        return min(MAX_WAIT_S, max(0.001, (soonest - now_ms) / 1000))
+
+    async def _resume_due(self, now_ms: float) -> None:
+        due = [tp for tp, at in list(self.paused.items()) if at <= now_ms]
+        if due:
+            for tp in due:
+                self.paused.pop(tp, None)
+            await self.consumer.call(self.consumer.resume, due)
+
+    async def _route(self, msg: Message) -> None:
+        if msg.error() is not None:
+            log.warning("consume: %s", msg.error().str())
+            return
+        tp = (msg.topic(), msg.partition())
+        if tp in self.paused:
+            return  # fetched before the pause; it is read again after resume
+        at = due_ms(msg)
+        if at > time.time() * 1000:
+            self.paused[tp] = at
+            await self.consumer.call(self._pause_at, tp, msg.offset())
+            return
+        self.consumer.tracker.started(tp, msg.offset())
+        task = asyncio.create_task(self._hand_back(msg, at))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _pause_at(self, tp: Partition, offset: int) -> None:
+        self.consumer.pause([tp])
+        self.consumer.seek(tp, offset)
+
+    async def _hand_back(self, msg: Message, at: int) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.producer.send(self.ingest_topic, msg.value(), msg.key())
+                break
+            except ProduceError as exc:
+                if self.stopping.is_set():
+                    return  # not committed: handed back after restart
+                log.warning("hand-back failed (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+        tier = self.tier_names[msg.topic()]
+        if at:
+            metrics.LATENESS.labels(tier).observe(max(0.0, time.time() - at / 1000))
+        metrics.HANDED_BACK.labels(tier).inc()
+        self.consumer.tracker.done((msg.topic(), msg.partition()), msg.offset())
+
+    def _revoked(self, partitions: list[Partition]) -> None:
+        """Consumer thread: forget pause state; give hand-offs in flight a moment to land."""
+        deadline = time.monotonic() + 10
+        while any(self.consumer.tracker.in_flight(tp) for tp in partitions) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for tp in partitions:
+            self.paused.pop(tp, None)
+
+    def _measure_backlog(self) -> None:
+        assigned = sorted(self.consumer.assigned)
+        if not assigned:
+            return
+        totals = dict.fromkeys(self.tier_names.values(), 0)
+        for tp, position in self.consumer.positions(assigned).items():
+            _, high = self.consumer.watermarks(tp)
+            if position >= 0 and high >= 0:
+                totals[self.tier_names[tp[0]]] += max(0, high - position)
+        for tier, count in totals.items():
+            metrics.BACKLOG.labels(tier).set(count)

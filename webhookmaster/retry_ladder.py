@@ -1,0 +1,60 @@
+"""The retry ladder: after failed attempt k (1..5) a webhook waits in tier k, then is tried
+again; attempt 6 failing is final. Delays default to 10 s, 30 s, 1 m, 5 m, 15 m
+(``WM_RETRY_LADDER``); a ``Retry-After`` moves the webhook to the first tier at least that long
+(never to an earlier tier than the ladder's own)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from schemas.topics import RETRY_TIERS
+
+MAX_ATTEMPTS = len(RETRY_TIERS) + 1  # the first attempt and five retries
+DUE_HEADER = "wm-due-ms"  # epoch milliseconds when a retry record is due
+
+
+@dataclass(frozen=True)
+class Tier:
+    index: int
+    topic: str
+    delay_s: float
+
+
+def tiers(prefix: str, ladder: str) -> list[Tier]:
+    """The tiers with their topics and delays, from the ``WM_RETRY_LADDER`` text."""
+    delays = [float(part) for part in ladder.split(",") if part.strip()]
+    if len(delays) != len(RETRY_TIERS) or any(d <= 0 for d in delays):
+        raise ValueError(f"WM_RETRY_LADDER needs {len(RETRY_TIERS)} positive delays: {ladder!r}")
+    return [Tier(i, prefix + suffix, delay)
+            for i, ((suffix, _), delay) in enumerate(zip(RETRY_TIERS, delays, strict=True))]
+
+
+def next_tier(ladder: list[Tier], attempt: int, retry_after_s: float | None = None) -> Tier | None:
+    """Tier for a webhook whose attempt number ``attempt`` (1-based) just failed; None when that
+    was the last attempt."""
+    if attempt >= MAX_ATTEMPTS:
+        return None
+    tier = ladder[attempt - 1]
+    if retry_after_s is not None and retry_after_s > tier.delay_s:
+        longer = [t for t in ladder if t.delay_s >= retry_after_s]
+        tier = longer[0] if longer else ladder[-1]
+    return tier
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent or
+    unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
