@@ -17,10 +17,15 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from prometheus_client import Gauge
+
 from webhookmaster.offsets import OffsetTracker, Partition
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+ASSIGNED = Gauge("webhookmaster_assigned_partitions",
+                 "Partitions this process's consumer group member owns.")
 
 
 class ConsumerThread:
@@ -50,6 +55,7 @@ class ConsumerThread:
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.assigned.update(tps)
+        ASSIGNED.set(len(self.assigned))
         log.info("assigned %s", tps)
         if self._on_assign:
             self._on_assign(tps)
@@ -63,6 +69,7 @@ class ConsumerThread:
         for tp in tps:
             self.tracker.forget(tp)
             self.assigned.discard(tp)
+        ASSIGNED.set(len(self.assigned))
 
     def _commit(self) -> None:
         offsets = [TopicPartition(t, p, off) for (t, p), off in self.tracker.committable().items()

@@ -37,8 +37,9 @@ def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        "partition.assignment.strategy": "cooperative-sticky",
-        "session.timeout.ms": 10_000,
+        # KIP-848 group protocol (Kafka 4.x): the broker assigns partitions incrementally, so a
+        # member joining or leaving moves only its share, without a stop-the-world rebalance.
+        "group.protocol": "consumer",
         "max.poll.interval.ms": 300_000,
     }
     config.update(extra)
@@ -50,7 +51,11 @@ def admin_client(settings: Settings) -> AdminClient:
 
 
 class ProduceError(Exception):
-    """A record was not acknowledged by Kafka."""
+    """A record was not acknowledged by Kafka; ``code`` is the KafkaError code when known."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class AsyncProducer:
@@ -98,17 +103,18 @@ class AsyncProducer:
             except BufferError:
                 await asyncio.sleep(0.005)  # local queue full: let the poll thread drain it
             except KafkaException as exc:
-                raise ProduceError(str(exc)) from exc
+                raise ProduceError(str(exc), exc.args[0].code()) from exc
         return await future
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait for outstanding records; returns how many are still queued."""
         return self._producer.flush(timeout)
 
-    def connected(self, timeout: float = 2.0) -> bool:
-        """True when the cluster answers a metadata request."""
+    def connected(self, timeout: float = 2.0, topic: str | None = None) -> bool:
+        """True when the cluster answers a metadata request (for ``topic`` only, when given:
+        cheaper than all topics' metadata on a large cluster)."""
         try:
-            self._producer.list_topics(timeout=timeout)
+            self._producer.list_topics(topic, timeout=timeout)
         except KafkaException:
             return False
         return True
@@ -123,6 +129,6 @@ def _settle(future: asyncio.Future[Message], err: KafkaError | None, msg: Messag
     if future.done():
         return
     if err is not None:
-        future.set_exception(ProduceError(err.str()))
+        future.set_exception(ProduceError(err.str(), err.code()))
     else:
         future.set_result(msg)
