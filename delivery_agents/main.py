@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 from delivery_agents.agent import Agent
-from webhookmaster import health_server, logs
+from webhookmaster import health_server, lifecycle, logs
 from webhookmaster.kafka_clients import AsyncProducer, producer_config
 from webhookmaster.settings import Settings
 from webhookmaster.subscription_table import SubscriptionTable
@@ -31,12 +30,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None,
     runner = await health_server.serve(
         "127.0.0.1", settings.agent_port if port is None else port,
         lambda: table.loaded and agent.consumer.subscribed)
-    relay = None
-    if stop is None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, agent.stop)
-    else:
-        relay = loop.create_task(_relay(stop, agent))
+    relay = lifecycle.on_stop(stop, agent.stop)
     try:
         table.start()
         if not await loop.run_in_executor(None, table.wait_loaded,
@@ -54,7 +48,3 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None,
         if relay is not None:
             relay.cancel()
 
-
-async def _relay(stop: asyncio.Event, agent: Agent) -> None:
-    await stop.wait()
-    agent.stop()

@@ -6,6 +6,7 @@ address that is connected to (no DNS-rebinding gap); IP literals are checked bef
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from typing import Any
@@ -43,9 +44,17 @@ def literal_ip(host: str) -> str | None:
 
 def check_host(host: str, networks: list[Network]) -> None:
     """Raise :class:`BlockedTarget` when ``host`` is an IP literal the guard refuses."""
+    refusal = _literal_refusal(host, tuple(networks))
+    if refusal:
+        raise BlockedTarget(refusal)
+
+
+@functools.lru_cache(maxsize=4096)
+def _literal_refusal(host: str, networks: tuple[Network, ...]) -> str | None:
     ip = literal_ip(host)
-    if ip is not None and not allowed(ip, networks):
-        raise BlockedTarget(f"SSRF guard: {ip} is not a global address (WM_ALLOWED_CIDRS)")
+    if ip is not None and not allowed(ip, list(networks)):
+        return f"SSRF guard: {ip} is not a global address (WM_ALLOWED_CIDRS)"
+    return None
 
 
 class GuardedResolver(AbstractResolver):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 from retry_scheduler.scheduler import Scheduler
-from webhookmaster import health_server, logs
+from webhookmaster import health_server, lifecycle, logs
 from webhookmaster.kafka_clients import AsyncProducer, producer_config
 from webhookmaster.settings import Settings
 
@@ -28,12 +27,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None,
     runner = await health_server.serve(
         "127.0.0.1", settings.scheduler_port if port is None else port,
         lambda: scheduler.consumer.subscribed)
-    relay = None
-    if stop is None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, scheduler.stop)
-    else:
-        relay = loop.create_task(_relay(stop, scheduler))
+    relay = lifecycle.on_stop(stop, scheduler.stop)
     try:
         log.info("retry scheduler ready: %s",
                  ", ".join(f"{t.topic}={t.delay_s:g}s" for t in scheduler.ladder))
@@ -45,7 +39,3 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None,
         if relay is not None:
             relay.cancel()
 
-
-async def _relay(stop: asyncio.Event, scheduler: Scheduler) -> None:
-    await stop.wait()
-    scheduler.stop()

@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
-
 from prometheus_client import Gauge
 
 from webhookmaster.offsets import OffsetTracker, Partition
@@ -71,18 +70,18 @@ class ConsumerThread:
             self.assigned.discard(tp)
         ASSIGNED.set(len(self.assigned))
 
-    def _commit(self) -> None:
+    def _commit(self, wait: bool = True) -> None:
         offsets = [TopicPartition(t, p, off) for (t, p), off in self.tracker.committable().items()
                    if (t, p) in self.assigned]
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            self._consumer.commit(offsets=offsets, asynchronous=not wait)
         except KafkaException as exc:
             log.warning("offset commit failed (records will be redone): %s", exc)
 
     def _consume(self, max_records: int, timeout: float) -> list[Message]:
-        self._commit()
+        self._commit(wait=False)  # revocation and close commit synchronously
         return self._consumer.consume(max_records, timeout)
 
     async def consume(self, max_records: int, wait_s: float) -> list[Message]:

@@ -1,0 +1,1 @@
+"""WebhookMaster's benchmarks: ``make bench`` (or ``python -m bench.run``)."""

@@ -1,0 +1,172 @@
+"""Plumbing shared by the scenarios: the benchmark stack, processes, producing, waiting."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Producer
+
+from schemas import records
+from webhookmaster import settings as settings_mod
+from webhookmaster import signing, topics_admin
+from webhookmaster.settings import PROJECT_ROOT, Settings, to_env
+from webhookmaster.stack import local
+
+BENCH_ENV = {
+    "WM_STATE_DIR": str(PROJECT_ROOT / ".wm-state" / "bench"),
+    "WM_KAFKA_PORT": "49092", "WM_KAFKA_CONTROLLER_PORT": "49093", "WM_PG_PORT": "45432",
+    "WM_TOPIC_PARTITIONS": "6", "WM_ALLOWED_CIDRS": "127.0.0.0/8", "WM_API_KEYS": "",
+    "WM_LOG_LEVEL": "WARNING",
+}
+PAD = "x" * 900
+LOGS = PROJECT_ROOT / "bench" / "results" / "logs"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def base_settings() -> Settings:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WM_")}
+    settings = settings_mod.load({**env, **BENCH_ENV})
+    local.start_infra(settings)
+    return settings
+
+
+def fresh(settings: Settings, **changes: Any) -> Settings:
+    """Settings with a new topic prefix (topics created) for one scenario."""
+    tagged = dataclasses.replace(settings, topic_prefix=f"b{uuid.uuid4().hex[:8]}.", **changes)
+    topics_admin.ensure_topics(tagged)
+    return tagged
+
+
+class Proc:
+    """A child process of the benchmark, with its log and its peak RSS."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.log = LOGS / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        with open(self.log, "wb") as out:
+            self.popen = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                          cwd=PROJECT_ROOT)
+
+    def peak_rss_mb(self) -> float:
+        try:
+            for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+
+
+def component(name: str, settings: Settings, port_var: str, **extra: str) -> tuple[Proc, int]:
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("WM_")},
+           **to_env(settings), port_var: str(port), **extra}
+    return Proc(name, [sys.executable, "-m", "webhookmaster.cli", name], env), port
+
+
+def module(name: str, *args: str) -> Proc:
+    return Proc(name, [sys.executable, "-m", f"bench.{name}", *args])
+
+
+def get_json(url: str, timeout: float = 5) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def wait_http(url: str, timeout: float = 60, proc: Proc | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited: {proc.log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready within {timeout} s")
+
+
+def wait_count(receiver_port: int, target: int, timeout: float, key: str = "unique") -> float:
+    """Poll the receiver until ``key`` reaches ``target``; returns the time it did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if get_json(f"http://127.0.0.1:{receiver_port}/count")[key] >= target:
+            return time.time()
+        time.sleep(0.05)
+    raise TimeoutError(f"receiver saw fewer than {target} within {timeout} s")
+
+
+def create_subscriptions(settings: Settings, urls: list[str], secret: str = "") -> list[str]:
+    producer = Producer({"bootstrap.servers": settings.bootstrap, "acks": "all"})
+    ids = []
+    for url in urls:
+        sub_id = str(uuid.uuid4())
+        now = records.now_iso()
+        producer.produce(settings.topic_prefix + "subscriptions", orjson.dumps({
+            "id": sub_id, "target_url": url, "secret_key": secret or signing.new_secret(),
+            "event_types": [], "is_active": True, "created_at": now, "updated_at": now}),
+            sub_id)
+        ids.append(sub_id)
+    assert producer.flush(30) == 0
+    return ids
+
+
+def produce_webhooks(settings: Settings, sub_ids: list[str], count: int) -> float:
+    """Produce ``count`` ingest records round-robin over ``sub_ids``; returns records/s."""
+    producer = Producer({"bootstrap.servers": settings.bootstrap, "acks": "all",
+                         "enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4",
+                         "queue.buffering.max.messages": 500_000})
+    topic = settings.topic_prefix + "ingest"
+    started = time.perf_counter()
+    for i in range(count):
+        sub = sub_ids[i % len(sub_ids)]
+        value = orjson.dumps({"webhook_id": str(uuid.uuid4()), "subscription_id": sub,
+                              "event_type": "bench", "received_at": records.now_iso(),
+                              "payload": {"i": i, "t": time.time(), "pad": PAD},
+                              "metadata": {"source": "bench"}})
+        while True:
+            try:
+                producer.produce(topic, value, sub)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    return count / (time.perf_counter() - started)
+
+
+def percentiles(values: list[float], points=(50, 90, 99)) -> dict[str, float]:
+    if not values:
+        return {f"p{p}": float("nan") for p in points} | {"max": float("nan")}
+    ordered = sorted(values)
+    out = {f"p{p}": ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+           for p in points}
+    out["max"] = ordered[-1]
+    return out

@@ -1,0 +1,23 @@
+"""How a component process learns to stop: SIGTERM/SIGINT, or an event (in-process tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+
+def on_stop(stop: asyncio.Event | None, callback: Callable[[], None]) -> asyncio.Task[None] | None:
+    """Call ``callback`` on SIGTERM/SIGINT, or once ``stop`` is set when one is given. Returns
+    the task that waits for ``stop`` (cancel it on exit), if any."""
+    loop = asyncio.get_running_loop()
+    if stop is None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, callback)
+        return None
+
+    async def relay() -> None:
+        await stop.wait()
+        callback()
+
+    return loop.create_task(relay())
