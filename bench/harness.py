@@ -170,3 +170,23 @@ def percentiles(values: list[float], points=(50, 90, 99)) -> dict[str, float]:
            for p in points}
     out["max"] = ordered[-1]
     return out
+
+
+def read_topic(settings: Settings, suffix: str, count: int, timeout: float = 60) -> list[dict]:
+    """The first ``count`` JSON records of a topic (fresh consumer group)."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap,
+                         "group.id": f"bench-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([settings.topic_prefix + suffix])
+    out: list[dict] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < count and time.monotonic() < deadline:
+            for msg in consumer.consume(min(1000, count - len(out)), 0.5):
+                if msg.error() is None:
+                    out.append(orjson.loads(msg.value()))
+    finally:
+        consumer.close()
+    return out

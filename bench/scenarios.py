@@ -117,3 +117,49 @@ def _post(url: str) -> None:
     import urllib.request
 
     urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=5).read()
+
+
+def retry_timing(settings: Settings, webhooks: int, ladder: str) -> dict[str, Any]:
+    """A receiver that fails the first two attempts of every webhook: the observed gaps against
+    the first two tiers, and each retry's lateness (next attempt start minus its due time)."""
+    from bench.harness import read_topic
+
+    receiver_port = _port()
+    receiver = module("receiver", "--port", str(receiver_port), "--fail-first", "2")
+    s = fresh(settings, retry_ladder=ladder)
+    delays = [float(d) for d in ladder.split(",")[:2]]
+    procs = []
+    try:
+        wait_http(f"http://127.0.0.1:{receiver_port}/count", proc=receiver)
+        subs = create_subscriptions(s, [f"http://127.0.0.1:{receiver_port}/retry"])
+        procs = [component("agent", s, "WM_AGENT_PORT"), component("scheduler", s,
+                                                                    "WM_SCHEDULER_PORT")]
+        for proc, port in procs:
+            wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc)
+        produce_webhooks(s, subs, webhooks)
+        wait_count(receiver_port, webhooks * 3, timeout=sum(delays) + 120, key="arrivals")
+        events = read_topic(s, "attempts", webhooks * 3)
+        rss = {"agent": procs[0][0].peak_rss_mb(), "scheduler": procs[1][0].peak_rss_mb()}
+    finally:
+        for proc, _ in procs:
+            proc.stop()
+        receiver.stop()
+    by_id: dict[str, dict[int, dict]] = {}
+    for event in events:
+        by_id.setdefault(event["webhook_id"], {})[event["attempt_number"]] = event
+    from schemas.records import parse_time
+
+    gaps: dict[str, list[float]] = {"tier1": [], "tier2": []}
+    late: dict[str, list[float]] = {"tier1": [], "tier2": []}
+    for attempts in by_id.values():
+        for k, tier in ((1, "tier1"), (2, "tier2")):
+            if k in attempts and k + 1 in attempts:
+                start_k = parse_time(attempts[k]["started_at"]).timestamp()
+                start_next = parse_time(attempts[k + 1]["started_at"]).timestamp()
+                due = parse_time(attempts[k]["next_attempt_at"]).timestamp()
+                gaps[tier].append(start_next - start_k)
+                late[tier].append(start_next - due)
+    return {"webhooks": webhooks, "ladder": ladder, "gaps_s": gaps, "lateness_s": late,
+            "gap_percentiles": {t: percentiles(v) for t, v in gaps.items()},
+            "lateness_percentiles": {t: percentiles(v) for t, v in late.items()},
+            "rss_mb": rss}

@@ -1,10 +1,13 @@
 """Hold each retry tier's records until due, then hand them back to the ingest topic.
 
 Every record of a tier has the same delay, so each partition is ordered by due time and its
-head record says when the partition is next due. A partition whose head is not yet due is
-paused and seeked back to that record; the consumer keeps polling (never a bare sleep) and
-resumes the partition when it is due. A record's offset is committed only after the hand-off
-was acknowledged by Kafka.
+head record says when the partition is next due. When a fetched record is not yet due, its
+partition is paused and the record (with any others of that partition already fetched) is held
+in memory in offset order; the consumer keeps polling (never a bare sleep), with a poll timeout
+that ends at the earliest due time. When the head is due it is handed back at once — no
+re-fetch — and the partition resumes once nothing it held is waiting. A record's offset is
+committed only after its hand-off was acknowledged by Kafka, so a crash or a rebalance simply
+re-reads what was held.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 
-from confluent_kafka import Message
+from confluent_kafka import KafkaException, Message
 
 from retry_scheduler import metrics
 from schemas.topics import INGEST
@@ -54,6 +58,7 @@ class Scheduler:
                             **{"fetch.wait.max.ms": 20, "queued.max.messages.kbytes": 16384}),
             [t.topic for t in self.ladder], on_revoke=self._revoked)
         self.paused: dict[Partition, int] = {}  # partition -> due time (ms) of its head
+        self.held: dict[Partition, deque[Message]] = {}  # fetched, waiting, in offset order
         self.stopping = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -84,32 +89,48 @@ class Scheduler:
         return min(MAX_WAIT_S, max(0.001, (soonest - now_ms) / 1000))
 
     async def _resume_due(self, now_ms: float) -> None:
-        due = [tp for tp, at in list(self.paused.items()) if at <= now_ms]
-        if due:
-            for tp in due:
+        ready = []
+        for tp, at in list(self.paused.items()):
+            if at > now_ms:
+                continue
+            queue = self.held.get(tp)
+            while queue and due_ms(queue[0]) <= now_ms:
+                self._start_hand_back(queue.popleft())
+            if queue:
+                self.paused[tp] = due_ms(queue[0])
+            else:
                 self.paused.pop(tp, None)
-            await self.consumer.call(self.consumer.resume, due)
+                self.held.pop(tp, None)
+                ready.append(tp)
+        if ready:
+            try:
+                await self.consumer.call(self.consumer.resume, ready)
+            except KafkaException as exc:  # revoked meanwhile
+                log.info("resume %s: %s", ready, exc)
 
     async def _route(self, msg: Message) -> None:
         if msg.error() is not None:
             log.warning("consume: %s", msg.error().str())
             return
         tp = (msg.topic(), msg.partition())
-        if tp in self.paused:
-            return  # fetched before the pause; it is read again after resume
+        queue = self.held.get(tp)
+        if queue is not None:  # fetched before the pause took effect: wait behind the head
+            if not queue or msg.offset() > queue[-1].offset():
+                queue.append(msg)
+            return
         at = due_ms(msg)
         if at > time.time() * 1000:
+            self.held[tp] = deque([msg])
             self.paused[tp] = at
-            await self.consumer.call(self._pause_at, tp, msg.offset())
+            await self.consumer.call(self.consumer.pause, [tp])
             return
-        self.consumer.tracker.started(tp, msg.offset())
-        task = asyncio.create_task(self._hand_back(msg, at))
+        self._start_hand_back(msg)
+
+    def _start_hand_back(self, msg: Message) -> None:
+        self.consumer.tracker.started((msg.topic(), msg.partition()), msg.offset())
+        task = asyncio.create_task(self._hand_back(msg, due_ms(msg)))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-
-    def _pause_at(self, tp: Partition, offset: int) -> None:
-        self.consumer.pause([tp])
-        self.consumer.seek(tp, offset)
 
     async def _hand_back(self, msg: Message, at: int) -> None:
         delay = 0.5
@@ -130,13 +151,15 @@ class Scheduler:
         self.consumer.tracker.done((msg.topic(), msg.partition()), msg.offset())
 
     def _revoked(self, partitions: list[Partition]) -> None:
-        """Consumer thread: forget pause state; give hand-offs in flight a moment to land."""
+        """Consumer thread: give hand-offs in flight a moment to land; forget what was held (the
+        next owner reads it again from the committed offset)."""
         deadline = time.monotonic() + 10
         while any(self.consumer.tracker.in_flight(tp) for tp in partitions) \
                 and time.monotonic() < deadline:
             time.sleep(0.01)
         for tp in partitions:
             self.paused.pop(tp, None)
+            self.held.pop(tp, None)
 
     def _measure_backlog(self) -> None:
         assigned = sorted(self.consumer.assigned)

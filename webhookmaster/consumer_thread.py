@@ -82,10 +82,17 @@ class ConsumerThread:
 
     def _consume(self, max_records: int, timeout: float) -> list[Message]:
         self._commit(wait=False)  # revocation and close commit synchronously
-        return self._consumer.consume(max_records, timeout)
+        # consume(n, t) waits until n records are there or t passed: at low load every record
+        # would wait the whole t. Wait for the first record only, then take what is queued.
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(max_records - 1, 0)] if max_records > 1 \
+            else [first]
 
     async def consume(self, max_records: int, wait_s: float) -> list[Message]:
-        """Commit what is committable, then fetch up to ``max_records``."""
+        """Commit what is committable, then fetch up to ``max_records``: as soon as one is
+        there, with whatever else is already queued, or none after ``wait_s``."""
         return await self.call(self._consume, max_records, wait_s)
 
     async def commit(self) -> None:
