@@ -1,4 +1,4 @@
-.PHONY: run test down status lint bench
+.PHONY: run test down status lint bench bench-quick
 
 run:      ## start Kafka, PostgreSQL and every component locally
 	./scripts/run.sh
@@ -14,3 +14,9 @@ status:
 
 lint:
 	.venv/bin/ruff check .
+
+bench:    ## every benchmark scenario, side by side with its baseline (about 10 minutes)
+	./scripts/bench.sh
+
+bench-quick:  ## small versions of the scenarios (a smoke check, under a minute)
+	./scripts/bench.sh --quick

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -163,3 +164,143 @@ def retry_timing(settings: Settings, webhooks: int, ladder: str) -> dict[str, An
             "gap_percentiles": {t: percentiles(v) for t, v in gaps.items()},
             "lateness_percentiles": {t: percentiles(v) for t, v in late.items()},
             "rss_mb": rss}
+
+
+class MetricSampler:
+    """Scrapes a component's /metrics every ``every`` seconds in a thread."""
+
+    def __init__(self, port: int, names: tuple[str, ...], every: float = 0.5) -> None:
+        import threading
+
+        self.port, self.names, self.every = port, names, every
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import urllib.request
+
+        while not self._stop.wait(self.every):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics",
+                                            timeout=2) as resp:
+                    text = resp.read().decode()
+            except OSError:
+                continue
+            values: dict[str, float] = {}
+            for line in text.splitlines():
+                for name in self.names:
+                    if line.startswith(name) and not line.startswith("#"):
+                        values[name] = values.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+            self.samples.append((time.time(), values))
+
+    def __enter__(self) -> MetricSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+PROJECTED = "webhookmaster_projector_events_total"
+LAG = "webhookmaster_projector_lag_seconds"
+
+
+def end_to_end(settings: Settings, rates: list[float], seconds: float) -> dict[str, Any]:
+    """Offered load through the gateway to a receiver: ingest-to-arrival latency, lost and
+    duplicated webhooks; the projector's rate and lag under that load; each process's RSS."""
+    receiver_port = _port()
+    receiver = module("receiver", "--port", str(receiver_port))
+    s = fresh(settings)
+    procs: dict[str, tuple[Proc, int]] = {}
+    results: dict[str, Any] = {"runs": []}
+    try:
+        wait_http(f"http://127.0.0.1:{receiver_port}/count", proc=receiver)
+        [sub] = create_subscriptions(s, [f"http://127.0.0.1:{receiver_port}/e2e"],
+                                     secret=SECRET)
+        for name, var in (("gateway", "WM_GATEWAY_PORT"), ("agent", "WM_AGENT_PORT"),
+                          ("scheduler", "WM_SCHEDULER_PORT"),
+                          ("projector", "WM_PROJECTOR_PORT")):
+            procs[name] = component(name, s, var)
+        for proc, port in procs.values():
+            wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc, timeout=120)
+        gport = procs["gateway"][1]
+        url = f"http://127.0.0.1:{gport}/api/ingest/{sub}/?event_type=bench"
+        for rate in rates:
+            _post(f"http://127.0.0.1:{receiver_port}/reset")
+            with MetricSampler(procs["projector"][1], (PROJECTED, LAG)) as sampler:
+                gen = module("loadgen", "--url", url, "--secret", SECRET, "--rate", str(rate),
+                             "--seconds", str(seconds), "--keep-ids")
+                out = _run_json(gen, seconds + 120)
+                accepted = set(out["ids"])
+                try:
+                    wait_count(receiver_port, len(accepted), timeout=120)
+                except TimeoutError:
+                    pass
+                arrivals = get_json(f"http://127.0.0.1:{receiver_port}/stats",
+                                    timeout=60)["arrivals"]
+            arrived = {a[0] for a in arrivals}
+            latencies = [a[1] - a[2] for a in arrivals if a[2]]
+            lags = [v.get(LAG, 0.0) for _, v in sampler.samples]
+            projected = [(t, v.get(PROJECTED, 0.0)) for t, v in sampler.samples]
+            proj_rates = [(b[1] - a[1]) / (b[0] - a[0])
+                          for a, b in itertools.pairwise(projected) if b[0] > a[0]]
+            results["runs"].append({
+                "offered_rate": rate, "seconds": seconds, "accepted": len(accepted),
+                "errors": len(out["errors"]), "arrivals": len(arrivals),
+                "lost": len(accepted - arrived), "duplicates": len(arrivals) - len(arrived),
+                "latency_s": percentiles(latencies),
+                "ingest_latency_s": percentiles(out["latencies"]),
+                "projection_events_per_s": percentiles(proj_rates, (50, 99)),
+                "projection_lag_s": percentiles(lags, (50, 99)),
+                "latencies_sample": latencies[:: max(1, len(latencies) // 3000)]})
+        results["rss_mb"] = {name: proc.peak_rss_mb() for name, (proc, _) in procs.items()}
+        return results
+    finally:
+        for proc, _ in procs.values():
+            proc.stop()
+        receiver.stop()
+
+
+def projection(settings: Settings, count: int) -> dict[str, Any]:
+    """Attempt events already in the topic: how fast one projector writes them to PostgreSQL."""
+    import uuid as uuid_mod
+
+    from confluent_kafka import Producer
+
+    from schemas import records
+
+    s = fresh(settings)
+    producer = Producer({"bootstrap.servers": s.bootstrap, "acks": "all", "linger.ms": 5,
+                         "queue.buffering.max.messages": 500_000})
+    sub = str(uuid_mod.uuid4())
+    now = records.now_iso()
+    for i in range(count):
+        webhook_id = str(uuid_mod.uuid4())
+        producer.produce(s.topic_prefix + "ingest", orjson.dumps({
+            "webhook_id": webhook_id, "subscription_id": sub, "event_type": "bench",
+            "payload": {"i": i}, "received_at": now, "metadata": {}}), sub)
+        producer.produce(s.topic_prefix + "attempts", orjson.dumps({
+            "webhook_id": webhook_id, "subscription_id": sub, "event_type": "bench",
+            "target_url": "http://127.0.0.1:9/", "attempt_number": 1, "started_at": now,
+            "duration_ms": 1.0, "status_code": 200, "error": None, "response_excerpt": "ok",
+            "outcome": "delivered", "next_attempt_at": None, "received_at": now}), webhook_id)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    proc, port = component("projector", s, "WM_PROJECTOR_PORT")
+    try:
+        with MetricSampler(port, (PROJECTED,), every=0.25) as sampler:
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                if sampler.samples and sampler.samples[-1][1].get(PROJECTED, 0) >= 2 * count:
+                    break
+                time.sleep(0.25)
+        points = [(t, v.get(PROJECTED, 0.0)) for t, v in sampler.samples if v.get(PROJECTED)]
+        total = points[-1][1] if points else 0
+        elapsed = points[-1][0] - points[0][0] if len(points) > 1 else float("nan")
+        return {"records": 2 * count, "projected": total,
+                "events_per_s": (total - points[0][1]) / elapsed if elapsed else float("nan"),
+                "rss_mb": proc.peak_rss_mb()}
+    finally:
+        proc.stop()

@@ -10,3 +10,5 @@ HANDED_BACK = Counter("webhookmaster_retries_handed_back_total",
 BACKLOG = Gauge("webhookmaster_retry_backlog",
                 "Records waiting in a retry tier (high watermark minus position), per tier.",
                 ["tier"])
+PAUSES = Counter("webhookmaster_retry_partition_pauses_total",
+                 "Times a tier partition was paused because it held HOLD_HIGH records.")

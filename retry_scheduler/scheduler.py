@@ -1,13 +1,13 @@
 """Hold each retry tier's records until due, then hand them back to the ingest topic.
 
 Every record of a tier has the same delay, so each partition is ordered by due time and its
-head record says when the partition is next due. When a fetched record is not yet due, its
-partition is paused and the record (with any others of that partition already fetched) is held
-in memory in offset order; the consumer keeps polling (never a bare sleep), with a poll timeout
-that ends at the earliest due time. When the head is due it is handed back at once — no
-re-fetch — and the partition resumes once nothing it held is waiting. A record's offset is
-committed only after its hand-off was acknowledged by Kafka, so a crash or a rebalance simply
-re-reads what was held.
+head record says when the partition is next due. Fetched records that are not yet due wait in
+memory, per partition, in offset order; the consumer keeps polling (never a bare sleep) with a
+poll timeout that ends at the earliest due head, and hands each record back the moment it is
+due. Memory is bounded with pause/resume: a partition holding ``HOLD_HIGH`` records is paused,
+and resumed when it is down to ``HOLD_LOW`` — early enough that the next records are fetched
+before they are due. A record's offset is committed only after its hand-off was acknowledged
+by Kafka, so a crash or a rebalance simply re-reads what was held.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 GROUP_ID = "scheduler"
 MAX_WAIT_S = 0.1
+HOLD_HIGH = 500  # records held per partition before it is paused
+HOLD_LOW = 250  # ... and resumed
 BACKLOG_EVERY_S = 2.0
 
 
@@ -57,8 +59,8 @@ class Scheduler:
             consumer_config(settings, settings.topic_prefix + GROUP_ID,
                             **{"fetch.wait.max.ms": 20, "queued.max.messages.kbytes": 16384}),
             [t.topic for t in self.ladder], on_revoke=self._revoked)
-        self.paused: dict[Partition, int] = {}  # partition -> due time (ms) of its head
         self.held: dict[Partition, deque[Message]] = {}  # fetched, waiting, in offset order
+        self.paused: set[Partition] = set()
         self.stopping = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -83,24 +85,19 @@ class Scheduler:
             await self.consumer.close()
 
     def _wait_s(self, now_ms: float) -> float:
-        if not self.paused:
+        heads = [due_ms(queue[0]) for queue in list(self.held.values()) if queue]
+        if not heads:
             return MAX_WAIT_S
-        soonest = min(self.paused.values())
-        return min(MAX_WAIT_S, max(0.001, (soonest - now_ms) / 1000))
+        return min(MAX_WAIT_S, max(0.0005, (min(heads) - now_ms) / 1000))
 
     async def _resume_due(self, now_ms: float) -> None:
+        """Hand back every held record that is due; resume partitions that drained."""
         ready = []
-        for tp, at in list(self.paused.items()):
-            if at > now_ms:
-                continue
-            queue = self.held.get(tp)
+        for tp, queue in list(self.held.items()):
             while queue and due_ms(queue[0]) <= now_ms:
                 self._start_hand_back(queue.popleft())
-            if queue:
-                self.paused[tp] = due_ms(queue[0])
-            else:
-                self.paused.pop(tp, None)
-                self.held.pop(tp, None)
+            if tp in self.paused and len(queue) <= HOLD_LOW:
+                self.paused.discard(tp)
                 ready.append(tp)
         if ready:
             try:
@@ -113,18 +110,17 @@ class Scheduler:
             log.warning("consume: %s", msg.error().str())
             return
         tp = (msg.topic(), msg.partition())
-        queue = self.held.get(tp)
-        if queue is not None:  # fetched before the pause took effect: wait behind the head
-            if not queue or msg.offset() > queue[-1].offset():
-                queue.append(msg)
+        queue = self.held.setdefault(tp, deque())
+        if queue and msg.offset() <= queue[-1].offset():
+            return  # already held (fetched again after a resume)
+        if not queue and due_ms(msg) <= time.time() * 1000:
+            self._start_hand_back(msg)
             return
-        at = due_ms(msg)
-        if at > time.time() * 1000:
-            self.held[tp] = deque([msg])
-            self.paused[tp] = at
+        queue.append(msg)
+        if len(queue) >= HOLD_HIGH and tp not in self.paused:
+            self.paused.add(tp)
+            metrics.PAUSES.inc()
             await self.consumer.call(self.consumer.pause, [tp])
-            return
-        self._start_hand_back(msg)
 
     def _start_hand_back(self, msg: Message) -> None:
         self.consumer.tracker.started((msg.topic(), msg.partition()), msg.offset())
@@ -158,7 +154,7 @@ class Scheduler:
                 and time.monotonic() < deadline:
             time.sleep(0.01)
         for tp in partitions:
-            self.paused.pop(tp, None)
+            self.paused.discard(tp)
             self.held.pop(tp, None)
 
     def _measure_backlog(self) -> None:

@@ -33,7 +33,7 @@ stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   say "installing WebhookMaster and its dependencies into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[dev,projector]'
+  .venv/bin/pip install -q -e '.[dev,projector,bench]'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import orjson
@@ -265,3 +266,25 @@ def test_canonical_standard_webhooks_vector() -> None:
 def test_non_whsec_secret_uses_utf8_bytes() -> None:
     assert signing.key_bytes("plain-secret") == b"plain-secret"
     assert signing.key_bytes("whsec_not*base64") == b"whsec_not*base64"
+
+
+async def test_scheduler_pauses_full_partitions_and_hands_back_in_order(
+        settings: Settings, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retry_scheduler import metrics as scheduler_metrics
+    from retry_scheduler import scheduler as scheduler_mod
+
+    monkeypatch.setattr(scheduler_mod, "HOLD_HIGH", 4)
+    monkeypatch.setattr(scheduler_mod, "HOLD_LOW", 2)
+    sub = create_subscription(settings, receiver.url("/held"))
+    receiver.script("/held", *[Reply(500)] * 30)  # every first attempt fails
+    batch = [ingest_record(sub) for _ in range(30)]
+    pauses = scheduler_metrics.PAUSES._value.get()
+    async with running(settings):
+        produce_ingest(settings, *batch, partition=0)
+        assert await receiver.wait_for(lambda: len(receiver.on("/held")) == 60, WAIT)
+        ingest = await read(settings, "ingest", 60)
+    assert scheduler_metrics.PAUSES._value.get() > pauses
+    hits = [h.headers["webhook-id"] for h in receiver.on("/held")]
+    assert sorted(Counter(hits).values()) == [2] * 30
+    handed_back = [r["webhook_id"] for r in ingest if r.get("attempt") == 1]
+    assert handed_back == [r["webhook_id"] for r in batch]  # in the tier partition's order

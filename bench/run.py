@@ -1,0 +1,142 @@
+"""``make bench``: start the benchmark stack, run every scenario, print a table, write the raw
+results (``bench/results/<timestamp>.json``) and PNG plots (``bench/results/*.png``).
+
+``--quick`` runs small versions of each scenario (a smoke check under a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import confluent_kafka
+
+from bench import harness, plots, scenarios
+from webhookmaster.settings import PROJECT_ROOT
+
+RESULTS = PROJECT_ROOT / "bench" / "results"
+ALL = ("ingest", "direct", "delivery", "e2e", "retry", "projection")
+
+
+def conditions(settings: Any) -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": cpu,
+            "cores": os.cpu_count(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+                                / 2**30, 1),
+            "python": platform.python_version(), "kafka": settings.kafka_version,
+            "confluent_kafka": confluent_kafka.version()[0],
+            "librdkafka": confluent_kafka.libversion()[0], "aiohttp": aiohttp.__version__,
+            "partitions": settings.topic_partitions,
+            "load_average_at_start": os.getloadavg()}
+
+
+def run(selected: list[str], quick: bool) -> dict[str, Any]:
+    settings = harness.base_settings()
+    out: dict[str, Any] = {"quick": quick, "conditions": conditions(settings)}
+    plan = {
+        "ingest": lambda: scenarios.ingest(settings, 3 if quick else 20,
+                                           [32] if quick else [32, 64]),
+        "direct": lambda: scenarios.direct_produce(settings, 5_000 if quick else 100_000),
+        "delivery": lambda: scenarios.delivery(settings, 2_000 if quick else 20_000),
+        "e2e": lambda: scenarios.end_to_end(settings, [200] if quick else [500, 1000],
+                                            3 if quick else 30),
+        "retry": lambda: scenarios.retry_timing(settings, 20 if quick else 200,
+                                                "1,2,5,5,5" if quick else "10,30,60,300,900"),
+        "projection": lambda: scenarios.projection(settings, 2_000 if quick else 25_000),
+    }
+    for name in selected:
+        started = time.monotonic()
+        print(f"bench: {name} …", file=sys.stderr, flush=True)
+        out[name] = plan[name]()
+        out[name]["wall_s"] = round(time.monotonic() - started, 1)
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = ["| scenario | figure | value |", "| --- | --- | --- |"]
+
+    def add(scenario: str, figure: str, value: str) -> None:
+        rows.append(f"| {scenario} | {figure} | {value} |")
+
+    if "ingest" in results:
+        runs = results["ingest"]["runs"]
+        for run in runs:
+            lat = run["latency_s"]
+            add("ingest", f"{run['target']} c={run['concurrency']}",
+                f"{run['rate']:,.0f}/s, p50 {lat['p50']*1000:.1f} ms, p99 {lat['p99']*1000:.1f}"
+                f" ms, max {lat['max']*1000:.0f} ms, errors {run['errors']}")
+        for conc in sorted({r["concurrency"] for r in runs}):
+            ours = next(r for r in runs if r["target"] == "gateway" and r["concurrency"] == conc)
+            floor = next(r for r in runs
+                         if r["target"] == "bare-aiohttp" and r["concurrency"] == conc)
+            add("ingest", f"ratio to bare aiohttp c={conc}", f"{ours['rate']/floor['rate']:.2f}")
+    if "direct" in results:
+        add("direct produce", "records/s", f"{results['direct']['rate']:,.0f}")
+    if "delivery" in results:
+        d = results["delivery"]
+        add("delivery", "1 agent", f"{d['agents_1']['rate']:,.0f}/s")
+        add("delivery", "2 agents", f"{d['agents_2']['rate']:,.0f}/s")
+        add("delivery", "bare aiohttp client", f"{d['bare_client']['rate']:,.0f}/s")
+        add("delivery", "ratio 1 agent / bare client", f"{d['ratio_1_agent']:.2f}")
+    if "e2e" in results:
+        for run in results["e2e"]["runs"]:
+            lat = run["latency_s"]
+            add("end to end", f"{run['offered_rate']:.0f}/s offered",
+                f"p50 {lat['p50']*1000:.1f} ms, p99 {lat['p99']*1000:.1f} ms, max "
+                f"{lat['max']*1000:.0f} ms; accepted {run['accepted']}, lost {run['lost']}, "
+                f"duplicates {run['duplicates']}")
+            proj, lag = run["projection_events_per_s"], run["projection_lag_s"]
+            add("projection under load", f"{run['offered_rate']:.0f}/s offered",
+                f"{proj['p50']:,.0f} events/s (p50 of 0.5 s samples), lag p99 {lag['p99']:.2f} s")
+    if "retry" in results:
+        r = results["retry"]
+        for tier in ("tier1", "tier2"):
+            gap, late = r["gap_percentiles"][tier], r["lateness_percentiles"][tier]
+            add("retry timing", f"{tier} ({r['ladder'].split(',')[int(tier[-1]) - 1]} s)",
+                f"gap p50 {gap['p50']:.3f} s; lateness p50 {late['p50']*1000:.1f} ms, "
+                f"p99 {late['p99']*1000:.1f} ms, max {late['max']*1000:.1f} ms")
+    if "projection" in results:
+        p = results["projection"]
+        add("projection", "events/s into PostgreSQL", f"{p['events_per_s']:,.0f}")
+    rss: dict[str, float] = {}
+    for key in ("ingest", "e2e", "retry"):
+        for name, value in (results.get(key, {}).get("rss_mb") or {}).items():
+            rss[name] = max(rss.get(name, 0.0), value)
+    if "delivery" in results:
+        rss["agent"] = max([rss.get("agent", 0.0), *results["delivery"]["agents_1"]["rss_mb"]])
+    for name, value in sorted(rss.items()):
+        add("peak RSS", name, f"{value:.0f} MB")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", nargs="*", choices=ALL, default=list(ALL))
+    args = parser.parse_args()
+    results = run(args.only, args.quick)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS / f"{stamp}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(results, indent=1, default=str))
+    text = table(results)
+    (RESULTS / f"{stamp}{'-quick' if args.quick else ''}.md").write_text(text + "\n")
+    print(text)
+    print(f"\nraw results: {path}")
+    for png in plots.draw(results, RESULTS, "quick-" if args.quick else ""):
+        print(f"plot: {png}")
+
+
+if __name__ == "__main__":
+    main()
