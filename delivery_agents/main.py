@@ -28,7 +28,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None,
     producer = AsyncProducer(producer_config(settings))
     agent = Agent(settings, table, producer)
     runner = await health_server.serve(
-        "127.0.0.1", settings.agent_port if port is None else port,
+        settings.health_host, settings.agent_port if port is None else port,
         lambda: table.loaded and agent.consumer.subscribed)
     relay = lifecycle.on_stop(stop, agent.stop)
     try:

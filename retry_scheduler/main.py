@@ -25,7 +25,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None,
     producer = AsyncProducer(producer_config(settings))
     scheduler = Scheduler(settings, producer)
     runner = await health_server.serve(
-        "127.0.0.1", settings.scheduler_port if port is None else port,
+        settings.health_host, settings.scheduler_port if port is None else port,
         lambda: scheduler.consumer.subscribed)
     relay = lifecycle.on_stop(stop, scheduler.stop)
     try:
