@@ -41,11 +41,18 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop, as the agent does")
     args = parser.parse_args()
     if not args.url.startswith(("http://127.0.0.1", "http://localhost")):
         sys.exit("bare_client only targets loopback addresses")
-    sys.stdout.buffer.write(orjson.dumps(asyncio.run(run(args.url, args.count,
-                                                         args.concurrency))))
+    main_coro = run(args.url, args.count, args.concurrency)
+    if args.uvloop:
+        import uvloop
+
+        result = uvloop.run(main_coro)
+    else:
+        result = asyncio.run(main_coro)
+    sys.stdout.buffer.write(orjson.dumps(result))
 
 
 if __name__ == "__main__":

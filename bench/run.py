@@ -87,8 +87,11 @@ def table(results: dict[str, Any]) -> str:
         d = results["delivery"]
         add("delivery", "1 agent", f"{d['agents_1']['rate']:,.0f}/s")
         add("delivery", "2 agents", f"{d['agents_2']['rate']:,.0f}/s")
-        add("delivery", "bare aiohttp client", f"{d['bare_client']['rate']:,.0f}/s")
-        add("delivery", "ratio 1 agent / bare client", f"{d['ratio_1_agent']:.2f}")
+        add("delivery", "bare aiohttp client (asyncio loop)",
+            f"{d['bare_client']['rate']:,.0f}/s")
+        add("delivery", "bare aiohttp client (uvloop)",
+            f"{d['bare_client_uvloop']['rate']:,.0f}/s")
+        add("delivery", "ratio 1 agent / bare client (uvloop)", f"{d['ratio_1_agent']:.2f}")
     if "e2e" in results:
         for run in results["e2e"]["runs"]:
             lat = run["latency_s"]

@@ -135,8 +135,12 @@ class Agent:
         self.consumer.tracker.done(tp, msg.offset())
 
     async def _process(self, msg: Message) -> None:
-        fallback_id = records.derived_id(msg.topic(), f"{msg.partition()}/{msg.offset()}")
-        fallback_time = records.iso(datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC))
+        def fallback_id() -> str:
+            return records.derived_id(msg.topic(), f"{msg.partition()}/{msg.offset()}")
+
+        def fallback_time() -> str:
+            return records.iso(datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC))
+
         try:
             record = records.parse_ingest(msg.value(), fallback_id, fallback_time)
         except RecordError as exc:

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def run(settings: Settings) -> int:
     logs.configure(settings.log_level, "agent")
-    return asyncio.run(serve(settings))
+    return lifecycle.run(serve(settings), settings.uvloop)
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None,

@@ -85,7 +85,10 @@ class Publisher:
         event = attempt_event(record, sub, attempt, started, result, outcome, next_at)
         sends.append(self.producer.send(self.attempts_topic, records.dumps(event),
                                         record["webhook_id"].encode()))
-        await asyncio.gather(*sends)
+        if len(sends) == 1:
+            await sends[0]
+        else:
+            await asyncio.gather(*sends)
         return outcome
 
 

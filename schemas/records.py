@@ -8,6 +8,7 @@ keeps the two in step.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -84,7 +85,8 @@ def now_iso() -> str:
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """RFC 3339 in UTC with fixed-width microseconds, so that the strings sort by time."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_time(text: str) -> datetime:
@@ -100,9 +102,11 @@ def dumps(record: Any) -> bytes:
     return orjson.dumps(record)
 
 
-def parse_ingest(value: bytes | None, fallback_id: str, fallback_time: str) -> IngestRecord:
-    """Validate an ingest record. ``fallback_id`` and ``fallback_time`` stand in for
-    ``webhook_id`` and ``received_at`` when a direct producer left them out."""
+def parse_ingest(value: bytes | None, fallback_id: str | Callable[[], str],
+                 fallback_time: str | Callable[[], str]) -> IngestRecord:
+    """Validate an ingest record. ``fallback_id`` and ``fallback_time`` (values, or functions
+    computed only when needed) stand in for ``webhook_id`` and ``received_at`` when a direct
+    producer left them out."""
     if value is None:
         raise RecordError("record has no value")
     try:
@@ -122,10 +126,10 @@ def parse_ingest(value: bytes | None, fallback_id: str, fallback_time: str) -> I
     sub = data.get("subscription_id")
     if sub is not None and not _is_uuid(sub):
         raise RecordError("subscription_id must be a UUID string or null")
-    webhook_id = data.get("webhook_id", fallback_id)
+    webhook_id = data["webhook_id"] if "webhook_id" in data else _value(fallback_id)
     if not isinstance(webhook_id, str) or not webhook_id or len(webhook_id) > 200:
         raise RecordError("webhook_id must be a non-empty string of at most 200 characters")
-    received_at = data.get("received_at", fallback_time)
+    received_at = data["received_at"] if "received_at" in data else _value(fallback_time)
     if not isinstance(received_at, str) or not _is_time(received_at):
         raise RecordError("received_at must be an RFC 3339 timestamp")
     metadata = data.get("metadata", {})
@@ -150,6 +154,10 @@ def parse_subscription(value: bytes) -> SubscriptionRecord:
 
 
 _INGEST_FIELDS = set(IngestRecord.__annotations__)
+
+
+def _value(given: str | Callable[[], str]) -> str:
+    return given() if callable(given) else given
 
 
 def _is_uuid(value: Any) -> bool:

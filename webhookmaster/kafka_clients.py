@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,19 +63,35 @@ class AsyncProducer:
     """confluent-kafka ``Producer`` whose ``send`` is awaitable: it resolves when the broker
     acknowledged the record (``acks=all``), or raises :class:`ProduceError`.
 
-    A daemon thread serves delivery callbacks; results cross to the event loop with
-    ``call_soon_threadsafe``.
+    A daemon thread serves delivery callbacks. The results of one ``poll`` cross to the event
+    loop together, in one ``call_soon_threadsafe`` per loop (one wake-up for many records).
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
         self._producer = Producer(config)
         self._stopping = threading.Event()
+        # delivery results, appended by callbacks (inside poll or flush, on any thread)
+        self._settled: deque[tuple[asyncio.Future[Message], KafkaError | None, Message]] = \
+            deque()
         self._thread = threading.Thread(target=self._serve, name="kafka-producer", daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
         while not self._stopping.is_set():
             self._producer.poll(0.05)
+            self._dispatch()
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        while self._settled:
+            item = self._settled.popleft()
+            by_loop.setdefault(item[0].get_loop(), []).append(item)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, items)
+            except RuntimeError:
+                pass  # that loop is closed: nobody awaits these any more
 
     async def send(
         self,
@@ -89,7 +106,7 @@ class AsyncProducer:
         future: asyncio.Future[Message] = loop.create_future()
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            loop.call_soon_threadsafe(_settle, future, err, msg)
+            self._settled.append((future, err, msg))  # runs inside poll(), on the thread
 
         kwargs: dict[str, Any] = {"on_delivery": on_delivery}
         if headers:
@@ -125,10 +142,11 @@ class AsyncProducer:
         self._thread.join(timeout=2)
 
 
-def _settle(future: asyncio.Future[Message], err: KafkaError | None, msg: Message) -> None:
-    if future.done():
-        return
-    if err is not None:
-        future.set_exception(ProduceError(err.str(), err.code()))
-    else:
-        future.set_result(msg)
+def _settle_all(items: list[tuple[asyncio.Future[Message], KafkaError | None, Message]]) -> None:
+    for future, err, msg in items:
+        if future.done():
+            continue
+        if err is not None:
+            future.set_exception(ProduceError(err.str()))
+        else:
+            future.set_result(msg)

@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T], use_uvloop: bool = True) -> T:
+    """Run a component's main coroutine, on uvloop when asked and installed."""
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def on_stop(stop: asyncio.Event | None, callback: Callable[[], None]) -> asyncio.Task[None] | None:
