@@ -7,6 +7,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
@@ -15,6 +16,9 @@ from webhookmaster import migrate, topics_admin
 from webhookmaster import settings as settings_mod
 from webhookmaster.settings import PROJECT_ROOT, Settings
 from webhookmaster.stack import local
+
+if TYPE_CHECKING:
+    from tests.gateway_helpers import LiveGateway
 
 TEST_ENV = {
     "WM_STATE_DIR": os.environ.get("WM_TEST_STATE_DIR", str(PROJECT_ROOT / ".wm-state" / "test")),
@@ -51,6 +55,7 @@ def wm_settings(base_settings: Settings) -> Iterator[Settings]:
     asyncio.run(migrate.migrate_url(settings.dsn, settings.db_schema))
     yield settings
     asyncio.run(_drop_schema(settings))
+    topics_admin.delete_topics(settings)  # keeps the session's broker small
 
 
 async def _drop_schema(settings: Settings) -> None:
@@ -69,3 +74,13 @@ async def db(wm_settings: Settings) -> AsyncIterator[asyncpg.Connection]:
         wm_settings.dsn, server_settings={"search_path": wm_settings.db_schema})
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+async def gateway(wm_settings: Settings) -> AsyncIterator[LiveGateway]:
+    """A real ingest gateway for the test's settings on a free loopback port, ready (table
+    loaded, Kafka answering), with a client session (tests/gateway_helpers.py)."""
+    from tests.gateway_helpers import running_gateway
+
+    async with running_gateway(wm_settings) as live:
+        yield live

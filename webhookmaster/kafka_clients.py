@@ -12,6 +12,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
+from schemas.topics import MAX_MESSAGE_BYTES
 from webhookmaster.settings import Settings
 
 
@@ -23,6 +24,7 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "enable.idempotence": True,
         "linger.ms": 2,
         "compression.type": "lz4",
+        "message.max.bytes": MAX_MESSAGE_BYTES + 64 * 1024,  # the topics' limit plus overhead
         "message.timeout.ms": 30_000,
         "socket.connection.setup.timeout.ms": 5_000,
     }

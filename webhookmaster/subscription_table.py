@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas import records
 from schemas.topics import SUBSCRIPTIONS
@@ -22,6 +23,10 @@ from webhookmaster.kafka_clients import consumer_config
 from webhookmaster.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Errors a freshly created topic answers until its partition has a leader.
+_TRANSIENT = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                        KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT})
 
 
 @dataclass(frozen=True)
@@ -72,14 +77,26 @@ class SubscriptionTable:
         if metadata.error is not None:
             raise RuntimeError(f"subscriptions topic {self.topic}: {metadata.error.str()}")
         parts = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+        deadline = time.monotonic() + 30
         for tp in parts:
-            low, high = self._consumer.get_watermark_offsets(tp, timeout=30)
+            low, high = self._watermarks(tp, deadline)
             if high > low:
                 self._end[tp.partition] = high
         self._consumer.assign(parts)
         if not self._end:
             self._loaded.set()
         self._thread.start()
+
+    def _watermarks(self, tp: TopicPartition, deadline: float) -> tuple[int, int]:
+        """Low and high watermark; retried while the partition has no leader yet."""
+        while True:
+            try:
+                return self._consumer.get_watermark_offsets(
+                    tp, timeout=max(1.0, deadline - time.monotonic()))
+            except KafkaException as exc:
+                if exc.args[0].code() not in _TRANSIENT or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
 
     def wait_loaded(self, timeout: float) -> bool:
         """Block until the table holds everything the topic held at start."""
@@ -143,5 +160,7 @@ class SubscriptionTable:
 
     def close(self) -> None:
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread.ident is None:  # never started: the follower thread cannot close it
+            self._consumer.close()
+        elif self._thread.is_alive():
             self._thread.join(timeout=5)

@@ -1,0 +1,115 @@
+"""Ingest (one subscription) and fan-out (every matching subscription): each webhook becomes an
+IngestRecord on ``<prefix>ingest`` and is answered 202 only once Kafka acknowledged it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from ingest_gateway import metrics, validation
+from ingest_gateway.auth import authenticate_ingest
+from ingest_gateway.errors import ApiError, too_large, validation_error
+from ingest_gateway.jsonio import json_response, parse_json
+from ingest_gateway.producing import not_acknowledged, produce
+from ingest_gateway.state import Gateway, gateway
+from schemas import records
+from webhookmaster.subscription_table import Subscription
+
+TOPIC_LABEL = "ingest"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+async def _read_body(request: web.Request, gw: Gateway) -> bytes:
+    """The exact request bytes; 413 above the limit (declared length first, then actual)."""
+    limit = gw.max_body_bytes
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise too_large(limit)
+    body = await request.read()  # aiohttp raises 413 itself beyond client_max_size
+    if len(body) > limit:
+        raise too_large(limit)
+    return body
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return parse_json(body)
+    except ValueError as exc:
+        raise validation_error(str(exc)) from None
+
+
+def _metadata(request: web.Request, **extra: Any) -> dict[str, Any]:
+    headers = request.headers
+    return {"source": "gateway", "remote_addr": request.remote,
+            "content_type": headers.get("Content-Type"),
+            "idempotency_key": headers.get(IDEMPOTENCY_HEADER), **extra}
+
+
+def _check_event_type(sub: Subscription, event_type: str) -> None:
+    if not sub.accepts(event_type):
+        raise validation_error(
+            f"event_type {event_type!r} is not one this subscription accepts: "
+            f"{', '.join(sub.event_types)}", "event_type", allowed=list(sub.event_types))
+
+
+async def ingest(request: web.Request) -> web.Response:
+    """POST /api/ingest/{subscription_id}/?event_type=…: one webhook for one subscription."""
+    started = time.perf_counter()
+    gw = gateway(request)
+    sub = gw.subscription(request.match_info["subscription_id"])
+    body = await _read_body(request, gw)
+    authenticate_ingest(request, sub, body, gw.api_keys)
+    if not sub.is_active:
+        raise ApiError(409, "subscription_inactive",
+                       f"subscription {sub.id} is inactive; activate it to ingest")
+    raw_type = request.query.get("event_type")
+    if raw_type is None:
+        raise validation_error("the event_type query parameter is required", "event_type")
+    event_type = validation.event_type(raw_type)
+    _check_event_type(sub, event_type)
+    payload = _json(body)
+    webhook_id = str(uuid.uuid4())
+    record = {"webhook_id": webhook_id, "subscription_id": sub.id, "event_type": event_type,
+              "payload": payload, "received_at": records.now_iso(),
+              "metadata": _metadata(request)}
+    await produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, records.dumps(record))
+    metrics.PAYLOAD_BYTES.observe(len(body))
+    metrics.INGEST_SECONDS.labels("ingest").observe(time.perf_counter() - started)
+    return json_response({"id": webhook_id, "status": "accepted"}, 202)
+
+
+async def fan_out(request: web.Request) -> web.Response:
+    """POST /api/events/: one webhook per active subscription that accepts the event type."""
+    started = time.perf_counter()
+    gw = gateway(request)
+    table = gw.loaded_table()
+    body = await _read_body(request, gw)
+    event_type, payload = validation.fanout_body(_json(body))
+    event_id = str(uuid.uuid4())
+    received_at = records.now_iso()
+    metadata = _metadata(request, event_id=event_id)
+    ids: list[str] = []
+    sends = []
+    for sub in table.matching(event_type):
+        webhook_id = records.derived_id(event_id, sub.id)
+        record = {"webhook_id": webhook_id, "subscription_id": sub.id, "event_type": event_type,
+                  "payload": payload, "received_at": received_at, "metadata": metadata}
+        ids.append(webhook_id)
+        sends.append(produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, records.dumps(record)))
+    results = await asyncio.gather(*sends, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        raise failures[0] if isinstance(failures[0], ApiError) else not_acknowledged()
+    metrics.PAYLOAD_BYTES.observe(len(body))
+    metrics.INGEST_SECONDS.labels("fanout").observe(time.perf_counter() - started)
+    return json_response({"event_id": event_id, "ids": ids, "status": "accepted"}, 202)
+
+
+def setup(app: web.Application) -> None:
+    """Register the ingest and fan-out routes."""
+    app.router.add_post("/api/ingest/{subscription_id}/", ingest, name="ingest")
+    app.router.add_post("/api/events/", fan_out, name="events")

@@ -1,0 +1,133 @@
+"""The subscription API: CRUD on the compacted subscriptions topic.
+
+Every write is produced (acks=all) and, once acknowledged, applied to this process's table with
+the acknowledged offset, so the same gateway reads its own writes at once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from ingest_gateway import validation
+from ingest_gateway.errors import validation_error
+from ingest_gateway.jsonio import json_response, parse_json
+from ingest_gateway.producing import produce
+from ingest_gateway.state import Gateway, gateway
+from schemas import records
+from webhookmaster import signing
+from webhookmaster.subscription_table import Subscription
+
+TOPIC_LABEL = "subscriptions"
+
+
+def _order_key(sub: Subscription) -> tuple[str, str]:
+    return sub.created_at, sub.id
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return parse_json(await request.read())
+    except ValueError as exc:
+        raise validation_error(str(exc)) from None
+
+
+async def _write(gw: Gateway, sub: Subscription) -> None:
+    """Produce ``sub`` and apply it locally at its acknowledged offset."""
+    msg = await produce(gw, gw.subscriptions_topic, TOPIC_LABEL, sub.id,
+                        records.dumps(sub.to_record()))
+    gw.table.apply(sub.id, sub, msg.offset())
+
+
+def _build(sub_id: str, fields: dict[str, Any], created_at: str, now: str,
+           secret: str) -> Subscription:
+    return Subscription(
+        id=sub_id, target_url=fields["target_url"], secret_key=fields.get("secret_key", secret),
+        event_types=tuple(fields.get("event_types", ())),
+        is_active=fields.get("is_active", True), created_at=created_at, updated_at=now)
+
+
+async def create_subscription(request: web.Request) -> web.Response:
+    gw = gateway(request)
+    gw.loaded_table()
+    fields = validation.subscription_body(await _json_body(request), require_target_url=True)
+    now = records.now_iso()
+    secret = fields.get("secret_key") or signing.new_secret()
+    sub = _build(str(uuid.uuid4()), fields, now, now, secret)
+    await _write(gw, sub)
+    return json_response(sub.to_record(), 201)
+
+
+async def list_subscriptions(request: web.Request) -> web.Response:
+    gw = gateway(request)
+    limit = validation.limit(request.query)
+    after = validation.decode_cursor(request.query.get("cursor"))
+    subs = gw.loaded_table().all()  # sorted by (created_at, id)
+    start = 0 if after is None else bisect.bisect_right(subs, after, key=_order_key)
+    page = subs[start:start + limit]
+    more = start + limit < len(subs)
+    next_cursor = validation.encode_cursor(_order_key(page[-1])) if more and page else None
+    return json_response({"items": [s.to_record() for s in page], "next_cursor": next_cursor})
+
+
+async def get_subscription(request: web.Request) -> web.Response:
+    sub = gateway(request).subscription(request.match_info["id"])
+    return json_response(sub.to_record())
+
+
+async def replace_subscription(request: web.Request) -> web.Response:
+    """PUT: every writable field from the body; omitted ones take their defaults, except an
+    omitted secret_key, which keeps the current secret."""
+    gw = gateway(request)
+    sub_id = request.match_info["id"]
+    gw.subscription(sub_id)
+    fields = validation.subscription_body(await _json_body(request), require_target_url=True)
+    async with gw.write_lock(sub_id):
+        current = gw.subscription(sub_id)
+        sub = _build(sub_id, fields, current.created_at, records.now_iso(),
+                     current.secret_key)
+        await _write(gw, sub)
+    return json_response(sub.to_record())
+
+
+async def update_subscription(request: web.Request) -> web.Response:
+    """PATCH: only the fields given."""
+    gw = gateway(request)
+    sub_id = request.match_info["id"]
+    gw.subscription(sub_id)
+    fields = validation.subscription_body(await _json_body(request), require_target_url=False)
+    async with gw.write_lock(sub_id):
+        current = gw.subscription(sub_id)
+        merged = {**current.to_record(), **fields}
+        sub = _build(sub_id, merged, current.created_at, records.now_iso(),
+                     current.secret_key)
+        await _write(gw, sub)
+    return json_response(sub.to_record())
+
+
+async def delete_subscription(request: web.Request) -> web.Response:
+    """DELETE: a tombstone on the topic; 204."""
+    gw = gateway(request)
+    sub_id = request.match_info["id"]
+    gw.subscription(sub_id)
+    async with gw.write_lock(sub_id):
+        gw.subscription(sub_id)
+        msg = await produce(gw, gw.subscriptions_topic, TOPIC_LABEL, sub_id, None)
+        gw.table.apply(sub_id, None, msg.offset())
+    gw.write_locks.pop(sub_id, None)
+    return web.Response(status=204)
+
+
+def setup(app: web.Application) -> None:
+    """Register the subscription routes."""
+    collection = app.router.add_resource("/api/subscriptions/", name="subscriptions")
+    collection.add_route("POST", create_subscription)
+    collection.add_route("GET", list_subscriptions)
+    item = app.router.add_resource("/api/subscriptions/{id}/", name="subscription")
+    item.add_route("GET", get_subscription)
+    item.add_route("PUT", replace_subscription)
+    item.add_route("PATCH", update_subscription)
+    item.add_route("DELETE", delete_subscription)

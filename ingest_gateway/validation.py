@@ -1,0 +1,134 @@
+"""Input validation for the HTTP API: subscription bodies, event types, pagination."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from ingest_gateway.errors import validation_error
+
+MAX_URL_LENGTH = 2048
+MAX_EVENT_TYPE_LENGTH = 200
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def target_url(value: Any) -> str:
+    """An absolute http(s) URL with a host."""
+    if not isinstance(value, str) or not value:
+        raise validation_error("target_url must be a non-empty string", "target_url")
+    if len(value) > MAX_URL_LENGTH or any(c.isspace() or ord(c) < 32 for c in value):
+        raise validation_error(
+            f"target_url must be at most {MAX_URL_LENGTH} characters without spaces",
+            "target_url")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise validation_error(f"target_url is not a valid URL: {exc}", "target_url") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise validation_error("target_url must be an absolute http(s) URL with a host",
+                               "target_url")
+    return value
+
+
+def secret_key(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise validation_error("secret_key must be a non-empty string", "secret_key")
+    return value
+
+
+def event_type(value: Any, field: str = "event_type") -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_EVENT_TYPE_LENGTH:
+        raise validation_error(
+            f"{field} must be a non-empty string of at most {MAX_EVENT_TYPE_LENGTH} characters",
+            field)
+    return value
+
+
+def event_types(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise validation_error("event_types must be a list of non-empty strings", "event_types")
+    for item in value:
+        event_type(item, "event_types")
+    return value
+
+
+def is_active(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise validation_error("is_active must be a boolean", "is_active")
+    return value
+
+
+SUBSCRIPTION_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "target_url": target_url,
+    "secret_key": secret_key,
+    "event_types": event_types,
+    "is_active": is_active,
+}
+
+
+def subscription_body(body: Any, *, require_target_url: bool) -> dict[str, Any]:
+    """The validated writable fields of a subscription body; unknown fields are rejected."""
+    if not isinstance(body, dict):
+        raise validation_error("the request body must be a JSON object")
+    for name in body:
+        if name not in SUBSCRIPTION_FIELDS:
+            raise validation_error(
+                f"unknown field {name!r}; allowed: {', '.join(SUBSCRIPTION_FIELDS)}", name)
+    if require_target_url and "target_url" not in body:
+        raise validation_error("target_url is required", "target_url")
+    return {name: SUBSCRIPTION_FIELDS[name](value) for name, value in body.items()}
+
+
+def fanout_body(body: Any) -> tuple[str, Any]:
+    """``(event_type, payload)`` of a fan-out event body."""
+    if not isinstance(body, dict):
+        raise validation_error("the request body must be a JSON object")
+    for name in body:
+        if name not in ("event_type", "payload"):
+            raise validation_error(f"unknown field {name!r}; allowed: event_type, payload", name)
+    if "event_type" not in body:
+        raise validation_error("event_type is required", "event_type")
+    if "payload" not in body:
+        raise validation_error("payload is required", "payload")
+    return event_type(body["event_type"]), body["payload"]
+
+
+def limit(query: Mapping[str, str], default: int = DEFAULT_LIMIT,
+          maximum: int = MAX_LIMIT) -> int:
+    """The ``limit`` query parameter: an integer in 1..maximum."""
+    raw = query.get("limit")
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= maximum:
+        raise validation_error(f"limit must be an integer from 1 to {maximum}", "limit")
+    return value
+
+
+def encode_cursor(position: tuple[str, str]) -> str:
+    """An opaque cursor for a position in the (created_at, id) order."""
+    return base64.urlsafe_b64encode(orjson.dumps(position)).decode().rstrip("=")
+
+
+def decode_cursor(raw: str | None) -> tuple[str, str] | None:
+    """The position a cursor stands for; 400 when it is not one of ours."""
+    if raw is None:
+        return None
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (binascii.Error, ValueError):
+        data = None
+    if (not isinstance(data, list) or len(data) != 2
+            or not all(isinstance(x, str) for x in data)):
+        raise validation_error("cursor is not valid", "cursor")
+    return data[0], data[1]
