@@ -1,0 +1,218 @@
+"""The SQL the projector writes with: idempotent, order-safe upserts, one transaction a batch.
+
+Replaying any record changes nothing (same key, same values); an older event after a newer one
+leaves the newer state (see :mod:`status_projector.changes` for the ``progress`` order key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+import orjson
+
+from schemas import records
+from status_projector.changes import Batch, SubscriptionChange, WebhookChange
+
+log = logging.getLogger(__name__)
+
+UPSERT_WEBHOOK = """
+INSERT INTO webhooks AS w (id, created_at, subscription_id, event_type, payload, status, progress,
+                           attempt_count, last_status_code, last_error, next_retry_at,
+                           delivered_at, updated_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $11, $12, $13, $14)
+ON CONFLICT (id, created_at) DO UPDATE SET
+    subscription_id = COALESCE(w.subscription_id, EXCLUDED.subscription_id),
+    event_type = COALESCE(w.event_type, EXCLUDED.event_type),
+    payload = COALESCE(w.payload, EXCLUDED.payload),
+    status = CASE WHEN EXCLUDED.progress >= w.progress THEN EXCLUDED.status ELSE w.status END,
+    last_error = CASE WHEN EXCLUDED.progress >= w.progress
+                      THEN EXCLUDED.last_error ELSE w.last_error END,
+    next_retry_at = CASE WHEN EXCLUDED.progress >= w.progress
+                         THEN EXCLUDED.next_retry_at ELSE w.next_retry_at END,
+    delivered_at = CASE WHEN EXCLUDED.progress >= w.progress
+                        THEN EXCLUDED.delivered_at ELSE w.delivered_at END,
+    progress = GREATEST(w.progress, EXCLUDED.progress),
+    last_status_code = CASE WHEN $10::boolean AND EXCLUDED.attempt_count >= w.attempt_count
+                            THEN EXCLUDED.last_status_code ELSE w.last_status_code END,
+    attempt_count = GREATEST(w.attempt_count, EXCLUDED.attempt_count),
+    updated_at = GREATEST(w.updated_at, EXCLUDED.updated_at)
+"""
+
+UPSERT_ATTEMPT = """
+INSERT INTO delivery_attempts AS a (webhook_id, attempt_number, received_at, subscription_id,
+                                    event_type, target_url, started_at, duration_ms, status_code,
+                                    error, response_excerpt, outcome, next_attempt_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (webhook_id, attempt_number, received_at) DO UPDATE SET
+    subscription_id = EXCLUDED.subscription_id, event_type = EXCLUDED.event_type,
+    target_url = EXCLUDED.target_url, started_at = EXCLUDED.started_at,
+    duration_ms = EXCLUDED.duration_ms, status_code = EXCLUDED.status_code,
+    error = EXCLUDED.error, response_excerpt = EXCLUDED.response_excerpt,
+    outcome = EXCLUDED.outcome, next_attempt_at = EXCLUDED.next_attempt_at
+WHERE EXCLUDED.started_at >= a.started_at
+"""  # a redone attempt (agent restarted mid-attempt) keeps the later one
+
+UPSERT_SUBSCRIPTION = """
+INSERT INTO subscriptions AS s (id, target_url, event_types, is_active, created_at, updated_at,
+                                deleted_at, source_offset)
+VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)
+ON CONFLICT (id) DO UPDATE SET
+    target_url = EXCLUDED.target_url, event_types = EXCLUDED.event_types,
+    is_active = EXCLUDED.is_active, created_at = EXCLUDED.created_at,
+    updated_at = EXCLUDED.updated_at, deleted_at = NULL, source_offset = EXCLUDED.source_offset
+WHERE EXCLUDED.source_offset >= s.source_offset
+"""
+
+DELETE_SUBSCRIPTION = """
+UPDATE subscriptions SET deleted_at = $2, source_offset = $3
+WHERE id = $1 AND source_offset <= $3
+"""  # a tombstone for an id never seen has nothing to mark
+
+INSERT_UNREADABLE = """
+INSERT INTO dead_letters (dl_partition, dl_offset, failed_at, reason, raw, source)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+ON CONFLICT (dl_partition, dl_offset) DO NOTHING
+"""
+
+MATCHING_SUBSCRIPTIONS = """
+SELECT id FROM subscriptions
+WHERE deleted_at IS NULL AND is_active AND (event_types = '{}' OR $1 = ANY(event_types))
+"""
+
+CREATED_AT_BY_ID = """
+SELECT DISTINCT ON (id) id, created_at FROM webhooks WHERE id = ANY($1::text[])
+ORDER BY id, created_at DESC
+"""
+
+
+def webhook_args(c: WebhookChange) -> tuple:
+    return (c.id, c.created_at, c.subscription_id, c.event_type, c.payload, c.status, c.progress,
+            c.attempt_count, c.last_status_code, c.code_from_attempt, c.last_error,
+            c.next_retry_at, c.delivered_at, c.updated_at)
+
+
+def _subscription_args(c: SubscriptionChange) -> tuple:
+    assert c.row is not None
+    r = c.row
+    return (c.id, r["target_url"], r["event_types"], r["is_active"], r["created_at"],
+            r["updated_at"], c.offset)
+
+
+async def expand(conn: asyncpg.Connection, batch: Batch) -> list[WebhookChange]:
+    """Webhook changes that need the database: fan-out events become one webhook per matching
+    active subscription (ids as the delivery agent derives them), dead letters without their
+    record find their webhook's row by id."""
+    changes: list[WebhookChange] = []
+    for fan in batch.fanouts:
+        template = fan.change
+        for row in await conn.fetch(MATCHING_SUBSCRIPTIONS, template.event_type):
+            sub_id = row["id"]
+            changes.append(replace(template, id=records.derived_id(template.id, str(sub_id)),
+                                   subscription_id=sub_id))
+    if batch.orphans:
+        ids = [o.change.id for o in batch.orphans]
+        found = {r["id"]: r["created_at"] for r in await conn.fetch(CREATED_AT_BY_ID, ids)}
+        for orphan in batch.orphans:
+            created = found.get(orphan.change.id, orphan.change.created_at)
+            changes.append(replace(orphan.change, created_at=created))
+    return changes
+
+
+async def write(conn: asyncpg.Connection, batch: Batch) -> None:
+    """Write every change of ``batch`` (inside the caller's transaction)."""
+    for sub in batch.subscriptions:  # in offset order; before fan-out reads the mirror
+        if sub.row is None:
+            await conn.execute(DELETE_SUBSCRIPTION, sub.id, sub.timestamp, sub.offset)
+        else:
+            await conn.execute(UPSERT_SUBSCRIPTION, *_subscription_args(sub))
+    # Rows in key order: two projectors writing the same rows lock them in the same order (no
+    # deadlock). The upserts commute, so the order of one row's events does not matter.
+    webhooks = sorted(batch.webhooks + await expand(conn, batch),
+                      key=lambda c: (c.id, c.created_at, c.progress))
+    if webhooks:
+        await conn.executemany(UPSERT_WEBHOOK, [webhook_args(c) for c in webhooks])
+    if batch.attempts:
+        attempts = sorted(batch.attempts, key=lambda a: (a.webhook_id, a.attempt_number,
+                                                         a.received_at, a.started_at))
+        await conn.executemany(UPSERT_ATTEMPT, [
+            (a.webhook_id, a.attempt_number, a.received_at, a.subscription_id, a.event_type,
+             a.target_url, a.started_at, a.duration_ms, a.status_code, a.error,
+             a.response_excerpt, a.outcome, a.next_attempt_at) for a in attempts])
+    if batch.unreadable:
+        await conn.executemany(INSERT_UNREADABLE, [
+            (u.partition, u.offset, u.failed_at, u.reason, u.raw, u.source)
+            for u in batch.unreadable])
+
+
+def split(batch: Batch) -> list[Batch]:
+    """One batch per change, to find the change PostgreSQL refuses."""
+    singles: list[Batch] = []
+    for name in KINDS:
+        for item in getattr(batch, name):
+            single = Batch()
+            getattr(single, name).append(item)
+            singles.append(single)
+    return singles
+
+
+async def write_skipping_bad(conn: asyncpg.Connection, batch: Batch) -> Counter[str]:
+    """Write ``batch`` change by change, each in a savepoint. A change PostgreSQL refuses as a
+    data error is tried once more with NUL characters replaced (text and jsonb cannot hold
+    them), then skipped; returns what was skipped, by kind."""
+    skipped: Counter[str] = Counter()
+    for single in split(batch):
+        for attempt in (single, sanitized(single)):
+            try:
+                async with conn.transaction():
+                    await write(conn, attempt)
+                break
+            except DATA_ERRORS as exc:
+                error = exc
+        else:
+            kind = next(n for n in KINDS if getattr(single, n))
+            log.error("skipping a %s change PostgreSQL refuses: %s", kind, error)
+            skipped[kind] += 1
+    return skipped
+
+
+KINDS = ("subscriptions", "webhooks", "attempts", "fanouts", "orphans", "unreadable")
+NUL = "\x00"
+
+
+def _clean(value: Any) -> Any:
+    """``value`` with NUL characters replaced by U+FFFD in every string (keys included)."""
+    if isinstance(value, str):
+        return value.replace(NUL, "\ufffd")
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    return value
+
+
+def sanitized(batch: Batch) -> Batch:
+    """A copy of ``batch`` (one change) without NUL characters in its text and JSON."""
+    def fix(item: Any) -> Any:
+        fields = {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
+        for name, value in fields.items():
+            if name in ("payload", "source") and isinstance(value, str):  # JSON text
+                fields[name] = orjson.dumps(_clean(orjson.loads(value))).decode()
+            elif isinstance(value, str | list | dict):
+                fields[name] = _clean(value)
+            elif isinstance(value, WebhookChange):
+                fields[name] = fix(value)
+        return type(item)(**fields)
+
+    clean = Batch()
+    for name in KINDS:
+        getattr(clean, name).extend(fix(item) for item in getattr(batch, name))
+    return clean
+
+
+# Errors caused by a record's content (SQLSTATE classes 22 and 23): retrying cannot help.
+DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
