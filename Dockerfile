@@ -8,6 +8,6 @@ COPY ingest_gateway ./ingest_gateway
 COPY delivery_agents ./delivery_agents
 COPY retry_scheduler ./retry_scheduler
 COPY status_projector ./status_projector
-RUN pip install --no-cache-dir '.[projector]'
+RUN pip install --no-cache-dir .
 USER nobody
 ENTRYPOINT ["webhookmaster"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 RETENTION_72H_MS = 259_200_000
+# Largest record value: a 1 MiB body (the gateway's default limit) plus its JSON envelope.
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 
 INGEST = "ingest"
 ATTEMPTS = "attempts"
@@ -40,7 +42,8 @@ def catalogue(
     retention_ms: int = RETENTION_72H_MS,
 ) -> list[TopicSpec]:
     """Every topic WebhookMaster uses, with its configs."""
-    data = {"cleanup.policy": "delete", "retention.ms": str(retention_ms)}
+    data = {"cleanup.policy": "delete", "retention.ms": str(retention_ms),
+            "max.message.bytes": str(MAX_MESSAGE_BYTES)}
     specs = [
         TopicSpec(prefix + INGEST, partitions, dict(data),
                   "Webhooks accepted for delivery (gateway or direct producers)."),

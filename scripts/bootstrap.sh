@@ -19,7 +19,7 @@ command -v mvn >/dev/null 2>&1 || apt_install maven || say "no Maven found; inst
 
 python=""
 for candidate in python3.13 python3.12 python3.11 python3; do
-  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     python=$candidate; break
   fi
 done
@@ -33,7 +33,7 @@ stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   say "installing WebhookMaster and its dependencies into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[dev,projector,bench]'
+  .venv/bin/pip install -q -e '.[dev,bench]'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -26,7 +26,8 @@ def test_compose_structure() -> None:
     doc = compose()
     assert set(doc) <= COMPOSE_TOP | {k for k in doc if k.startswith("x-")}
     services = doc["services"]
-    assert {"kafka", "postgres", "init"} <= set(services)
+    assert {"kafka", "postgres", "init", "gateway", "agent", "scheduler",
+            "projector"} <= set(services)
     declared_volumes = set(doc.get("volumes") or {})
     for name, svc in services.items():
         assert set(svc) <= SERVICE_KEYS, (name, set(svc) - SERVICE_KEYS)
@@ -135,3 +136,29 @@ def test_prometheus_scrapes_the_local_stack_ports() -> None:
     for rule_file in prom.get("rule_files", []):
         rules = yaml.safe_load((PROJECT_ROOT / "deploy" / "prometheus" / rule_file).read_text())
         assert rules["groups"] and all(r["expr"] for g in rules["groups"] for r in g["rules"])
+
+
+def test_grafana_dashboard_queries_real_metrics() -> None:
+    import json
+
+    from prometheus_client import REGISTRY
+
+    # every metric a component registers, as Prometheus exposes it
+    import delivery_agents.metrics  # noqa: F401
+    import ingest_gateway.metrics  # noqa: F401
+    import retry_scheduler.metrics  # noqa: F401
+    import status_projector.metrics  # noqa: F401
+    import webhookmaster.consumer_thread  # noqa: F401
+
+    families = {metric.name for metric in REGISTRY.collect()}
+    exposed = {f + suffix for f in families
+               for suffix in ("", "_total", "_count", "_sum", "_bucket")}
+    dashboard = json.loads((PROJECT_ROOT / "deploy" / "grafana" / "webhookmaster.json")
+                           .read_text())
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for name in re.findall(r"webhookmaster_[a-z_]+", target["expr"]):
+                assert name in exposed, (panel["title"], name)
+    alerts = (PROJECT_ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
+    for name in re.findall(r"webhookmaster_[a-z_]+", alerts):
+        assert name in exposed, name

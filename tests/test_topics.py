@@ -52,5 +52,6 @@ def test_partition_count_grows_with_setting(wm_settings: Settings) -> None:
 
     wider = replace(wm_settings, topic_partitions=5)
     topics_admin.ensure_topics(wider)
-    metadata = admin_client(wider).list_topics(timeout=10).topics
-    assert len(metadata[wider.topic_prefix + "attempts"].partitions) == 5
+    admin = admin_client(wider)
+    attempts = wider.topic_prefix + "attempts"
+    assert wait_for(lambda: len(admin.list_topics(timeout=10).topics[attempts].partitions) == 5)

@@ -57,6 +57,12 @@ class Settings:
     log_level: str = _setting("WM_LOG_LEVEL", "INFO", "Log level of every component.")
     gateway_host: str = _setting("WM_GATEWAY_HOST", "127.0.0.1", "Gateway listen address.")
     gateway_port: int = _setting("WM_GATEWAY_PORT", 28080, "Gateway listen port.")
+    uvloop: bool = _setting(
+        "WM_UVLOOP", True, "Run components on uvloop (when installed) instead of asyncio's loop.")
+    health_host: str = _setting(
+        "WM_HEALTH_HOST", "127.0.0.1",
+        "Listen address of the agent's, scheduler's and projector's health and metrics server "
+        "(0.0.0.0 in containers).")
     agent_port: int = _setting(
         "WM_AGENT_PORT", 29101, "Delivery agent's health and metrics port.")
     scheduler_port: int = _setting(
@@ -88,6 +94,16 @@ class Settings:
     retry_ladder: str = _setting(
         "WM_RETRY_LADDER", "10,30,60,300,900",
         "Delays (seconds) of the five retry tiers, in order.")
+    projector_batch_size: int = _setting(
+        "WM_PROJECTOR_BATCH_SIZE", 500,
+        "Most records the status projector writes to PostgreSQL in one transaction.")
+    projector_batch_wait_s: float = _setting(
+        "WM_PROJECTOR_BATCH_WAIT", 0.2,
+        "Seconds the status projector waits for a batch to fill before it writes it.")
+    retention_interval_s: float = _setting(
+        "WM_RETENTION_INTERVAL", 3600.0,
+        "Seconds between the status projector's retention runs (drops partitions older than "
+        "WM_RETENTION_MS, creates the coming days' partitions).")
     ready_timeout_s: float = _setting(
         "WM_READY_TIMEOUT", 90.0, "Seconds the stack waits for each service to be ready.")
 

@@ -106,3 +106,15 @@ def read_configs(settings: Settings, timeout: float = 30.0) -> dict[str, dict[st
         r.name: {k: e.value for k, e in f.result(timeout).items()}
         for r, f in admin.describe_configs(resources).items()
     }
+
+
+def delete_topics(settings: Settings, timeout: float = 30.0) -> None:
+    """Delete every catalogue topic of ``settings`` (tests and benchmarks clean up with it)."""
+    admin = admin_client(settings)
+    names = [s.name for s in topic_specs(settings)]
+    for future in admin.delete_topics(names, request_timeout=timeout).values():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                raise

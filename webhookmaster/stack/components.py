@@ -13,4 +13,9 @@ class Component:
     description: str
 
 
-COMPONENTS: tuple[Component, ...] = ()
+COMPONENTS: tuple[Component, ...] = (
+    Component("gateway", "gateway_port", "ingest, subscription and status API"),
+    Component("agent", "agent_port", "delivery agent"),
+    Component("scheduler", "scheduler_port", "retry scheduler"),
+    Component("projector", "projector_port", "status projector"),
+)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import secrets
 import sys
 import urllib.error
 import urllib.request
@@ -65,10 +67,32 @@ def start_component(settings: Settings, component: Component) -> str:
             f"http://127.0.0.1:{port}  {component.description}")
 
 
+def local_defaults(settings: Settings, env: dict[str, str] | None = None) -> Settings:
+    """The local stack's own choices where the user set none: deliveries may reach loopback
+    (the local receivers), and the API needs a key, generated once and kept in the state
+    folder."""
+    env = dict(os.environ) if env is None else env
+    changes: dict[str, str] = {}
+    if "WM_ALLOWED_CIDRS" not in env:
+        changes["allowed_cidrs"] = "127.0.0.0/8"
+    if "WM_API_KEYS" not in env:
+        key_file = settings.state_path / "api-key"
+        if not key_file.exists():
+            settings.state_path.mkdir(parents=True, exist_ok=True)
+            key_file.write_text("wm_" + secrets.token_urlsafe(24) + "\n")
+            key_file.chmod(0o600)
+        changes["api_keys"] = key_file.read_text().strip()
+    return dataclasses.replace(settings, **changes)
+
+
 def up(settings: Settings, components: bool = True) -> list[str]:
     lines = start_infra(settings)
     if components:
+        settings = local_defaults(settings)
         lines += [start_component(settings, c) for c in COMPONENTS]
+        lines.append(f"api key    {settings.api_keys.split(',')[0]}  "
+                     "(send 'Authorization: Bearer <key>')")
+        lines.append(f"deliveries may reach {settings.allowed_cidrs or 'global addresses only'}")
     return lines
 
 
