@@ -1,3 +1,8 @@
+-- The subscription mirror remembers the offset of the topic record each row reflects, so an
+-- older record never overwrites a newer one (a tombstone marks the row deleted instead of
+-- removing it, so the history of a deleted subscription still names its URL).
+ALTER TABLE subscriptions ADD COLUMN IF NOT EXISTS source_offset bigint NOT NULL DEFAULT -1;
+
 -- Status views written by the status projector and read by the status API.
 --
 -- webhooks and delivery_attempts are partitioned by day on the webhook's received_at, so the
