@@ -32,8 +32,12 @@ fi
 stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   say "installing WebhookMaster and its dependencies into .venv"
-  .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[dev,bench]'
+  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[dev,bench]'; } \
+      >.venv/pip.log 2>&1; then
+    tail -n 30 .venv/pip.log >&2
+    say "error: installing the Python packages failed (full log: .venv/pip.log)"
+    exit 1
+  fi
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
