@@ -16,7 +16,7 @@ import asyncpg
 import orjson
 
 from schemas import records
-from status_projector.changes import Batch, SubscriptionChange, WebhookChange
+from status_projector.changes import AttemptRow, Batch, SubscriptionChange, WebhookChange
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,13 @@ ON CONFLICT (id, created_at) DO UPDATE SET
     updated_at = GREATEST(w.updated_at, EXCLUDED.updated_at)
 """
 
-UPSERT_ATTEMPT = """
+UPSERT_ATTEMPTS = """
 INSERT INTO delivery_attempts AS a (webhook_id, attempt_number, received_at, subscription_id,
                                     event_type, target_url, started_at, duration_ms, status_code,
                                     error, response_excerpt, outcome, next_attempt_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+SELECT * FROM unnest($1::text[], $2::integer[], $3::timestamptz[], $4::uuid[], $5::text[],
+                     $6::text[], $7::timestamptz[], $8::float8[], $9::integer[], $10::text[],
+                     $11::text[], $12::text[], $13::timestamptz[])
 ON CONFLICT (webhook_id, attempt_number, received_at) DO UPDATE SET
     subscription_id = EXCLUDED.subscription_id, event_type = EXCLUDED.event_type,
     target_url = EXCLUDED.target_url, started_at = EXCLUDED.started_at,
@@ -55,7 +57,7 @@ ON CONFLICT (webhook_id, attempt_number, received_at) DO UPDATE SET
     error = EXCLUDED.error, response_excerpt = EXCLUDED.response_excerpt,
     outcome = EXCLUDED.outcome, next_attempt_at = EXCLUDED.next_attempt_at
 WHERE EXCLUDED.started_at >= a.started_at
-"""  # a redone attempt (agent restarted mid-attempt) keeps the later one
+"""  # one statement a batch; a redone attempt (agent restarted mid-attempt) keeps the later one
 
 UPSERT_SUBSCRIPTION = """
 INSERT INTO subscriptions AS s (id, target_url, event_types, is_active, created_at, updated_at,
@@ -88,6 +90,70 @@ CREATED_AT_BY_ID = """
 SELECT DISTINCT ON (id) id, created_at FROM webhooks WHERE id = ANY($1::text[])
 ORDER BY id, created_at DESC
 """
+
+
+def fold(changes: list[WebhookChange]) -> list[WebhookChange]:
+    """Combine consecutive changes of the same row (``changes`` sorted by row key) into one,
+    where the combination is exactly what upserting both in order leaves; otherwise keep them
+    apart. Fewer upserts for the common batch that holds a webhook's ingest record and its
+    attempt events."""
+    out: list[WebhookChange] = []
+    for change in changes:
+        last = out[-1] if out else None
+        if last is not None and (last.id, last.created_at) == (change.id, change.created_at):
+            merged = _fold_pair(last, change)
+            if merged is not None:
+                out[-1] = merged
+                continue
+        out.append(change)
+    return out
+
+
+def _fold_pair(a: WebhookChange, b: WebhookChange) -> WebhookChange | None:
+    """``a`` then ``b`` as one change (the UPSERT_WEBHOOK rules applied to each other), or None
+    when the status-code rule cannot be kept in one change: a change without an attempt's code
+    that saw more attempts than the one with the code."""
+    if a.code_from_attempt and b.code_from_attempt:
+        code_src = b if b.attempt_count >= a.attempt_count else a
+    elif a.code_from_attempt or b.code_from_attempt:
+        code_src, other = (a, b) if a.code_from_attempt else (b, a)
+        if other.attempt_count > code_src.attempt_count:
+            return None
+    else:
+        code_src = b
+    status_src = b if b.progress >= a.progress else a
+    return replace(
+        b,
+        subscription_id=a.subscription_id if a.subscription_id is not None else b.subscription_id,
+        event_type=a.event_type if a.event_type is not None else b.event_type,
+        payload=a.payload if a.payload is not None else b.payload,
+        status=status_src.status, last_error=status_src.last_error,
+        next_retry_at=status_src.next_retry_at, delivered_at=status_src.delivered_at,
+        progress=max(a.progress, b.progress),
+        last_status_code=code_src.last_status_code,
+        code_from_attempt=a.code_from_attempt or b.code_from_attempt,
+        attempt_count=max(a.attempt_count, b.attempt_count),
+        updated_at=max(a.updated_at, b.updated_at),
+    )
+
+
+def _latest_attempts(attempts: list[AttemptRow]) -> list[tuple]:
+    """One row per key (one statement cannot upsert a row twice): the latest start wins, as
+    the upsert's WHERE would decide; in key order (rows lock in the same order everywhere)."""
+    latest: dict[tuple, AttemptRow] = {}
+    for a in attempts:
+        key = (a.webhook_id, a.attempt_number, a.received_at)
+        if key not in latest or a.started_at >= latest[key].started_at:
+            latest[key] = a
+    return [(a.webhook_id, a.attempt_number, a.received_at, a.subscription_id, a.event_type,
+             a.target_url, a.started_at, a.duration_ms, a.status_code, a.error,
+             a.response_excerpt, a.outcome, a.next_attempt_at)
+            for _, a in sorted(latest.items(), key=lambda item: item[0])]
+
+
+def _columns(rows: list[tuple]) -> list[list]:
+    """Rows as one list per column (the arguments of an ``unnest`` insert)."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def webhook_args(c: WebhookChange) -> tuple:
@@ -132,17 +198,12 @@ async def write(conn: asyncpg.Connection, batch: Batch) -> None:
             await conn.execute(UPSERT_SUBSCRIPTION, *_subscription_args(sub))
     # Rows in key order: two projectors writing the same rows lock them in the same order (no
     # deadlock). The upserts commute, so the order of one row's events does not matter.
-    webhooks = sorted(batch.webhooks + await expand(conn, batch),
-                      key=lambda c: (c.id, c.created_at, c.progress))
+    webhooks = fold(sorted(batch.webhooks + await expand(conn, batch),
+                           key=lambda c: (c.id, c.created_at, c.progress)))
     if webhooks:
         await conn.executemany(UPSERT_WEBHOOK, [webhook_args(c) for c in webhooks])
     if batch.attempts:
-        attempts = sorted(batch.attempts, key=lambda a: (a.webhook_id, a.attempt_number,
-                                                         a.received_at, a.started_at))
-        await conn.executemany(UPSERT_ATTEMPT, [
-            (a.webhook_id, a.attempt_number, a.received_at, a.subscription_id, a.event_type,
-             a.target_url, a.started_at, a.duration_ms, a.status_code, a.error,
-             a.response_excerpt, a.outcome, a.next_attempt_at) for a in attempts])
+        await conn.execute(UPSERT_ATTEMPTS, *_columns(_latest_attempts(batch.attempts)))
     if batch.unreadable:
         await conn.executemany(INSERT_UNREADABLE, [
             (u.partition, u.offset, u.failed_at, u.reason, u.raw, u.source)

@@ -95,7 +95,7 @@ class Settings:
         "WM_RETRY_LADDER", "10,30,60,300,900",
         "Delays (seconds) of the five retry tiers, in order.")
     projector_batch_size: int = _setting(
-        "WM_PROJECTOR_BATCH_SIZE", 500,
+        "WM_PROJECTOR_BATCH_SIZE", 2000,
         "Most records the status projector writes to PostgreSQL in one transaction.")
     projector_batch_wait_s: float = _setting(
         "WM_PROJECTOR_BATCH_WAIT", 0.2,
