@@ -21,8 +21,10 @@ def draw(results: dict[str, Any], folder: Path, prefix: str = "") -> list[Path]:
         for run in results.get("ingest", {}).get("runs", []):
             if run["finished"]:
                 start = min(run["finished"])
+                step = run.get("finished_step", 1)
                 ax.hist([t - start for t in run["finished"]], bins=max(1, int(run["seconds"])),
-                        histtype="step", label=f"ingest {run['target']} c={run['concurrency']}")
+                        weights=[step] * len(run["finished"]), histtype="step",
+                        label=f"ingest {run['target']} c={run['concurrency']}")
         for key in ("agents_1", "agents_2"):
             times = results.get("delivery", {}).get(key, {}).get("timeline")
             if times:

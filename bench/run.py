@@ -7,6 +7,7 @@ results (``bench/results/<timestamp>.json``) and PNG plots (``bench/results/*.pn
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -35,7 +36,7 @@ def conditions(settings: Any) -> dict[str, Any]:
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
                                 / 2**30, 1),
             "python": platform.python_version(), "kafka": settings.kafka_version,
-            "confluent_kafka": confluent_kafka.version()[0],
+            "confluent_kafka": importlib.metadata.version("confluent-kafka"),
             "librdkafka": confluent_kafka.libversion()[0], "aiohttp": aiohttp.__version__,
             "partitions": settings.topic_partitions,
             "load_average_at_start": os.getloadavg()}
