@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -81,29 +82,30 @@ async def get_subscription(request: web.Request) -> web.Response:
 async def replace_subscription(request: web.Request) -> web.Response:
     """PUT: every writable field from the body; omitted ones take their defaults, except an
     omitted secret_key, which keeps the current secret."""
-    gw = gateway(request)
-    sub_id = request.match_info["id"]
-    gw.subscription(sub_id)
-    fields = validation.subscription_body(await _json_body(request), require_target_url=True)
-    async with gw.write_lock(sub_id):
-        current = gw.subscription(sub_id)
-        sub = _build(sub_id, fields, current.created_at, records.now_iso(),
-                     current.secret_key)
-        await _write(gw, sub)
-    return json_response(sub.to_record())
+    return await _rewrite(request, require_target_url=True,
+                          fields_of=lambda current, fields: fields)
 
 
 async def update_subscription(request: web.Request) -> web.Response:
     """PATCH: only the fields given."""
+    return await _rewrite(request, require_target_url=False,
+                          fields_of=lambda current, fields: {**current.to_record(), **fields})
+
+
+async def _rewrite(request: web.Request, require_target_url: bool,
+                   fields_of: Callable[[Subscription, dict[str, Any]], dict[str, Any]]
+                   ) -> web.Response:
+    """Write a new version of an existing subscription, its fields from ``fields_of(current,
+    validated body)``; one writer per subscription at a time in this process."""
     gw = gateway(request)
     sub_id = request.match_info["id"]
     gw.subscription(sub_id)
-    fields = validation.subscription_body(await _json_body(request), require_target_url=False)
+    fields = validation.subscription_body(await _json_body(request),
+                                          require_target_url=require_target_url)
     async with gw.write_lock(sub_id):
         current = gw.subscription(sub_id)
-        merged = {**current.to_record(), **fields}
-        sub = _build(sub_id, merged, current.created_at, records.now_iso(),
-                     current.secret_key)
+        sub = _build(sub_id, fields_of(current, fields), current.created_at,
+                     records.now_iso(), current.secret_key)
         await _write(gw, sub)
     return json_response(sub.to_record())
 
