@@ -25,7 +25,7 @@ from webhookmaster.stack import local
 
 BENCH_ENV = {
     "WM_STATE_DIR": str(PROJECT_ROOT / ".wm-state" / "bench"),
-    "WM_KAFKA_PORT": "49092", "WM_KAFKA_CONTROLLER_PORT": "49093", "WM_PG_PORT": "45432",
+    "WM_KAFKA_PORT": "18092", "WM_KAFKA_CONTROLLER_PORT": "18093", "WM_PG_PORT": "18432",
     "WM_TOPIC_PARTITIONS": "6", "WM_ALLOWED_CIDRS": "127.0.0.0/8", "WM_API_KEYS": "",
     "WM_LOG_LEVEL": "WARNING",
 }

@@ -192,7 +192,7 @@ class Agent:
                 metrics.IN_FLIGHT.dec()
         outcome = await self._durably(
             lambda: self.publisher.outcome(record, sub, started, result, msg))
-        metrics.ATTEMPTS.labels(outcome, metrics.status_class(result.status_code)).inc()
+        metrics.attempts(outcome, result.status_code).inc()
         metrics.DURATION.observe(result.duration_ms / 1000)
         if outcome == "delivered":
             metrics.END_TO_END.observe(max(0.0, seconds_since(record["received_at"])))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -44,6 +45,12 @@ def headers_for(webhook_id: str, event_type: str, secret: str, body: bytes) -> d
     return headers
 
 
+@functools.lru_cache(maxsize=4096)
+def _url(url: str) -> URL:
+    """Parsed target URLs, kept: every delivery to a subscription uses the same one."""
+    return URL(url)
+
+
 async def post(session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes,
                client_timeout: aiohttp.ClientTimeout, networks: list[Network]) -> AttemptResult:
     """POST once; redirects are not followed (a 3xx is a failure)."""
@@ -53,8 +60,9 @@ async def post(session: aiohttp.ClientSession, url: str, headers: dict[str, str]
         return round((time.perf_counter() - started) * 1000, 3)
 
     try:
-        check_host(URL(url).host or "", networks)
-        async with session.post(url, data=body, headers=headers, allow_redirects=False,
+        target = _url(url)
+        check_host(target.host or "", networks)
+        async with session.post(target, data=body, headers=headers, allow_redirects=False,
                                 timeout=client_timeout) as resp:
             chunk = await resp.content.read(EXCERPT_BYTES)
             if not resp.content.at_eof():

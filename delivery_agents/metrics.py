@@ -1,5 +1,8 @@
 """Prometheus metrics of a delivery agent."""
 
+import functools
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 ATTEMPTS = Counter("webhookmaster_delivery_attempts_total",
@@ -19,3 +22,10 @@ DEAD_LETTERED = Counter("webhookmaster_dead_lettered_total",
 
 def status_class(status: int | None) -> str:
     return f"{status // 100}xx" if status else "none"
+
+
+@functools.lru_cache(maxsize=64)
+def attempts(outcome: str, status: int | None) -> Any:
+    """The attempts counter child for an outcome and a status (children kept, not looked up
+    again on every delivery)."""
+    return ATTEMPTS.labels(outcome, status_class(status))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the benchmarks: bootstrap, the plotting extra, then bench/run.py (which starts its own
-# Kafka and PostgreSQL in .wm-state/bench on ports 49092/49093/45432).
+# Kafka and PostgreSQL in .wm-state/bench on ports 18092/18093/18432).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh

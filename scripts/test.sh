@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the test suite against a real Kafka broker and PostgreSQL, which the tests' own fixtures
-# start (state in .wm-state/test, ports 39092/39093/35432 unless WM_TEST_* say otherwise).
+# start (state in .wm-state/test, ports 19092/19093/19432 unless WM_TEST_* say otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
 TEST_ENV = {
     "WM_STATE_DIR": os.environ.get("WM_TEST_STATE_DIR", str(PROJECT_ROOT / ".wm-state" / "test")),
-    "WM_KAFKA_PORT": os.environ.get("WM_TEST_KAFKA_PORT", "39092"),
-    "WM_KAFKA_CONTROLLER_PORT": os.environ.get("WM_TEST_KAFKA_CONTROLLER_PORT", "39093"),
-    "WM_PG_PORT": os.environ.get("WM_TEST_PG_PORT", "35432"),
+    "WM_KAFKA_PORT": os.environ.get("WM_TEST_KAFKA_PORT", "19092"),
+    "WM_KAFKA_CONTROLLER_PORT": os.environ.get("WM_TEST_KAFKA_CONTROLLER_PORT", "19093"),
+    "WM_PG_PORT": os.environ.get("WM_TEST_PG_PORT", "19432"),
     "WM_TOPIC_PARTITIONS": "3",
     "WM_LOG_LEVEL": "INFO",
 }

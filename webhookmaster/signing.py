@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
+import functools
 import hmac
 import secrets
 
@@ -24,6 +24,7 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+@functools.lru_cache(maxsize=4096)
 def key_bytes(secret: str) -> bytes:
     """HMAC key of a secret for Standard Webhooks signing."""
     if secret.startswith(SECRET_PREFIX):
@@ -42,7 +43,7 @@ def standard_signature(key: bytes, webhook_id: str, timestamp: int, body: bytes)
 
 def hub_signature(secret: str, body: bytes) -> str:
     """``X-Hub-Signature-256`` header value."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return "sha256=" + hmac.digest(secret.encode(), body, "sha256").hex()
 
 
 def hub_signature_valid(secret: str, body: bytes, header: str) -> bool:
