@@ -9,14 +9,14 @@ import logging
 from aiohttp import web
 
 from ingest_gateway.app import TABLE_LOADER, create_app
-from ingest_gateway.producing import ACK_WAIT_S
+from ingest_gateway.producing import MESSAGE_TIMEOUT_MS, QUEUE_WAIT_S
 from webhookmaster import lifecycle, logs
 from webhookmaster.settings import Settings
 
 log = logging.getLogger(__name__)
 
 # Requests in flight may wait for an acknowledgement this long; shutdown lets them finish.
-SHUTDOWN_TIMEOUT_S = ACK_WAIT_S + 3.0
+SHUTDOWN_TIMEOUT_S = MESSAGE_TIMEOUT_MS / 1000 + QUEUE_WAIT_S + 3.0
 BACKLOG = 1024
 
 

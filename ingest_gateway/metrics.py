@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import Counter, Histogram
@@ -48,4 +51,11 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     finally:
-        REQUESTS.labels(route_label(request), request.method, str(status)).inc()
+        _requests(route_label(request), request.method, status).inc()
+
+
+@functools.lru_cache(maxsize=1024)
+def _requests(route: str, method: str, status: int) -> Any:
+    """The requests counter's child for these labels, kept (a label look-up per request is a
+    measurable share of the gateway's CPU)."""
+    return REQUESTS.labels(route, method, str(status))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -17,10 +16,11 @@ from webhookmaster.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# librdkafka gives up on a record after this long (delivery report with an error) ...
+# librdkafka reports every record within this long, acknowledged or failed (its delivery report
+# comes exactly once per record), so awaiting the acknowledgement is bounded by it ...
 MESSAGE_TIMEOUT_MS = 10_000
-# ... and the gateway stops waiting a little later in any case (a full local queue).
-ACK_WAIT_S = MESSAGE_TIMEOUT_MS / 1000 + 2.0
+# ... and a record that cannot even enter the full local queue gives up after this long.
+QUEUE_WAIT_S = 2.0
 
 
 def producer_extra(settings: Settings) -> dict[str, Any]:
@@ -50,9 +50,8 @@ async def produce(gw: Gateway, topic: str, label: str, key: str,
     Kafka refuses the record's size)."""
     started = time.perf_counter()
     try:
-        async with asyncio.timeout(ACK_WAIT_S):
-            msg = await gw.producer.send(topic, value, key)
-    except Exception as exc:  # ProduceError, TimeoutError, a producer that is gone
+        msg = await gw.producer.send(topic, value, key, queue_wait_s=QUEUE_WAIT_S)
+    except Exception as exc:  # ProduceError, a producer that is gone
         metrics.PRODUCE_ERRORS.labels(label).inc()
         log.warning("produce to %s failed: %s", topic, exc or type(exc).__name__)
         raise _refusal(exc) from None

@@ -102,8 +102,11 @@ class AsyncProducer:
         key: bytes | str | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
         partition: int | None = None,
+        queue_wait_s: float | None = None,
     ) -> Message:
-        """Produce one record and wait for its acknowledgement."""
+        """Produce one record and wait for its acknowledgement (bounded by the producer's
+        ``message.timeout.ms``: librdkafka reports every record exactly once). While the local
+        queue is full it waits, at most ``queue_wait_s`` when given."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Message] = loop.create_future()
 
@@ -115,11 +118,14 @@ class AsyncProducer:
             kwargs["headers"] = list(headers)
         if partition is not None:
             kwargs["partition"] = partition
+        give_up = None if queue_wait_s is None else loop.time() + queue_wait_s
         while True:
             try:
                 self._producer.produce(topic, value, key, **kwargs)
                 break
             except BufferError:
+                if give_up is not None and loop.time() > give_up:
+                    raise ProduceError("the producer's local queue stayed full") from None
                 await asyncio.sleep(0.005)  # local queue full: let the poll thread drain it
             except KafkaException as exc:
                 raise ProduceError(str(exc), exc.args[0].code()) from exc
