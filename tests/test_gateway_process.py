@@ -60,9 +60,7 @@ def test_serves_and_stops_cleanly(wm_settings: Settings, sig: signal.Signals) ->
         proc.send_signal(sig)
         assert proc.wait(timeout=30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     err = proc.stderr.read()
     assert "gateway shutting down" in err and "Traceback" not in err
     [msg] = consume(wm_settings, wm_settings.topic_prefix + "ingest", 1)
@@ -76,9 +74,14 @@ def test_exits_1_when_the_table_cannot_load(wm_settings: Settings) -> None:
     try:
         assert proc.wait(timeout=60) == 1
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     err = proc.stderr.read()
     assert "gateway cannot start" in err and "subscriptions" in err
     assert "Traceback" not in err
+
+
+def _reap(proc: subprocess.Popen[str]) -> None:
+    """Kill the gateway process if a failed assertion left it running."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
