@@ -12,14 +12,13 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import aiohttp
-import orjson
 from confluent_kafka import Message
 
 from delivery_agents import http_delivery, metrics
 from delivery_agents.outcomes import Publisher, dead_letter, seconds_since
 from delivery_agents.ssrf import GuardedResolver, parse_cidrs
 from schemas import records
-from schemas.records import IngestRecord, RecordError
+from schemas.records import RecordError, Webhook
 from schemas.topics import INGEST
 from webhookmaster import retry_ladder
 from webhookmaster.consumer_thread import ConsumerThread
@@ -33,6 +32,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 GROUP_ID = "agents"
 FETCH_BATCH = 500
+LOCAL_TRIES = 3  # tries of a record that raised before it is dead-lettered
+
+
+class RecordRefused(Exception):
+    """Kafka refused a record for good (its size); retrying the same send cannot help."""
 
 
 class Agent:
@@ -123,16 +127,46 @@ class Agent:
             time.sleep(0.01)
 
     async def _handle(self, msg: Message) -> None:
+        """Process ``msg`` to a durable outcome, then let its offset be committed. An
+        unexpected error is tried again a few times, then the record is dead-lettered: no
+        record can hold its partition's offset open. Only a stop while Kafka does not
+        acknowledge leaves it uncommitted (redone after restart)."""
         tp = (msg.topic(), msg.partition())
-        try:
-            await self._process(msg)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("record %s/%d@%d not processed; it will be redone after a restart",
-                          *tp, msg.offset())
-            return
+        for attempt in range(1, LOCAL_TRIES + 1):
+            try:
+                await self._process(msg)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if isinstance(exc, ProduceError) and self.stopping.is_set():
+                    return  # not acknowledged while stopping: redone after restart
+                log.exception("record %s/%d@%d failed (try %d of %d)", *tp, msg.offset(),
+                              attempt, LOCAL_TRIES)
+                if attempt == LOCAL_TRIES:
+                    if not await self._dead_letter_failure(msg, exc):
+                        return
+                else:
+                    await asyncio.sleep(0.2 * attempt)
         self.consumer.tracker.done(tp, msg.offset())
+
+    async def _dead_letter_failure(self, msg: Message, exc: Exception) -> bool:
+        """Dead-letter a record that kept failing, with its value as text (left out when Kafka
+        refuses the letter's size); False when the agent stopped first."""
+        metrics.DEAD_LETTERED.labels("error").inc()
+        reason = f"processing failed: {type(exc).__name__}: {exc}"
+        for raw in (msg.value(), None):
+            letter = dead_letter(reason if raw is not None else f"{reason} (value left out: "
+                                 "too large for the dead-letter topic)", None, msg, raw)
+            try:
+                await self._durably(
+                    lambda letter=letter: self.publisher.dead_letter(letter, msg.key()))
+                return True
+            except RecordRefused:
+                continue
+            except ProduceError:
+                return False
+        return False
 
     async def _process(self, msg: Message) -> None:
         def fallback_id() -> str:
@@ -142,28 +176,30 @@ class Agent:
             return records.iso(datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC))
 
         try:
-            record = records.parse_ingest(msg.value(), fallback_id, fallback_time)
+            record = records.parse_webhook(msg.value(), msg.headers(), fallback_id,
+                                           fallback_time)
         except RecordError as exc:
             metrics.DEAD_LETTERED.labels("unreadable").inc()
             letter = dead_letter(f"unreadable record: {exc}", None, msg, msg.value())
             await self._durably(lambda: self.publisher.dead_letter(letter, msg.key()))
             return
-        if record["subscription_id"] is None:
+        if record.subscription_id is None:
             await self._fan_out(record, msg)
         else:
             await self._deliver(record, msg)
 
-    async def _fan_out(self, record: IngestRecord, msg: Message) -> None:
-        subs = list(self.table.matching(record["event_type"]))
+    async def _fan_out(self, record: Webhook, msg: Message) -> None:
+        subs = list(self.table.matching(record.event_type))
         if not subs:
             log.info("fan-out event %s (%s) matches no active subscription",
-                     record["webhook_id"], record["event_type"])
+                     record.webhook_id, record.event_type)
         await asyncio.gather(*(self._deliver(
-            {**record, "subscription_id": s.id,
-             "webhook_id": records.derived_id(record["webhook_id"], s.id)}, msg) for s in subs))
+            record.replace(subscription_id=s.id,
+                           webhook_id=records.derived_id(record.webhook_id, s.id)), msg)
+            for s in subs))
 
-    async def _deliver(self, record: IngestRecord, msg: Message) -> None:
-        sub_id = record["subscription_id"]
+    async def _deliver(self, record: Webhook, msg: Message) -> None:
+        sub_id = record.subscription_id
         assert sub_id is not None
         sub = self.table.get(sub_id)
         reason = None
@@ -171,23 +207,22 @@ class Agent:
             reason = f"subscription {sub_id} does not exist (deleted?)"
         elif not sub.is_active:
             reason = f"subscription {sub_id} is inactive"
-        elif not sub.accepts(record["event_type"]):
-            reason = f"subscription {sub_id} does not take event type {record['event_type']!r}"
+        elif not sub.accepts(record.event_type):
+            reason = f"subscription {sub_id} does not take event type {record.event_type!r}"
         if reason is not None or sub is None:
             metrics.DEAD_LETTERED.labels("subscription").inc()
             letter = dead_letter(reason or "", record, msg)
             await self._durably(lambda: self.publisher.dead_letter(letter, sub_id.encode()))
             return
-        body = orjson.dumps(record["payload"])
-        headers = http_delivery.headers_for(record["webhook_id"], record["event_type"],
-                                            sub.secret_key, body)
+        headers = http_delivery.headers_for(record.webhook_id, record.event_type,
+                                            sub.secret_key, record.body)
         assert self.session is not None
         async with self.per_subscription[sub_id], self.slots:
             metrics.IN_FLIGHT.inc()
             started = datetime.now(UTC)
             try:
-                result = await http_delivery.post(self.session, sub.target_url, headers, body,
-                                                  self.timeout, self.networks)
+                result = await http_delivery.post(self.session, sub.target_url, headers,
+                                                  record.body, self.timeout, self.networks)
             finally:
                 metrics.IN_FLIGHT.dec()
         outcome = await self._durably(
@@ -195,19 +230,22 @@ class Agent:
         metrics.attempts(outcome, result.status_code).inc()
         metrics.DURATION.observe(result.duration_ms / 1000)
         if outcome == "delivered":
-            metrics.END_TO_END.observe(max(0.0, seconds_since(record["received_at"])))
+            metrics.END_TO_END.observe(max(0.0, seconds_since(record.received_at)))
         elif outcome == "failed":
             metrics.DEAD_LETTERED.labels("exhausted").inc()
 
     async def _durably(self, publish: Callable[[], Awaitable[T]]) -> T:
         """Run ``publish()``; when Kafka did not acknowledge, run it again (backoff up to 10 s)
         until it is acknowledged or the agent stops. A retried send may duplicate a record,
-        never lose one."""
+        never lose one. A refusal that no retry can change (a record too large for the
+        topic) raises :class:`RecordRefused` at once."""
         delay = 0.5
         while True:
             try:
                 return await publish()
             except ProduceError as exc:
+                if exc.permanent:
+                    raise RecordRefused(str(exc)) from exc
                 if self.stopping.is_set():
                     raise
                 log.warning("publishing an outcome failed (%s); retrying in %.1f s", exc, delay)

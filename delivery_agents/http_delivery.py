@@ -86,3 +86,5 @@ async def post(session: aiohttp.ClientSession, url: str, headers: dict[str, str]
         return AttemptResult(None, elapsed(), f"timed out after {client_timeout.total} s", None)
     except aiohttp.ClientError as exc:
         return AttemptResult(None, elapsed(), f"{type(exc).__name__}: {exc}", None)
+    except ValueError as exc:  # a request aiohttp refuses to send (a header it cannot carry)
+        return AttemptResult(None, elapsed(), f"request not sent: {exc}", None, retryable=False)

@@ -1,5 +1,6 @@
-"""Ingest (one subscription) and fan-out (every matching subscription): each webhook becomes an
-IngestRecord on ``<prefix>ingest`` and is answered 202 only once Kafka acknowledged it."""
+"""Ingest (one subscription) and fan-out (every matching subscription): each webhook becomes a
+record on ``<prefix>ingest`` (value: the exact body bytes to deliver; metadata in headers) and is
+answered 202 only once Kafka acknowledged it."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from aiohttp import web
 from ingest_gateway import metrics, validation
 from ingest_gateway.auth import authenticate_ingest
 from ingest_gateway.errors import ApiError, too_large, validation_error
-from ingest_gateway.jsonio import json_response, parse_json
+from ingest_gateway.jsonio import json_response
 from ingest_gateway.producing import not_acknowledged, produce
 from ingest_gateway.state import Gateway, gateway
-from schemas import records
+from schemas import json_text, records
 from webhookmaster.subscription_table import Subscription
 
 TOPIC_LABEL = "ingest"
@@ -35,18 +36,38 @@ async def _read_body(request: web.Request, gw: Gateway) -> bytes:
     return body
 
 
-def _json(body: bytes) -> Any:
+def _check_json(body: bytes) -> None:
+    if not body:
+        raise validation_error("the request body is empty")
     try:
-        return parse_json(body)
-    except ValueError as exc:
-        raise validation_error(str(exc)) from None
+        json_text.check(body)
+    except json_text.JsonTextError as exc:
+        raise validation_error(f"the request body is not JSON: {exc}") from None
 
 
-def _metadata(request: web.Request, **extra: Any) -> dict[str, Any]:
+def _fanout_members(body: bytes) -> tuple[str, bytes]:
+    """``(event_type, exact payload bytes)`` of a fan-out body ``{"event_type", "payload"}``."""
+    if not body:
+        raise validation_error("the request body is empty")
+    try:
+        members = json_text.members(body)
+    except json_text.JsonTextError as exc:
+        raise validation_error(f"the request body must be a JSON object: {exc}") from None
+    for name in members:
+        if name not in ("event_type", "payload"):
+            raise validation_error(f"unknown field {name!r}; allowed: event_type, payload", name)
+    if "event_type" not in members:
+        raise validation_error("event_type is required", "event_type")
+    if "payload" not in members:
+        raise validation_error("payload is required", "payload")
+    return validation.event_type(json_text.value(members["event_type"])), members["payload"]
+
+
+def _metadata(request: web.Request, **extra: Any) -> bytes:
     headers = request.headers
-    return {"source": "gateway", "remote_addr": request.remote,
-            "content_type": headers.get("Content-Type"),
-            "idempotency_key": headers.get(IDEMPOTENCY_HEADER), **extra}
+    return records.dumps({"source": "gateway", "remote_addr": request.remote,
+                          "content_type": headers.get("Content-Type"),
+                          "idempotency_key": headers.get(IDEMPOTENCY_HEADER), **extra})
 
 
 def _check_event_type(sub: Subscription, event_type: str) -> None:
@@ -71,12 +92,12 @@ async def ingest(request: web.Request) -> web.Response:
         raise validation_error("the event_type query parameter is required", "event_type")
     event_type = validation.event_type(raw_type)
     _check_event_type(sub, event_type)
-    payload = _json(body)
+    _check_json(body)
     webhook_id = str(uuid.uuid4())
-    record = {"webhook_id": webhook_id, "subscription_id": sub.id, "event_type": event_type,
-              "payload": payload, "received_at": records.now_iso(),
-              "metadata": _metadata(request)}
-    await produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, records.dumps(record))
+    record = records.Webhook(webhook_id=webhook_id, subscription_id=sub.id,
+                             event_type=event_type, body=body, received_at=records.now_iso(),
+                             metadata=_metadata(request))
+    await produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, body, record.headers())
     metrics.PAYLOAD_BYTES.observe(len(body))
     metrics.INGEST_SECONDS.labels("ingest").observe(time.perf_counter() - started)
     return json_response({"id": webhook_id, "status": "accepted"}, 202)
@@ -88,7 +109,7 @@ async def fan_out(request: web.Request) -> web.Response:
     gw = gateway(request)
     table = gw.loaded_table()
     body = await _read_body(request, gw)
-    event_type, payload = validation.fanout_body(_json(body))
+    event_type, payload = _fanout_members(body)
     event_id = str(uuid.uuid4())
     received_at = records.now_iso()
     metadata = _metadata(request, event_id=event_id)
@@ -96,10 +117,12 @@ async def fan_out(request: web.Request) -> web.Response:
     sends = []
     for sub in table.matching(event_type):
         webhook_id = records.derived_id(event_id, sub.id)
-        record = {"webhook_id": webhook_id, "subscription_id": sub.id, "event_type": event_type,
-                  "payload": payload, "received_at": received_at, "metadata": metadata}
+        record = records.Webhook(webhook_id=webhook_id, subscription_id=sub.id,
+                                 event_type=event_type, body=payload, received_at=received_at,
+                                 metadata=metadata)
         ids.append(webhook_id)
-        sends.append(produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, records.dumps(record)))
+        sends.append(produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, payload,
+                             record.headers()))
     results = await asyncio.gather(*sends, return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:

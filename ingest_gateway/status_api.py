@@ -54,7 +54,7 @@ SELECT webhook_id, attempt_number, started_at, status_code, error, outcome, dura
        target_url
 FROM delivery_attempts
 WHERE webhook_id = ANY($1::text[]) AND received_at > now() - $2 * interval '1 millisecond'
-ORDER BY webhook_id, attempt_number
+ORDER BY webhook_id, attempt_number, started_at
 """
 
 

@@ -11,9 +11,10 @@ from urllib.parse import urlsplit
 import orjson
 
 from ingest_gateway.errors import validation_error
+from schemas import records
 
 MAX_URL_LENGTH = 2048
-MAX_EVENT_TYPE_LENGTH = 200
+MAX_EVENT_TYPE_LENGTH = records.MAX_EVENT_TYPE_LENGTH
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
@@ -44,10 +45,10 @@ def secret_key(value: Any) -> str:
 
 
 def event_type(value: Any, field: str = "event_type") -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_EVENT_TYPE_LENGTH:
-        raise validation_error(
-            f"{field} must be a non-empty string of at most {MAX_EVENT_TYPE_LENGTH} characters",
-            field)
+    """An event type as the pipeline carries it (:func:`schemas.records.event_type_problem`)."""
+    problem = records.event_type_problem(value)
+    if problem:
+        raise validation_error(f"{field} {problem}", field)
     return value
 
 
@@ -84,20 +85,6 @@ def subscription_body(body: Any, *, require_target_url: bool) -> dict[str, Any]:
     if require_target_url and "target_url" not in body:
         raise validation_error("target_url is required", "target_url")
     return {name: SUBSCRIPTION_FIELDS[name](value) for name, value in body.items()}
-
-
-def fanout_body(body: Any) -> tuple[str, Any]:
-    """``(event_type, payload)`` of a fan-out event body."""
-    if not isinstance(body, dict):
-        raise validation_error("the request body must be a JSON object")
-    for name in body:
-        if name not in ("event_type", "payload"):
-            raise validation_error(f"unknown field {name!r}; allowed: event_type, payload", name)
-    if "event_type" not in body:
-        raise validation_error("event_type is required", "event_type")
-    if "payload" not in body:
-        raise validation_error("payload is required", "payload")
-    return event_type(body["event_type"]), body["payload"]
 
 
 def limit(query: Mapping[str, str], default: int = DEFAULT_LIMIT,

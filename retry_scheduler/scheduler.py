@@ -20,7 +20,8 @@ from collections import deque
 from confluent_kafka import KafkaException, Message
 
 from retry_scheduler import metrics
-from schemas.topics import INGEST
+from schemas import records
+from schemas.topics import DEAD_LETTER, INGEST
 from webhookmaster import retry_ladder
 from webhookmaster.consumer_thread import ConsumerThread
 from webhookmaster.kafka_clients import AsyncProducer, ProduceError, consumer_config
@@ -52,6 +53,7 @@ class Scheduler:
         self.settings = settings
         self.producer = producer
         self.ingest_topic = settings.topic_prefix + INGEST
+        self.dead_letter_topic = settings.topic_prefix + DEAD_LETTER
         self.ladder = retry_ladder.tiers(settings.topic_prefix, settings.retry_ladder)
         self.tier_names = {t.topic: t.topic.removeprefix(settings.topic_prefix)
                            for t in self.ladder}
@@ -129,14 +131,22 @@ class Scheduler:
         task.add_done_callback(self.tasks.discard)
 
     async def _hand_back(self, msg: Message, at: int) -> None:
+        """Produce ``msg`` (value and headers unchanged) to the ingest topic; once Kafka
+        acknowledged it, its offset may be committed. A record Kafka refuses for good is
+        dead-lettered instead, so it cannot hold the partition."""
         delay = 0.5
         while True:
             try:
-                await self.producer.send(self.ingest_topic, msg.value(), msg.key())
+                await self.producer.send(self.ingest_topic, msg.value(), msg.key(),
+                                         headers=msg.headers())
                 break
             except ProduceError as exc:
                 if self.stopping.is_set():
                     return  # not committed: handed back after restart
+                if exc.permanent:
+                    if await self._dead_letter(msg, f"hand-back refused by Kafka: {exc}"):
+                        break
+                    return
                 log.warning("hand-back failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
@@ -145,6 +155,26 @@ class Scheduler:
             metrics.LATENESS.labels(tier).observe(max(0.0, time.time() - at / 1000))
         metrics.HANDED_BACK.labels(tier).inc()
         self.consumer.tracker.done((msg.topic(), msg.partition()), msg.offset())
+
+    async def _dead_letter(self, msg: Message, reason: str) -> bool:
+        """Dead-letter ``msg`` (where it was and its headers; not its value); False when the
+        scheduler stopped before Kafka acknowledged."""
+        letter = {"reason": reason, "failed_at": records.now_iso(), "webhook_id": None,
+                  "subscription_id": None, "record": None, "raw": None,
+                  "source": {"topic": msg.topic(), "partition": msg.partition(),
+                             "offset": msg.offset(),
+                             "headers": {k: (v or b"").decode("utf-8", errors="replace")
+                                         for k, v in msg.headers() or ()}}}
+        while True:
+            try:
+                await self.producer.send(self.dead_letter_topic, records.dumps(letter),
+                                         msg.key())
+                return True
+            except ProduceError as exc:
+                if self.stopping.is_set():
+                    return False
+                log.warning("dead-lettering a refused record failed (%s)", exc)
+                await asyncio.sleep(1.0)
 
     def _revoked(self, partitions: list[Partition]) -> None:
         """Consumer thread: give hand-offs in flight a moment to land; forget what was held (the

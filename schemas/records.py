@@ -1,18 +1,24 @@
 """Record formats on the pipeline's topics, as Python types with their parsers.
 
-Every record value is a UTF-8 JSON object. The JSON Schema files beside this module
-(``*.schema.json``) describe the same formats for outside producers; ``tests/test_schemas.py``
-keeps the two in step.
+A webhook record (ingest and retry topics) carries the body to deliver as its value, byte for
+byte, and its metadata in record headers (:class:`Webhook`); producers that cannot set headers
+may send the JSON envelope instead (:class:`IngestRecord`), whose ``payload`` member's exact
+bytes are delivered. Every other record value is a UTF-8 JSON object. The JSON Schema files
+beside this module (``*.schema.json``) describe the JSON formats for outside producers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
+
+from schemas import json_text
 
 # Namespace for ids derived from other ids (fan-out expansion, records produced without an id).
 WEBHOOK_NAMESPACE = uuid.UUID("7b0e6a2e-6d6b-4c4e-9a35-2f3c1a9d5e10")
@@ -21,15 +27,16 @@ Outcome = Literal["delivered", "retrying", "failed"]
 
 
 class IngestRecord(TypedDict):
-    """A webhook to deliver, on the ingest topic (and, with ``attempt`` > 0, handed back by the
-    retry scheduler). Key: the subscription id, or the webhook id for a fan-out event."""
+    """The JSON envelope form of a webhook record, for producers that cannot set record
+    headers: ``payload`` is the body (its exact bytes are delivered). See :class:`Webhook` for
+    the header form, which the gateway and the pipeline produce."""
 
-    webhook_id: str
+    webhook_id: NotRequired[str]
     subscription_id: str | None  # None: fan-out to every matching active subscription
     event_type: str
     payload: Any
-    received_at: str  # RFC 3339, UTC
-    metadata: dict[str, Any]  # source, remote address, content type, idempotency key, …
+    received_at: NotRequired[str]  # RFC 3339, UTC
+    metadata: NotRequired[dict[str, Any]]
     attempt: NotRequired[int]  # attempts already made (0 or absent on first ingest)
     due_at: NotRequired[str | None]  # when a retry was due (set by the ladder)
 
@@ -38,6 +45,7 @@ class AttemptEvent(TypedDict):
     """One delivery attempt and its outcome, on the attempts topic. Key: the webhook id."""
 
     webhook_id: str
+    attempt_id: NotRequired[str]  # unique per HTTP request (a redone attempt has its own)
     subscription_id: str
     event_type: str
     target_url: str
@@ -59,9 +67,9 @@ class DeadLetter(TypedDict):
     failed_at: str
     webhook_id: str | None
     subscription_id: str | None
-    record: IngestRecord | None  # the last form of the webhook, when it could be read
+    record: WebhookJson | None  # the last form of the webhook, when it could be read
     raw: str | None  # the undecodable value as text (replacement chars), when it could not
-    source: dict[str, Any]  # topic, partition, offset of the record that failed
+    source: dict[str, Any]  # topic, partition, offset (and headers) of the record that failed
 
 
 class SubscriptionRecord(TypedDict):
@@ -90,7 +98,7 @@ def iso(moment: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
 
 
 def derived_id(parent: str, child: str) -> str:
@@ -102,48 +110,217 @@ def dumps(record: Any) -> bytes:
     return orjson.dumps(record)
 
 
-def parse_ingest(value: bytes | None, fallback_id: str | Callable[[], str],
-                 fallback_time: str | Callable[[], str]) -> IngestRecord:
-    """Validate an ingest record. ``fallback_id`` and ``fallback_time`` (values, or functions
-    computed only when needed) stand in for ``webhook_id`` and ``received_at`` when a direct
-    producer left them out."""
+# Record headers of a webhook record (UTF-8 text values). ``wm-event-type`` marks the form.
+H_EVENT_TYPE = "wm-event-type"
+H_WEBHOOK_ID = "wm-webhook-id"
+H_SUBSCRIPTION_ID = "wm-subscription-id"
+H_RECEIVED_AT = "wm-received-at"
+H_METADATA = "wm-metadata"  # a JSON object
+H_ATTEMPT = "wm-attempt"
+H_DUE_AT = "wm-due-at"
+MAX_ID_LENGTH = 200
+MAX_EVENT_TYPE_LENGTH = 200
+
+
+class WebhookJson(TypedDict):
+    """A webhook as JSON (inside a dead letter): the body as its exact text."""
+
+    webhook_id: str
+    subscription_id: str | None
+    event_type: str
+    body: str
+    received_at: str
+    metadata: dict[str, Any]
+    attempt: int
+    due_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A webhook to deliver: the exact body bytes and what the pipeline knows of it. On the
+    ingest topic (and, with ``attempt`` > 0, handed back by the retry scheduler). Key: the
+    subscription id, or the webhook id for a fan-out event."""
+
+    webhook_id: str
+    subscription_id: str | None  # None: fan-out to every matching active subscription
+    event_type: str
+    body: bytes
+    received_at: str  # RFC 3339, UTC
+    metadata: bytes = b"{}"  # a JSON object: source, remote address, idempotency key, ...
+    attempt: int = 0  # attempts already made
+    due_at: str | None = None  # when this retry was due (set by the ladder)
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The record headers that carry everything but the body."""
+        headers = [(H_EVENT_TYPE, self.event_type.encode()),
+                   (H_WEBHOOK_ID, self.webhook_id.encode()),
+                   (H_RECEIVED_AT, self.received_at.encode()),
+                   (H_METADATA, self.metadata)]
+        if self.subscription_id is not None:
+            headers.append((H_SUBSCRIPTION_ID, self.subscription_id.encode()))
+        if self.attempt:
+            headers.append((H_ATTEMPT, str(self.attempt).encode()))
+        if self.due_at is not None:
+            headers.append((H_DUE_AT, self.due_at.encode()))
+        return headers
+
+    def replace(self, **changes: Any) -> Webhook:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> WebhookJson:
+        return {"webhook_id": self.webhook_id, "subscription_id": self.subscription_id,
+                "event_type": self.event_type,
+                "body": self.body.decode("utf-8", errors="replace"),
+                "received_at": self.received_at, "metadata": orjson.loads(self.metadata),
+                "attempt": self.attempt, "due_at": self.due_at}
+
+
+def event_type_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be an event type (it travels as an HTTP header), or None: a
+    string of 1 to 200 printable characters (no control characters, CR, LF or NUL)."""
+    if not isinstance(value, str) or not value or len(value) > MAX_EVENT_TYPE_LENGTH:
+        return f"must be a non-empty string of at most {MAX_EVENT_TYPE_LENGTH} characters"
+    if not value.isprintable():
+        return "must be printable text (no control characters, CR, LF or NUL)"
+    return None
+
+
+def webhook_id_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a webhook id (it travels as the ``webhook-id`` header)."""
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        return f"must be a non-empty string of at most {MAX_ID_LENGTH} characters"
+    if not value.isascii() or not value.isprintable():
+        return "must be printable ASCII"
+    return None
+
+
+def parse_webhook(value: bytes | None, headers: Sequence[tuple[str, bytes | None]] | None,
+                  fallback_id: str | Callable[[], str],
+                  fallback_time: str | Callable[[], str], *, check_body: bool = True) -> Webhook:
+    """A webhook record in either form (headers, or the JSON envelope). ``fallback_id`` and
+    ``fallback_time`` (values, or functions computed only when needed) stand in for the webhook
+    id and received time when a direct producer left them out. ``check_body``: refuse a header
+    form record whose value is not one JSON document."""
     if value is None:
         raise RecordError("record has no value")
+    found = {}
+    for name, raw in headers or ():
+        if name.startswith("wm-") and name not in found:
+            found[name] = raw
+    if H_EVENT_TYPE in found:
+        return _from_headers(value, found, fallback_id, fallback_time, check_body)
+    return _from_envelope(value, fallback_id, fallback_time)
+
+
+def _header_text(found: dict[str, bytes | None], name: str) -> str | None:
+    raw = found.get(name)
+    if raw is None:
+        return None
     try:
-        data = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecordError(f"header {name} is not UTF-8") from None
+
+
+def _from_headers(value: bytes, found: dict[str, bytes | None],
+                  fallback_id: str | Callable[[], str],
+                  fallback_time: str | Callable[[], str], check_body: bool) -> Webhook:
+    if check_body:
+        try:
+            json_text.check(value)
+        except json_text.JsonTextError as exc:
+            raise RecordError(f"the value is not one JSON document: {exc}") from None
+    attempt_text = _header_text(found, H_ATTEMPT)
+    try:
+        attempt = int(attempt_text) if attempt_text is not None else 0
+    except ValueError:
+        raise RecordError(f"header {H_ATTEMPT} must be a non-negative integer") from None
+    metadata = found.get(H_METADATA)
+    if metadata is not None:
+        try:
+            is_object = isinstance(orjson.loads(metadata), dict)
+        except orjson.JSONDecodeError:
+            is_object = False
+        if not is_object:
+            raise RecordError(f"header {H_METADATA} must be a JSON object")
+    return _checked(
+        webhook_id=_header_text(found, H_WEBHOOK_ID) or _value(fallback_id),
+        subscription_id=_header_text(found, H_SUBSCRIPTION_ID),
+        event_type=_header_text(found, H_EVENT_TYPE), body=value,
+        received_at=_header_text(found, H_RECEIVED_AT) or _value(fallback_time),
+        metadata=metadata or b"{}", attempt=attempt, due_at=_header_text(found, H_DUE_AT))
+
+
+_ENVELOPE_FIELDS = frozenset(IngestRecord.__annotations__)
+
+
+def _from_envelope(value: bytes, fallback_id: str | Callable[[], str],
+                   fallback_time: str | Callable[[], str]) -> Webhook:
+    try:
+        members = json_text.members(value)
+    except json_text.NotAnObject:
+        raise RecordError("value is not a JSON object") from None
+    except json_text.JsonTextError as exc:
         raise RecordError(f"value is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise RecordError("value is not a JSON object")
-    unknown = set(data) - _INGEST_FIELDS
+    unknown = set(members) - _ENVELOPE_FIELDS
     if unknown:
         raise RecordError(f"unknown field(s): {', '.join(sorted(unknown))}")
-    if "payload" not in data:
+    if "payload" not in members:
         raise RecordError("missing field: payload")
-    event_type = data.get("event_type")
-    if not isinstance(event_type, str) or not event_type:
-        raise RecordError("event_type must be a non-empty string")
-    sub = data.get("subscription_id")
-    if sub is not None and not _is_uuid(sub):
-        raise RecordError("subscription_id must be a UUID string or null")
-    webhook_id = data["webhook_id"] if "webhook_id" in data else _value(fallback_id)
-    if not isinstance(webhook_id, str) or not webhook_id or len(webhook_id) > 200:
-        raise RecordError("webhook_id must be a non-empty string of at most 200 characters")
-    received_at = data["received_at"] if "received_at" in data else _value(fallback_time)
-    if not isinstance(received_at, str) or not _is_time(received_at):
-        raise RecordError("received_at must be an RFC 3339 timestamp")
+    data = {name: json_text.value(raw) for name, raw in members.items() if name != "payload"}
     metadata = data.get("metadata", {})
     if not isinstance(metadata, dict):
         raise RecordError("metadata must be an object")
     attempt = data.get("attempt", 0)
-    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
-        raise RecordError("attempt must be a non-negative integer")
-    record: IngestRecord = {
-        "webhook_id": webhook_id, "subscription_id": sub, "event_type": event_type,
-        "payload": data["payload"], "received_at": received_at, "metadata": metadata,
-        "attempt": attempt, "due_at": data.get("due_at"),
-    }
-    return record
+    if isinstance(attempt, float) and attempt.is_integer():
+        attempt = int(attempt)
+    return _checked(
+        webhook_id=data["webhook_id"] if "webhook_id" in data else _value(fallback_id),
+        subscription_id=data.get("subscription_id"), event_type=data.get("event_type"),
+        body=members["payload"],
+        received_at=data["received_at"] if "received_at" in data else _value(fallback_time),
+        metadata=members["metadata"] if "metadata" in members else b"{}", attempt=attempt,
+        due_at=data.get("due_at"))
+
+
+def _checked(*, webhook_id: Any, subscription_id: Any, event_type: Any, body: bytes,
+             received_at: Any, metadata: bytes, attempt: Any, due_at: Any) -> Webhook:
+    problem = event_type_problem(event_type)
+    if problem:
+        raise RecordError(f"event_type {problem}")
+    problem = webhook_id_problem(webhook_id)
+    if problem:
+        raise RecordError(f"webhook_id {problem}")
+    if subscription_id is not None and not _is_uuid(subscription_id):
+        raise RecordError("subscription_id must be a UUID string or null")
+    if not isinstance(received_at, str) or not _is_time(received_at):
+        raise RecordError("received_at must be an RFC 3339 timestamp")
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or not 0 <= attempt <= 1000:
+        raise RecordError("attempt must be an integer from 0 to 1000")
+    if due_at is not None and (not isinstance(due_at, str) or not _is_time(due_at)):
+        raise RecordError("due_at must be an RFC 3339 timestamp or null")
+    return Webhook(webhook_id=webhook_id, subscription_id=subscription_id,
+                   event_type=event_type, body=body, received_at=received_at,
+                   metadata=metadata, attempt=attempt, due_at=due_at)
+
+
+def webhook_from_json(data: Any, fallback_id: str, fallback_time: str) -> Webhook:
+    """A webhook from its JSON form inside a dead letter: :class:`WebhookJson`, or the envelope
+    (:class:`IngestRecord`) that older dead letters carry."""
+    if not isinstance(data, dict):
+        raise RecordError("record must be an object")
+    if "body" not in data:
+        return _from_envelope(orjson.dumps(data), fallback_id, fallback_time)
+    body = data["body"]
+    if not isinstance(body, str):
+        raise RecordError("body must be a string")
+    metadata = data.get("metadata") or {}
+    return _checked(
+        webhook_id=data.get("webhook_id", fallback_id),
+        subscription_id=data.get("subscription_id"), event_type=data.get("event_type"),
+        body=body.encode(), received_at=data.get("received_at", fallback_time),
+        metadata=orjson.dumps(metadata), attempt=data.get("attempt", 0),
+        due_at=data.get("due_at"))
 
 
 def parse_subscription(value: bytes) -> SubscriptionRecord:
@@ -153,7 +330,6 @@ def parse_subscription(value: bytes) -> SubscriptionRecord:
     return data  # type: ignore[return-value]
 
 
-_INGEST_FIELDS = set(IngestRecord.__annotations__)
 
 
 def _value(given: str | Callable[[], str]) -> str:
@@ -161,7 +337,7 @@ def _value(given: str | Callable[[], str]) -> str:
 
 
 def _is_uuid(value: Any) -> bool:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) != 36:
         return False
     try:
         uuid.UUID(value)
@@ -172,7 +348,7 @@ def _is_uuid(value: Any) -> bool:
 
 def _is_time(value: str) -> bool:
     try:
-        moment = parse_time(value)
+        moment = parse_time(value.upper())
     except ValueError:
         return False
     return moment.tzinfo is not None

@@ -1,11 +1,13 @@
 """Turn topic records into the row changes the projector writes.
 
-Every change to a webhook's status carries an order key, ``progress``: the terminal flag first,
-then how far along the webhook the event is (ingest 0, a retry handed back before attempt k
-``10k - 5``, attempt n ``10n``, dead letter 1000). The upsert applies an event's status fields
-only when its key is at least the stored one, so the final row is the same whatever order the
-events arrive in (late, replayed, or from topics read at different speeds), and a webhook never
-leaves DELIVERED or FAILED for a non-final status.
+Every change to a webhook's status carries an order key, ``progress``: DELIVERED above FAILED
+above every non-final status, then how far along the webhook the event is (ingest 0, a retry
+handed back before attempt k ``10k - 5``, attempt n ``10n``, dead letter 1000). The upsert
+applies an event's status fields only when its key is at least the stored one, so the final row
+is the same whatever order the events arrive in (late, replayed, or from topics read at
+different speeds): a webhook never leaves DELIVERED, and never leaves FAILED for a non-final
+status. Every dead letter is also kept as an event of its own (``dead_letters``), and a record
+that cannot be read is kept with its reason (``unprojectable``): nothing consumed vanishes.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ PENDING, IN_PROGRESS, DELIVERED, FAILED = "PENDING", "IN_PROGRESS", "DELIVERED",
 STATUSES = (PENDING, IN_PROGRESS, DELIVERED, FAILED)
 TERMINAL = 10_000
 DEAD_LETTER_STEP = 1_000
+RANK = {PENDING: 0, IN_PROGRESS: 0, FAILED: TERMINAL, DELIVERED: 2 * TERMINAL}
+RAW_TEXT_LIMIT = 65_536  # characters of an unprojectable record's value that are kept
 
 
 def progress(status: str, step: int) -> int:
-    """Order key of an event: terminal events rank above every non-terminal one."""
-    return (TERMINAL if status in (DELIVERED, FAILED) else 0) + step
+    """Order key of an event: DELIVERED ranks above FAILED, both above every other status."""
+    return RANK[status] + step
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class KafkaRecord:
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 @dataclass
@@ -68,6 +73,7 @@ class WebhookChange:
 @dataclass
 class AttemptRow:
     webhook_id: str
+    attempt_id: str
     attempt_number: int
     received_at: datetime
     subscription_id: uuid.UUID
@@ -107,13 +113,30 @@ class OrphanDeadLetter:
 
 
 @dataclass
-class UnreadableDeadLetter:
+class DeadLetterRow:
+    """Every dead letter, kept as an event (webhook_id None: an unreadable record's)."""
+
     partition: int
     offset: int
     failed_at: datetime
     reason: str
     raw: str | None
     source: str  # JSON text
+    webhook_id: str | None = None
+    subscription_id: uuid.UUID | None = None
+    record: str | None = None  # JSON text
+
+
+@dataclass
+class Unprojectable:
+    """A record the projector could not read (or PostgreSQL refused), kept with the reason."""
+
+    topic: str
+    partition: int
+    offset: int
+    seen_at: datetime
+    reason: str
+    raw: str | None
 
 
 @dataclass
@@ -125,7 +148,8 @@ class Batch:
     attempts: list[AttemptRow] = field(default_factory=list)
     fanouts: list[FanOut] = field(default_factory=list)
     orphans: list[OrphanDeadLetter] = field(default_factory=list)
-    unreadable: list[UnreadableDeadLetter] = field(default_factory=list)
+    dead_letters: list[DeadLetterRow] = field(default_factory=list)
+    unprojectable: list[Unprojectable] = field(default_factory=list)
     projected: Counter[str] = field(default_factory=Counter)  # records by topic suffix
     skipped: Counter[tuple[str, str]] = field(default_factory=Counter)  # (suffix, reason)
     newest_ms: int = 0
@@ -158,14 +182,22 @@ def decode(batch_records: list[KafkaRecord], prefix: str, cutoff: datetime) -> B
         try:
             kept = decoder(batch, rec, cutoff)
         except (RecordError, ValueError, TypeError, KeyError, AttributeError,
-                orjson.JSONDecodeError):
+                orjson.JSONDecodeError) as exc:
             batch.skipped[(suffix, "invalid")] += 1
+            batch.unprojectable.append(unprojectable(rec, f"{type(exc).__name__}: {exc}"))
             continue
         if kept:
             batch.projected[suffix] += 1
         else:
             batch.skipped[(suffix, "expired")] += 1
     return batch
+
+
+def unprojectable(rec: KafkaRecord, reason: str) -> Unprojectable:
+    raw = None if rec.value is None else \
+        rec.value[:RAW_TEXT_LIMIT * 4].decode("utf-8", errors="replace")[:RAW_TEXT_LIMIT]
+    return Unprojectable(topic=rec.topic, partition=rec.partition, offset=rec.offset,
+                         seen_at=datetime.now(UTC), reason=reason, raw=raw)
 
 
 def _kafka_time(rec: KafkaRecord) -> datetime:
@@ -224,25 +256,26 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _ingest_change(record: records.IngestRecord, updated: datetime) -> WebhookChange:
-    attempt = record.get("attempt") or 0
-    if attempt == 0:
+def _ingest_change(record: records.Webhook, updated: datetime) -> WebhookChange:
+    if record.attempt == 0:
         status, step, next_retry = PENDING, 0, None
     else:  # handed back by the scheduler: attempt + 1 is due; never resets a later status
-        status, step = IN_PROGRESS, 10 * attempt - 5
-        next_retry = _opt_time(record.get("due_at"))
+        status, step = IN_PROGRESS, 10 * record.attempt - 5
+        next_retry = _opt_time(record.due_at)
     return WebhookChange(
-        id=record["webhook_id"], created_at=_time(record["received_at"]),
-        subscription_id=_opt_uuid(record["subscription_id"]), event_type=record["event_type"],
-        payload=_json_text(record["payload"]), status=status, progress=progress(status, step),
-        attempt_count=attempt, last_status_code=None, code_from_attempt=False, last_error=None,
-        next_retry_at=next_retry, delivered_at=None, updated_at=updated)
+        id=record.webhook_id, created_at=_time(record.received_at),
+        subscription_id=_opt_uuid(record.subscription_id), event_type=record.event_type,
+        payload=record.body.decode("utf-8", errors="replace"), status=status,
+        progress=progress(status, step), attempt_count=record.attempt, last_status_code=None,
+        code_from_attempt=False, last_error=None, next_retry_at=next_retry, delivered_at=None,
+        updated_at=updated)
 
 
 def _decode_ingest(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> bool:
     fallback_id = records.derived_id(rec.topic, f"{rec.partition}/{rec.offset}")
-    record = records.parse_ingest(rec.value, fallback_id, records.iso(_kafka_time(rec)))
-    change = _ingest_change(record, _time(record["received_at"]))
+    record = records.parse_webhook(rec.value, rec.headers, fallback_id,
+                                   records.iso(_kafka_time(rec)), check_body=False)
+    change = _ingest_change(record, _time(record.received_at))
     if change.created_at <= cutoff:
         return False
     if change.subscription_id is None:
@@ -260,8 +293,11 @@ def _decode_attempt(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> bool:
         raise RecordError("bad outcome or attempt_number")
     started = _time(data["started_at"])
     duration = float(data["duration_ms"])
+    attempt_id = data.get("attempt_id") or f"n{number}"  # events from before attempt ids
+    if not isinstance(attempt_id, str) or len(attempt_id) > 64:
+        raise RecordError("attempt_id must be a string of at most 64 characters")
     row = AttemptRow(
-        webhook_id=_webhook_id(data["webhook_id"]), attempt_number=number,
+        webhook_id=_webhook_id(data["webhook_id"]), attempt_id=attempt_id, attempt_number=number,
         received_at=_time(data["received_at"]), subscription_id=_uuid(data["subscription_id"]),
         event_type=str(data["event_type"]), target_url=str(data["target_url"]),
         started_at=started, duration_ms=duration, status_code=_opt_int(data.get("status_code")),
@@ -288,36 +324,40 @@ def _decode_dead_letter(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> boo
     if not isinstance(reason, str):
         raise RecordError("reason must be a string")
     failed_at = _time(data["failed_at"])
+    if failed_at <= cutoff:
+        return False
     webhook_id = data.get("webhook_id")
-    if webhook_id is None:
-        if failed_at <= cutoff:
-            return False
-        batch.unreadable.append(UnreadableDeadLetter(
-            partition=rec.partition, offset=rec.offset, failed_at=failed_at, reason=reason,
-            raw=_opt_str(data.get("raw")), source=_json_text(data.get("source") or {})))
-        return True
-    webhook_id = _webhook_id(webhook_id)
     record = data.get("record")
+    row = DeadLetterRow(
+        partition=rec.partition, offset=rec.offset, failed_at=failed_at, reason=reason,
+        raw=_opt_str(data.get("raw")), source=_json_text(data.get("source") or {}),
+        webhook_id=None if webhook_id is None else _webhook_id(webhook_id),
+        subscription_id=_opt_uuid(data.get("subscription_id")),
+        record=None if record is None else _json_text(record))
+    batch.dead_letters.append(row)
+    if row.webhook_id is None:
+        return True
     change = WebhookChange(
-        id=webhook_id, created_at=failed_at, subscription_id=_opt_uuid(data.get("subscription_id")),
+        id=row.webhook_id, created_at=failed_at, subscription_id=row.subscription_id,
         event_type=None, payload=None, status=FAILED,
         progress=progress(FAILED, DEAD_LETTER_STEP), attempt_count=0, last_status_code=None,
         code_from_attempt=False, last_error=reason, next_retry_at=None, delivered_at=None,
         updated_at=failed_at)
+    parsed = None
     if isinstance(record, dict):
-        fallback = records.iso(failed_at)
-        parsed = records.parse_ingest(orjson.dumps(record), webhook_id, fallback)
-        change.created_at = _time(parsed["received_at"])
-        change.subscription_id = change.subscription_id or _opt_uuid(parsed["subscription_id"])
-        change.event_type = parsed["event_type"]
-        change.payload = _json_text(parsed["payload"])
-        change.attempt_count = parsed.get("attempt") or 0
-        if change.created_at <= cutoff:
-            return False
-        batch.webhooks.append(change)
+        try:
+            parsed = records.webhook_from_json(record, row.webhook_id, records.iso(failed_at))
+        except RecordError:
+            parsed = None  # the letter is kept; its webhook's row is found by id
+    if parsed is not None:
+        change.created_at = _time(parsed.received_at)
+        change.subscription_id = change.subscription_id or _opt_uuid(parsed.subscription_id)
+        change.event_type = parsed.event_type
+        change.payload = parsed.body.decode("utf-8", errors="replace")
+        change.attempt_count = parsed.attempt
+        if change.created_at > cutoff:
+            batch.webhooks.append(change)
     else:
-        if failed_at <= cutoff:
-            return False
         batch.orphans.append(OrphanDeadLetter(change))
     return True
 

@@ -117,7 +117,8 @@ class ProjectorConsumer:
                     self._warn_limited(f"consume: {err.str()}")
                 continue
             recs.append(KafkaRecord(msg.topic(), msg.partition(), msg.offset(),
-                                    msg.timestamp()[1], msg.key(), msg.value()))
+                                    msg.timestamp()[1], msg.key(), msg.value(),
+                                    tuple(msg.headers() or ())))
         return recs
 
     def _warn_limited(self, text: str) -> None:

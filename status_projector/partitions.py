@@ -90,12 +90,12 @@ class RetentionResult:
 async def run_retention(conn: asyncpg.Connection, retention_ms: int,
                         now: datetime | None = None) -> RetentionResult:
     """Drop the partitions whose every row is older than the retention (counting their rows),
-    delete old unreadable dead letters, and create the partitions of today and the coming days.
-    """
+    delete old dead letters and unprojectable records, and create the partitions of today
+    and the coming days."""
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(milliseconds=retention_ms)
     dropped: list[str] = []
-    removed = dict.fromkeys((*PARTITIONED, "dead_letters"), 0)
+    removed = dict.fromkeys((*PARTITIONED, "dead_letters", "unprojectable"), 0)
     async with conn.transaction():
         await conn.execute("SET LOCAL lock_timeout = '10s'")
         await conn.execute(_LOCK_SQL)
@@ -111,9 +111,11 @@ async def run_retention(conn: asyncpg.Connection, retention_ms: int,
             dropped.append(name)
         status = await conn.execute("DELETE FROM dead_letters WHERE failed_at <= $1", cutoff)
         removed["dead_letters"] = int(status.split()[-1])
+        status = await conn.execute("DELETE FROM unprojectable WHERE seen_at <= $1", cutoff)
+        removed["unprojectable"] = int(status.split()[-1])
     today = day_of(now)
     created = await create(conn, {today + timedelta(days=i) for i in range(DAYS_AHEAD + 1)})
-    if dropped or removed["dead_letters"]:
+    if dropped or removed["dead_letters"] or removed["unprojectable"]:
         log.info("retention: dropped %s, removed rows %s", ", ".join(dropped) or "no partition",
                  removed)
     return RetentionResult(dropped, removed, created)

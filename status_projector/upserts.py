@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections import Counter
 from dataclasses import replace
 from typing import Any
 
 import asyncpg
-import orjson
 
 from schemas import records
 from status_projector.changes import AttemptRow, Batch, SubscriptionChange, WebhookChange
@@ -43,21 +43,15 @@ ON CONFLICT (id, created_at) DO UPDATE SET
     updated_at = GREATEST(w.updated_at, EXCLUDED.updated_at)
 """
 
-UPSERT_ATTEMPTS = """
-INSERT INTO delivery_attempts AS a (webhook_id, attempt_number, received_at, subscription_id,
-                                    event_type, target_url, started_at, duration_ms, status_code,
-                                    error, response_excerpt, outcome, next_attempt_at)
-SELECT * FROM unnest($1::text[], $2::integer[], $3::timestamptz[], $4::uuid[], $5::text[],
-                     $6::text[], $7::timestamptz[], $8::float8[], $9::integer[], $10::text[],
-                     $11::text[], $12::text[], $13::timestamptz[])
-ON CONFLICT (webhook_id, attempt_number, received_at) DO UPDATE SET
-    subscription_id = EXCLUDED.subscription_id, event_type = EXCLUDED.event_type,
-    target_url = EXCLUDED.target_url, started_at = EXCLUDED.started_at,
-    duration_ms = EXCLUDED.duration_ms, status_code = EXCLUDED.status_code,
-    error = EXCLUDED.error, response_excerpt = EXCLUDED.response_excerpt,
-    outcome = EXCLUDED.outcome, next_attempt_at = EXCLUDED.next_attempt_at
-WHERE EXCLUDED.started_at >= a.started_at
-"""  # one statement a batch; a redone attempt (agent restarted mid-attempt) keeps the later one
+INSERT_ATTEMPTS = """
+INSERT INTO delivery_attempts (webhook_id, attempt_id, attempt_number, received_at,
+                               subscription_id, event_type, target_url, started_at, duration_ms,
+                               status_code, error, response_excerpt, outcome, next_attempt_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::timestamptz[], $5::uuid[],
+                     $6::text[], $7::text[], $8::timestamptz[], $9::float8[], $10::integer[],
+                     $11::text[], $12::text[], $13::text[], $14::timestamptz[])
+ON CONFLICT (webhook_id, attempt_id, received_at) DO NOTHING
+"""  # one statement a batch; every request is its own row (a replayed event changes nothing)
 
 UPSERT_SUBSCRIPTION = """
 INSERT INTO subscriptions AS s (id, target_url, event_types, is_active, created_at, updated_at,
@@ -75,10 +69,17 @@ UPDATE subscriptions SET deleted_at = $2, source_offset = $3
 WHERE id = $1 AND source_offset <= $3
 """  # a tombstone for an id never seen has nothing to mark
 
-INSERT_UNREADABLE = """
-INSERT INTO dead_letters (dl_partition, dl_offset, failed_at, reason, raw, source)
-VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+INSERT_DEAD_LETTER = """
+INSERT INTO dead_letters (dl_partition, dl_offset, failed_at, reason, raw, source, webhook_id,
+                          subscription_id, record)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9::jsonb)
 ON CONFLICT (dl_partition, dl_offset) DO NOTHING
+"""
+
+INSERT_UNPROJECTABLE = """
+INSERT INTO unprojectable (topic, partition, record_offset, seen_at, reason, raw)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (topic, partition, record_offset) DO NOTHING
 """
 
 MATCHING_SUBSCRIPTIONS = """
@@ -137,18 +138,14 @@ def _fold_pair(a: WebhookChange, b: WebhookChange) -> WebhookChange | None:
     )
 
 
-def _latest_attempts(attempts: list[AttemptRow]) -> list[tuple]:
-    """One row per key (one statement cannot upsert a row twice): the latest start wins, as
-    the upsert's WHERE would decide; in key order (rows lock in the same order everywhere)."""
-    latest: dict[tuple, AttemptRow] = {}
-    for a in attempts:
-        key = (a.webhook_id, a.attempt_number, a.received_at)
-        if key not in latest or a.started_at >= latest[key].started_at:
-            latest[key] = a
-    return [(a.webhook_id, a.attempt_number, a.received_at, a.subscription_id, a.event_type,
-             a.target_url, a.started_at, a.duration_ms, a.status_code, a.error,
+def _attempt_rows(attempts: list[AttemptRow]) -> list[tuple]:
+    """One row per attempt id (one statement cannot insert a key twice), in key order (rows
+    lock in the same order everywhere)."""
+    unique = {(a.webhook_id, a.attempt_id, a.received_at): a for a in attempts}
+    return [(a.webhook_id, a.attempt_id, a.attempt_number, a.received_at, a.subscription_id,
+             a.event_type, a.target_url, a.started_at, a.duration_ms, a.status_code, a.error,
              a.response_excerpt, a.outcome, a.next_attempt_at)
-            for _, a in sorted(latest.items(), key=lambda item: item[0])]
+            for _, a in sorted(unique.items(), key=lambda item: item[0])]
 
 
 def _columns(rows: list[tuple]) -> list[list]:
@@ -203,11 +200,15 @@ async def write(conn: asyncpg.Connection, batch: Batch) -> None:
     if webhooks:
         await conn.executemany(UPSERT_WEBHOOK, [webhook_args(c) for c in webhooks])
     if batch.attempts:
-        await conn.execute(UPSERT_ATTEMPTS, *_columns(_latest_attempts(batch.attempts)))
-    if batch.unreadable:
-        await conn.executemany(INSERT_UNREADABLE, [
-            (u.partition, u.offset, u.failed_at, u.reason, u.raw, u.source)
-            for u in batch.unreadable])
+        await conn.execute(INSERT_ATTEMPTS, *_columns(_attempt_rows(batch.attempts)))
+    if batch.dead_letters:
+        await conn.executemany(INSERT_DEAD_LETTER, [
+            (d.partition, d.offset, d.failed_at, d.reason, d.raw, d.source, d.webhook_id,
+             d.subscription_id, d.record) for d in batch.dead_letters])
+    if batch.unprojectable:
+        await conn.executemany(INSERT_UNPROJECTABLE, [
+            (u.topic, u.partition, u.offset, u.seen_at, u.reason, u.raw)
+            for u in batch.unprojectable])
 
 
 def split(batch: Batch) -> list[Batch]:
@@ -227,7 +228,7 @@ async def write_skipping_bad(conn: asyncpg.Connection, batch: Batch) -> Counter[
     them), then skipped; returns what was skipped, by kind."""
     skipped: Counter[str] = Counter()
     for single in split(batch):
-        for attempt in (single, sanitized(single)):
+        for attempt in (single, sanitized(single), without_payload(single)):
             try:
                 async with conn.transaction():
                     await write(conn, attempt)
@@ -241,8 +242,12 @@ async def write_skipping_bad(conn: asyncpg.Connection, batch: Batch) -> Counter[
     return skipped
 
 
-KINDS = ("subscriptions", "webhooks", "attempts", "fanouts", "orphans", "unreadable")
+KINDS = ("subscriptions", "webhooks", "attempts", "fanouts", "orphans", "dead_letters",
+         "unprojectable")
 NUL = "\x00"
+JSON_TEXT = frozenset({"payload", "source", "record"})  # fields that hold JSON text
+# A \u0000 escape (after an even number of backslashes) in JSON text: jsonb refuses it.
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 def _clean(value: Any) -> Any:
@@ -261,8 +266,8 @@ def sanitized(batch: Batch) -> Batch:
     def fix(item: Any) -> Any:
         fields = {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
         for name, value in fields.items():
-            if name in ("payload", "source") and isinstance(value, str):  # JSON text
-                fields[name] = orjson.dumps(_clean(orjson.loads(value))).decode()
+            if name in JSON_TEXT and isinstance(value, str):
+                fields[name] = _NUL_ESCAPE.sub(r"\1\\ufffd", value.replace(NUL, "\ufffd"))
             elif isinstance(value, str | list | dict):
                 fields[name] = _clean(value)
             elif isinstance(value, WebhookChange):
@@ -275,5 +280,16 @@ def sanitized(batch: Batch) -> Batch:
     return clean
 
 
-# Errors caused by a record's content (SQLSTATE classes 22 and 23): retrying cannot help.
-DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+def without_payload(batch: Batch) -> Batch:
+    """A copy of ``batch`` (one change) whose webhook keeps no payload: the status row matters
+    more than a payload PostgreSQL cannot store (the delivered bytes are unaffected)."""
+    bare = sanitized(batch)
+    bare.webhooks = [replace(c, payload=None) for c in bare.webhooks]
+    bare.fanouts = [replace(f, change=replace(f.change, payload=None)) for f in bare.fanouts]
+    bare.dead_letters = [replace(d, record=None) for d in bare.dead_letters]
+    return bare
+
+
+# Errors caused by a record's content (SQLSTATE classes 22, 23 and 54): retrying cannot help.
+DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
+               asyncpg.ProgramLimitExceededError)

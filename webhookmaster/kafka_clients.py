@@ -53,12 +53,22 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient({"bootstrap.servers": settings.bootstrap})
 
 
+# Produce errors that no retry can change: the record's size or form.
+PERMANENT_CODES = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD,
+                             KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG_SIZE})
+
+
 class ProduceError(Exception):
     """A record was not acknowledged by Kafka; ``code`` is the KafkaError code when known."""
 
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+    @property
+    def permanent(self) -> bool:
+        """True when sending the same record again cannot succeed."""
+        return self.code in PERMANENT_CODES
 
 
 class AsyncProducer:
@@ -155,6 +165,6 @@ def _settle_all(items: list[tuple[asyncio.Future[Message], KafkaError | None, Me
         if future.done():
             continue
         if err is not None:
-            future.set_exception(ProduceError(err.str()))
+            future.set_exception(ProduceError(err.str(), err.code()))
         else:
             future.set_result(msg)
