@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from typing import Any
 
 from confluent_kafka import Consumer, Message
 
+from schemas import records
 from webhookmaster.kafka_clients import consumer_config
 from webhookmaster.settings import Settings
 
@@ -36,3 +39,15 @@ def wait_for(check, timeout: float = 15.0, interval: float = 0.05) -> bool:
             return False
         time.sleep(interval)
     return True
+
+
+def webhook_view(msg: Message) -> dict[str, Any]:
+    """A webhook record (either form) as a dict: its fields, ``body`` (the exact bytes) and
+    ``payload`` (the body parsed, integers exact)."""
+    record = records.parse_webhook(msg.value(), msg.headers(), "unused", "unused",
+                                   check_body=False)
+    view: dict[str, Any] = dict(record.to_json())
+    view["body"] = record.body
+    view["payload"] = json.loads(record.body)
+    view["header_form"] = any(k == records.H_EVENT_TYPE for k, _ in msg.headers() or ())
+    return view

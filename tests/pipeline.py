@@ -15,7 +15,7 @@ from confluent_kafka import Message, Producer
 from delivery_agents.main import serve as serve_agent
 from retry_scheduler.main import serve as serve_scheduler
 from schemas import records
-from tests.kafka_helpers import consume
+from tests.kafka_helpers import consume, webhook_view
 from webhookmaster import signing
 from webhookmaster.settings import Settings
 
@@ -67,10 +67,12 @@ def produce_ingest(settings: Settings, *values: dict[str, Any] | bytes,
 
 
 async def read(settings: Settings, suffix: str, count: int, timeout: float = 30) -> list[dict]:
-    """The first ``count`` records of a topic, as JSON, read with a fresh group."""
+    """The first ``count`` records of a topic, as JSON (webhook records as
+    :func:`webhook_view`), read with a fresh group."""
     msgs: list[Message] = await asyncio.to_thread(
         consume, settings, settings.topic_prefix + suffix, count, timeout)
-    return [orjson.loads(m.value()) for m in msgs]
+    webhooks = suffix == "ingest" or suffix.startswith("retry.")
+    return [webhook_view(m) if webhooks else orjson.loads(m.value()) for m in msgs]
 
 
 @contextlib.asynccontextmanager
