@@ -50,13 +50,17 @@ async def test_retention_drops_partitions_older_than_72_hours(db: asyncpg.Connec
     await db.execute("INSERT INTO dead_letters (dl_partition, dl_offset, failed_at, reason) "
                      "VALUES (0, 1, $1, 'old'), (0, 2, $2, 'new')",
                      now - timedelta(hours=80), now - timedelta(hours=1))
+    await db.execute("INSERT INTO unprojectable (topic, partition, record_offset, seen_at, "
+                     "reason) VALUES ('t', 0, 1, $1, 'old'), ('t', 0, 2, $2, 'new')",
+                     now - timedelta(hours=80), now - timedelta(hours=1))
 
     result = await partitions.run_retention(db, H72, now=now)
 
     gone = {partitions.partition_name(t, today - timedelta(days=d))
             for t in partitions.PARTITIONED for d in (4, 5)}
     assert set(result.dropped) == gone
-    assert result.rows_removed == {"webhooks": 2, "delivery_attempts": 2, "dead_letters": 1}
+    assert result.rows_removed == {"webhooks": 2, "delivery_attempts": 2, "dead_letters": 1,
+                                   "unprojectable": 1}
     names = await partition_names(db)
     assert not gone & names
     # the partition holding the 78-hour-old row still holds newer rows' time range: kept
