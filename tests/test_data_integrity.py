@@ -8,16 +8,20 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from delivery_agents import http_delivery
 from schemas import records
-from tests.gateway_helpers import running_gateway
+from status_projector.main import serve as serve_projector
+from tests.gateway_helpers import poll, running_gateway
 from tests.pipeline import (
     create_subscription,
+    delete_subscription,
     ingest_record,
+    produce_ingest,
     producer,
     read,
     running,
@@ -83,7 +87,7 @@ async def committed_to_end(settings: Settings, partition: int) -> bool:
     admin = admin_client(settings)
 
     def check() -> tuple[int, int]:
-        from confluent_kafka import Consumer, ConsumerGroupTopicPartitions
+        from confluent_kafka import ConsumerGroupTopicPartitions
         futures = admin.list_consumer_group_offsets(
             [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, partition)])])
         [result] = futures.values()
@@ -199,3 +203,52 @@ async def test_gateway_ingest_and_fan_out_deliver_the_accepted_bytes(
         assert twice.status == 400 and twice.json["error"] == "validation_error"
         assert await receiver.wait_for(lambda: len(receiver.on("/gw")) == 3, WAIT)
     assert sorted(h.body for h in receiver.on("/gw")) == sorted([TRICKY, deep, TRICKY.strip()])
+
+
+async def test_a_replay_after_the_subscription_is_gone_leaves_delivered_webhooks_delivered(
+        settings: Settings, receiver: Receiver, db: asyncpg.Connection) -> None:
+    sub = create_subscription(settings, receiver.url("/replay"))
+    batch = [ingest_record(sub) for _ in range(50)]
+    ids = [r["webhook_id"] for r in batch]
+    stop = asyncio.Event()
+    projector = asyncio.create_task(serve_projector(settings, stop, port=0))
+    try:
+        async with running(settings, scheduler=False):
+            produce_ingest(settings, *batch)
+            assert await receiver.wait_for(lambda: len(receiver.hits) == 50, WAIT)
+
+        async def delivered() -> bool:
+            return await db.fetchval("SELECT count(*) FROM webhooks WHERE id = ANY($1) AND "
+                                     "status = 'DELIVERED'", ids) == 50
+
+        assert await poll(delivered, timeout=WAIT)
+        delete_subscription(settings, sub)
+        # The agents' group rewinds, as after a crash before its commit: every record is
+        # redelivered, now to a subscription that no longer exists.
+        await asyncio.to_thread(rewind_agents, settings)
+        async with running(settings, scheduler=False):
+            letters = await read(settings, "deadletter", 50)
+        assert {letter["webhook_id"] for letter in letters} == set(ids)
+
+        async def recorded() -> bool:
+            return await db.fetchval("SELECT count(*) FROM dead_letters WHERE webhook_id = "
+                                     "ANY($1)", ids) == 50
+
+        assert await poll(recorded, timeout=WAIT)
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(projector, 30) == 0
+    rows = await db.fetch("SELECT status, delivered_at FROM webhooks WHERE id = ANY($1)", ids)
+    assert len(rows) == 50
+    assert all(r["status"] == "DELIVERED" and r["delivered_at"] is not None for r in rows)
+
+
+def rewind_agents(settings: Settings) -> None:
+    """Set the agents' group back to the start of every ingest partition (no member running)."""
+    topic = settings.topic_prefix + "ingest"
+    admin = admin_client(settings)
+    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    request = ConsumerGroupTopicPartitions(settings.topic_prefix + "agents",
+                                           [TopicPartition(topic, p, 0) for p in partitions])
+    for future in admin.alter_consumer_group_offsets([request]).values():
+        future.result(timeout=30)
