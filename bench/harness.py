@@ -147,13 +147,13 @@ def produce_webhooks(settings: Settings, sub_ids: list[str], count: int) -> floa
     started = time.perf_counter()
     for i in range(count):
         sub = sub_ids[i % len(sub_ids)]
-        value = orjson.dumps({"webhook_id": str(uuid.uuid4()), "subscription_id": sub,
-                              "event_type": "bench", "received_at": records.now_iso(),
-                              "payload": {"i": i, "t": time.time(), "pad": PAD},
-                              "metadata": {"source": "bench"}})
+        hook = records.Webhook(webhook_id=str(uuid.uuid4()), subscription_id=sub,
+                               event_type="bench", received_at=records.now_iso(),
+                               body=orjson.dumps({"i": i, "t": time.time(), "pad": PAD}),
+                               metadata=b'{"source": "bench"}')
         while True:
             try:
-                producer.produce(topic, value, sub)
+                producer.produce(topic, hook.body, sub, headers=hook.headers())
                 break
             except BufferError:
                 producer.poll(0.01)

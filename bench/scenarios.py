@@ -284,9 +284,9 @@ def projection(settings: Settings, count: int) -> dict[str, Any]:
     now = records.now_iso()
     for i in range(count):
         webhook_id = str(uuid_mod.uuid4())
-        producer.produce(s.topic_prefix + "ingest", orjson.dumps({
-            "webhook_id": webhook_id, "subscription_id": sub, "event_type": "bench",
-            "payload": {"i": i}, "received_at": now, "metadata": {}}), sub)
+        hook = records.Webhook(webhook_id=webhook_id, subscription_id=sub, event_type="bench",
+                               body=orjson.dumps({"i": i}), received_at=now)
+        producer.produce(s.topic_prefix + "ingest", hook.body, sub, headers=hook.headers())
         producer.produce(s.topic_prefix + "attempts", orjson.dumps({
             "webhook_id": webhook_id, "subscription_id": sub, "event_type": "bench",
             "target_url": "http://127.0.0.1:9/", "attempt_number": 1, "started_at": now,

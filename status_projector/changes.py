@@ -181,8 +181,7 @@ def decode(batch_records: list[KafkaRecord], prefix: str, cutoff: datetime) -> B
             continue
         try:
             kept = decoder(batch, rec, cutoff)
-        except (RecordError, ValueError, TypeError, KeyError, AttributeError,
-                orjson.JSONDecodeError) as exc:
+        except Exception as exc:  # anything a record makes a decoder raise is its own problem
             batch.skipped[(suffix, "invalid")] += 1
             batch.unprojectable.append(unprojectable(rec, f"{type(exc).__name__}: {exc}"))
             continue

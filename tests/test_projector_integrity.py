@@ -73,14 +73,19 @@ async def test_unreadable_records_are_kept_as_unprojectable(
         wm_settings: Settings, db: asyncpg.Connection) -> None:
     store = Store(wm_settings)
     try:
+        overflow = attempt("O", new_id(), now(), 1, "delivered")
+        overflow["duration_ms"] = 1e20  # a duration no timestamp can add
         await store.write([rec(wm_settings, "ingest", 7, b"{not json"),
-                           rec(wm_settings, "attempts", 8, {"webhook_id": "x"})])
+                           rec(wm_settings, "attempts", 8, {"webhook_id": "x"}),
+                           rec(wm_settings, "attempts", 9, overflow)])
     finally:
         await store.close()
     rows = await db.fetch("SELECT topic, record_offset, reason, raw FROM unprojectable "
                           "ORDER BY record_offset")
     assert [(r["topic"], r["record_offset"]) for r in rows] == [
-        (wm_settings.topic_prefix + "ingest", 7), (wm_settings.topic_prefix + "attempts", 8)]
+        (wm_settings.topic_prefix + "ingest", 7), (wm_settings.topic_prefix + "attempts", 8),
+        (wm_settings.topic_prefix + "attempts", 9)]
+    assert "OverflowError" in rows[2]["reason"]
     assert rows[0]["raw"] == "{not json" and "not JSON" in rows[0]["reason"]
 
 
