@@ -19,6 +19,8 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
 
+from ingest_gateway import subscriptions_api
+from ingest_gateway.app import TABLE_LOADER
 from ingest_gateway.state import GATEWAY
 from schemas import records
 from tests.conftest import clean_env
@@ -354,3 +356,35 @@ async def test_record_under_an_unknown_key_is_skipped_and_the_table_goes_on(
         assert [sub_id for sub_id, _ in table.stale()] == [good]  # plain text: to rewrite
     finally:
         await asyncio.to_thread(table.close)
+
+
+async def test_start_up_rewrite_skips_an_entry_written_meanwhile(wm_settings: Settings) -> None:
+    """The rewrite waits for the subscription's write lock and then leaves alone an entry that
+    a newer write replaced meanwhile (else it would put the older version back)."""
+    raced = create_subscription(wm_settings, "https://example.com/old", secret="whsec_raced")
+    other = create_subscription(wm_settings, "https://example.com/other", secret="whsec_other")
+    lock = asyncio.Lock()
+    await lock.acquire()  # an API write to `raced` in progress, from before the gateway's start
+
+    def hold(app) -> None:
+        app[GATEWAY].write_locks[raced] = lock
+
+    async with running_gateway(wm_settings, configure=hold) as gw:
+        state = gw.app[GATEWAY]
+        stale = dict(state.table.stale())
+        assert set(stale) == {raced, other}
+        current = state.table.get(raced)
+        newer = dataclasses.replace(current, target_url="https://example.com/new",
+                                    updated_at=records.now_iso())
+        await subscriptions_api.write(state, newer)  # the write that held the lock
+        lock.release()
+        await asyncio.wait_for(asyncio.shield(gw.app[TABLE_LOADER]), WAIT)  # the pass is over
+        assert state.table.get(raced) == newer
+        got = await gw.call("GET", f"/api/subscriptions/{raced}/")
+        assert got.json["target_url"] == "https://example.com/new"
+    values = {}
+    for key, value, _ in await asyncio.to_thread(topic_records, wm_settings):
+        values.setdefault(key, []).append(orjson.loads(value))
+    assert [v["target_url"] for v in values[raced]] == ["https://example.com/old",
+                                                        "https://example.com/new"]
+    assert encrypted(values[other][-1]) and len(values[other]) == 2  # the pass went on
