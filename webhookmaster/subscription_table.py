@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Counter
@@ -47,7 +47,7 @@ SKIPPED = Counter("webhookmaster_subscription_records_skipped_total",
 class Subscription:
     id: str
     target_url: str
-    secret_key: str
+    secret_key: str = field(repr=False)  # plain text, in memory only: never in a log line
     event_types: tuple[str, ...]
     is_active: bool
     created_at: str
