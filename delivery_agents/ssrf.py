@@ -86,6 +86,8 @@ def noncanonical_ipv4(host: str) -> bool:
     """True when ``host`` is not a dotted-decimal IPv4 address but ends in a number, so that a
     resolver (inet_aton) or a URL parser may read it as one: ``2130706433``, ``127.1``,
     ``0177.0.0.1``, ``0x7f.1``, ``0``, ``127.0.0.1.`` (the WHATWG URL rule)."""
+    if ":" in host:  # an IPv6 literal, judged as an address
+        return False
     labels = host.lower().split(".")
     if labels and labels[-1] == "" and len(labels) > 1:
         labels.pop()

@@ -108,6 +108,7 @@ def test_host_names_are_left_to_the_resolver(host: str) -> None:
     ("127.0.0.1", LOOPBACK, False),
     ("0.0.0.0", "0.0.0.0/0", True),
     ("::ffff:7f00:1", "", True),  # as yarl gives the host of http://[::ffff:127.0.0.1]/
+    ("::ffff:127.0.0.1", LOOPBACK, False),  # dotted IPv4 inside an IPv6 literal: an address
     ("64:ff9b::7f00:1", "", True),
     ("2002:7f00:1::", "", True),
     ("::7f00:1", "", True),
