@@ -43,7 +43,8 @@ def base_settings() -> Settings:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WM_")}
     settings = settings_mod.load({**env, **BENCH_ENV})
     local.start_infra(settings)
-    return settings
+    # the local stack's own secret key file (gateway and agents need a key)
+    return local.local_defaults(settings, {**env, **BENCH_ENV})
 
 
 def fresh(settings: Settings, **changes: Any) -> Settings:

@@ -1,9 +1,10 @@
 """The gateway's aiohttp application: routes, middlewares, and the Kafka resources' lifecycle.
 
 At startup the app creates the producer and the subscription table and starts two background
-tasks: one loads the table to the end (then it keeps following the topic), one probes Kafka every
-couple of seconds. ``/readyz`` is 200 once both are fine. The server answers meanwhile; routes
-that need the table answer 503 (``not_ready``) until it is loaded.
+tasks: one loads the table to the end (then it keeps following the topic) and then rewrites the
+records whose secret is not yet encrypted under the newest key; one probes Kafka every couple of
+seconds. ``/readyz`` is 200 once both are fine. The server answers meanwhile; routes that need the
+table answer 503 (``not_ready``) until it is loaded.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ingest_gateway import ingest_api, openapi, subscriptions_api
+from ingest_gateway import ingest_api, openapi, secret_migration, subscriptions_api
 from ingest_gateway.auth import api_key_middleware
 from ingest_gateway.errors import error_middleware
 from ingest_gateway.metrics import metrics_middleware
@@ -98,6 +99,7 @@ async def _load_table(gw: Gateway) -> None:
             raise TableLoadError(f"{gw.table.topic} not loaded within {timeout:.0f} s")
     log.info("subscription table loaded from %s", gw.table.topic)
     gw.update_ready()
+    await secret_migration.rewrite_stale(gw)  # never raises; the gateway serves meanwhile
 
 
 async def _probe_kafka(gw: Gateway) -> None:

@@ -1,7 +1,8 @@
 """The subscription API: CRUD on the compacted subscriptions topic.
 
 Every write is produced (acks=all) and, once acknowledged, applied to this process's table with
-the acknowledged offset, so the same gateway reads its own writes at once.
+the acknowledged offset, so the same gateway reads its own writes at once. The record holds the
+secret encrypted under the newest key (``secret_key_encrypted``); the API shows it in plain text.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ async def _json_body(request: web.Request) -> Any:
         raise validation_error(str(exc)) from None
 
 
-async def _write(gw: Gateway, sub: Subscription) -> None:
-    """Produce ``sub`` and apply it locally at its acknowledged offset."""
+async def write(gw: Gateway, sub: Subscription) -> None:
+    """Produce ``sub`` (its secret encrypted) and apply it locally at its acknowledged offset."""
     msg = await produce(gw, gw.subscriptions_topic, TOPIC_LABEL, sub.id,
-                        records.dumps(sub.to_record()))
+                        records.dumps(sub.to_stored(gw.table.box)))
     gw.table.apply(sub.id, sub, msg.offset())
 
 
@@ -58,7 +59,7 @@ async def create_subscription(request: web.Request) -> web.Response:
     now = records.now_iso()
     secret = fields.get("secret_key") or signing.new_secret()
     sub = _build(str(uuid.uuid4()), fields, now, now, secret)
-    await _write(gw, sub)
+    await write(gw, sub)
     return json_response(sub.to_record(), 201)
 
 
@@ -106,7 +107,7 @@ async def _rewrite(request: web.Request, require_target_url: bool,
         current = gw.subscription(sub_id)
         sub = _build(sub_id, fields_of(current, fields), current.created_at,
                      records.now_iso(), current.secret_key)
-        await _write(gw, sub)
+        await write(gw, sub)
     return json_response(sub.to_record())
 
 

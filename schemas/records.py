@@ -77,7 +77,12 @@ class SubscriptionRecord(TypedDict):
 
     id: str
     target_url: str
-    secret_key: str
+    # The signing secret as a Fernet token under the newest WM_SECRET_KEYS key
+    # (webhookmaster/secret_box.py); an empty secret is encrypted too.
+    secret_key_encrypted: str
+    # Before secrets were encrypted: the secret in plain text. Still read; the gateway rewrites
+    # such records encrypted at start-up. Never written any more.
+    secret_key: NotRequired[str]
     event_types: list[str]
     is_active: bool
     created_at: str

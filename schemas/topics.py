@@ -58,10 +58,13 @@ def catalogue(
                   "One event per delivery attempt, with its outcome."),
         # Compacted state: retention.ms is set like every topic but, with cleanup.policy=compact
         # alone, Kafka never deletes the latest record of a key by age; tombstones go after
-        # delete.retention.ms.
+        # delete.retention.ms. Segments roll hourly, so that records superseded by a rewrite
+        # (a secret once in plain text, or under a retired key) are compacted away within hours,
+        # not only when a 1 GB segment fills or after the broker's 7-day default.
         TopicSpec(prefix + SUBSCRIPTIONS, 1,
                   {"cleanup.policy": "compact", "retention.ms": str(retention_ms),
-                   "min.compaction.lag.ms": "0", "delete.retention.ms": "86400000"},
+                   "min.compaction.lag.ms": "0", "delete.retention.ms": "86400000",
+                   "segment.ms": "3600000"},
                   "Subscriptions by id (compacted; a tombstone deletes)."),
     ]
     return specs

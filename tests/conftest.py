@@ -7,12 +7,13 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
 
-from webhookmaster import migrate, topics_admin
+from webhookmaster import migrate, secret_box, topics_admin
 from webhookmaster import settings as settings_mod
 from webhookmaster.settings import PROJECT_ROOT, Settings
 from webhookmaster.stack import local
@@ -20,19 +21,24 @@ from webhookmaster.stack import local
 if TYPE_CHECKING:
     from tests.gateway_helpers import LiveGateway
 
+TEST_STATE_DIR = os.environ.get("WM_TEST_STATE_DIR", str(PROJECT_ROOT / ".wm-state" / "test"))
 TEST_ENV = {
-    "WM_STATE_DIR": os.environ.get("WM_TEST_STATE_DIR", str(PROJECT_ROOT / ".wm-state" / "test")),
+    "WM_STATE_DIR": TEST_STATE_DIR,
     "WM_KAFKA_PORT": os.environ.get("WM_TEST_KAFKA_PORT", "19092"),
     "WM_KAFKA_CONTROLLER_PORT": os.environ.get("WM_TEST_KAFKA_CONTROLLER_PORT", "19093"),
     "WM_PG_PORT": os.environ.get("WM_TEST_PG_PORT", "19432"),
     "WM_TOPIC_PARTITIONS": "3",
     "WM_LOG_LEVEL": "INFO",
+    # Subscription secrets are encrypted with this key; base_settings writes it (0600).
+    "WM_SECRET_KEYS_FILE": str(Path(TEST_STATE_DIR) / "secret-keys"),
 }
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The process environment without any WM_* variable, plus ``extra``."""
+    """The process environment without any WM_* variable, plus the session's secret key file
+    (every gateway and agent needs a key; base_settings writes it), plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WM_")}
+    env["WM_SECRET_KEYS_FILE"] = TEST_ENV["WM_SECRET_KEYS_FILE"]
     env.update(extra)
     return env
 
@@ -42,6 +48,7 @@ def base_settings() -> Settings:
     """Settings of the session's shared broker and database, which this fixture starts."""
     settings = settings_mod.load(clean_env(**TEST_ENV))
     local.start_infra(settings)
+    secret_box.ensure_key_file(Path(settings.secret_keys_file))
     return settings
 
 

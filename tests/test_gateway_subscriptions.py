@@ -15,6 +15,7 @@ from tests.gateway_helpers import (
     subscription_records,
     validate_record,
 )
+from webhookmaster import secret_box
 from webhookmaster.settings import Settings
 
 FIELDS = {"id", "target_url", "secret_key", "event_types", "is_active", "created_at",
@@ -41,7 +42,11 @@ async def test_create_writes_the_record_to_the_compacted_topic(gateway: LiveGate
                                                                          False)
     [msg] = await subscription_records(gateway.settings, 1)
     assert msg.key().decode() == sub["id"]
-    assert validate_record(msg.value(), "subscription") == sub
+    stored = validate_record(msg.value(), "subscription")
+    token = stored.pop("secret_key_encrypted")  # the secret only encrypted, never in plain text
+    assert stored == {k: v for k, v in sub.items() if k != "secret_key"}
+    assert b"s3cret" not in msg.value()
+    assert secret_box.from_settings(gateway.settings).decrypt(token) == ("s3cret", True)
 
 
 async def test_read_your_writes_on_the_same_instance(gateway: LiveGateway) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaException
 
-from webhookmaster import __version__, migrate, topics_admin
+from webhookmaster import __version__, migrate, secret_box, topics_admin
 from webhookmaster import settings as settings_mod
 from webhookmaster.settings import Settings, SettingsError
 from webhookmaster.stack.errors import StackError
@@ -55,6 +55,9 @@ def _init(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# Components that read the subscription table and so need the secret keys.
+NEEDS_SECRET_KEYS = frozenset({"gateway", "agent"})
+
 COMPONENT_MODULES = {
     "gateway": ("ingest_gateway.main", "the ingest gateway (HTTP API)"),
     "agent": ("delivery_agents.main", "a delivery agent"),
@@ -66,12 +69,19 @@ COMPONENT_MODULES = {
 def _component(settings: Settings, args: argparse.Namespace) -> int:
     import importlib
 
+    if args.command in NEEDS_SECRET_KEYS:
+        secret_box.from_settings(settings)  # no usable key: one clear error line, before anything
     module = importlib.import_module(COMPONENT_MODULES[args.command][0])
     return module.run(settings)
 
 
 def _settings(settings: Settings, args: argparse.Namespace) -> int:
     print(settings_mod.markdown_table())
+    return 0
+
+
+def _secret_key(settings: Settings, args: argparse.Namespace) -> int:
+    print(secret_box.new_key())
     return 0
 
 
@@ -97,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=f"run {help_text}").set_defaults(handler=_component)
     sub.add_parser("settings", help="print the WM_* settings table").set_defaults(
         handler=_settings)
+    sub.add_parser("secret-key", help="print a new key for WM_SECRET_KEYS / WM_SECRET_KEYS_FILE "
+                   "(to rotate, put it first and keep the old keys after it)").set_defaults(
+        handler=_secret_key)
     return parser
 
 

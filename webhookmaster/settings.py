@@ -104,6 +104,15 @@ class Settings:
         "WM_RETENTION_INTERVAL", 3600.0,
         "Seconds between the status projector's retention runs (drops partitions older than "
         "WM_RETENTION_MS, creates the coming days' partitions).")
+    secret_keys: str = _setting(
+        "WM_SECRET_KEYS", "",
+        "Comma-separated Fernet keys that encrypt subscription secrets on the subscriptions topic, "
+        "newest first: the first encrypts, all decrypt ('webhookmaster secret-key' makes one). "
+        "The gateway and the agents need a key; the local stack makes its own.")
+    secret_keys_file: str = _setting(
+        "WM_SECRET_KEYS_FILE", "",
+        "File holding the Fernet keys instead, one per line, newest first (e.g. a mounted "
+        "Kubernetes Secret). Set WM_SECRET_KEYS or this, not both.")
     ready_timeout_s: float = _setting(
         "WM_READY_TIMEOUT", 90.0, "Seconds the stack waits for each service to be ready.")
 

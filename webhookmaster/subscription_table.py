@@ -4,6 +4,12 @@ It reads the topic from the beginning to its end before :meth:`wait_loaded` retu
 following it in a thread. Writers apply their own acknowledged records at once
 (:meth:`apply`), which gives read-your-writes on that replica; each entry remembers the offset it
 came from, so a late older record never overwrites a newer one.
+
+Secrets are stored encrypted (``secret_key_encrypted``, :mod:`webhookmaster.secret_box`) and
+decrypted as records are loaded, so a :class:`Subscription` holds its secret in plain text in
+memory only. A record no configured key opens is logged, counted and skipped like any unreadable
+record. Records still in plain text (``secret_key``) or under an older key are read and listed
+by :meth:`SubscriptionTable.stale`, for the gateway to rewrite.
 """
 
 from __future__ import annotations
@@ -13,13 +19,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from prometheus_client import Counter
 
 from schemas import records
 from schemas.topics import SUBSCRIPTIONS
+from webhookmaster import secret_box
 from webhookmaster.kafka_clients import consumer_config
+from webhookmaster.secret_box import SecretBox
 from webhookmaster.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,26 +37,51 @@ log = logging.getLogger(__name__)
 _TRANSIENT = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
                         KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT})
 
+SKIPPED = Counter("webhookmaster_subscription_records_skipped_total",
+                  "Subscription records the table could not use, by reason (unreadable: not a "
+                  "valid record; undecryptable: no configured secret key opens its secret).",
+                  ["reason"])
+
 
 @dataclass(frozen=True)
 class Subscription:
     id: str
     target_url: str
-    secret_key: str
+    secret_key: str = field(repr=False)  # plain text, in memory only: never in a log line
     event_types: tuple[str, ...]
     is_active: bool
     created_at: str
     updated_at: str
 
     @classmethod
-    def from_record(cls, data: records.SubscriptionRecord) -> Subscription:
-        return cls(id=data["id"], target_url=data["target_url"],
-                   secret_key=data.get("secret_key") or "",
-                   event_types=tuple(data.get("event_types") or ()),
-                   is_active=bool(data.get("is_active", True)),
-                   created_at=data["created_at"], updated_at=data["updated_at"])
+    def from_stored(cls, data: records.SubscriptionRecord,
+                    box: SecretBox) -> tuple[Subscription, bool]:
+        """The subscription a topic record holds, its secret decrypted, and whether the record
+        is current (secret encrypted under the newest key, no plain-text copy). Raises
+        :class:`secret_box.InvalidToken` when no key opens the secret."""
+        token = data.get("secret_key_encrypted")
+        if token is None:  # written before secrets were encrypted
+            secret, current = data.get("secret_key") or "", False
+        elif not isinstance(token, str):
+            raise TypeError("secret_key_encrypted must be a string")
+        else:
+            secret, current = box.decrypt(token)
+            current = current and "secret_key" not in data
+        sub = cls(id=data["id"], target_url=data["target_url"], secret_key=secret,
+                  event_types=tuple(data.get("event_types") or ()),
+                  is_active=bool(data.get("is_active", True)),
+                  created_at=data["created_at"], updated_at=data["updated_at"])
+        return sub, current
 
-    def to_record(self) -> records.SubscriptionRecord:
+    def to_stored(self, box: SecretBox) -> records.SubscriptionRecord:
+        """The topic record: the secret encrypted under the newest key, never in plain text."""
+        return {"id": self.id, "target_url": self.target_url,
+                "secret_key_encrypted": box.encrypt(self.secret_key),
+                "event_types": list(self.event_types), "is_active": self.is_active,
+                "created_at": self.created_at, "updated_at": self.updated_at}
+
+    def to_record(self) -> dict[str, object]:
+        """The API's view, secret in plain text (never written to the topic as such)."""
         return {"id": self.id, "target_url": self.target_url, "secret_key": self.secret_key,
                 "event_types": list(self.event_types), "is_active": self.is_active,
                 "created_at": self.created_at, "updated_at": self.updated_at}
@@ -60,11 +94,15 @@ class Subscription:
 class SubscriptionTable:
     """Follows the subscriptions topic; thread-safe reads of the latest state by id."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, box: SecretBox | None = None) -> None:
+        # First, so that a process without a usable key stops before it connects anywhere.
+        self.box = box if box is not None else secret_box.from_settings(settings)
         self.topic = settings.topic_prefix + SUBSCRIPTIONS
         self._consumer = Consumer(consumer_config(
             settings, f"wm-table-{uuid.uuid4().hex}", **{"enable.partition.eof": True}))
         self._entries: dict[str, tuple[int, Subscription | None]] = {}
+        # Entries read from records to rewrite (plain text, older key): id -> offset.
+        self._stale: dict[str, int] = {}
         self._lock = threading.Lock()
         self._loaded = threading.Event()
         self._stop = threading.Event()
@@ -130,20 +168,44 @@ class SubscriptionTable:
     def _apply_message(self, key: bytes | None, value: bytes | None, offset: int) -> None:
         if key is None:
             return
+        sub_id = key.decode(errors="replace")
         try:
-            sub = None if value is None else Subscription.from_record(
-                records.parse_subscription(value))
+            sub, current = (None, True) if value is None else Subscription.from_stored(
+                records.parse_subscription(value), self.box)
+        except secret_box.InvalidToken:
+            SKIPPED.labels("undecryptable").inc()
+            log.error("skipping subscription record %s at offset %d: no configured secret key "
+                      "(WM_SECRET_KEYS / WM_SECRET_KEYS_FILE) decrypts its secret",
+                      sub_id, offset)
+            return
         except (records.RecordError, ValueError, KeyError, TypeError) as exc:
+            SKIPPED.labels("unreadable").inc()
             log.warning("skipping unreadable subscription record at offset %d: %s", offset, exc)
             return
-        self.apply(key.decode(), sub, offset)
+        self.apply(sub_id, sub, offset, current)
 
-    def apply(self, sub_id: str, sub: Subscription | None, offset: int) -> None:
-        """Record the state of ``sub_id`` as of ``offset`` (None: deleted)."""
+    def apply(self, sub_id: str, sub: Subscription | None, offset: int,
+              current: bool = True) -> None:
+        """Record the state of ``sub_id`` as of ``offset`` (None: deleted); ``current`` False
+        marks a record to rewrite (secret in plain text or under an older key)."""
         with self._lock:
-            current = self._entries.get(sub_id)
-            if current is None or current[0] < offset:
+            entry = self._entries.get(sub_id)
+            if entry is None or entry[0] < offset:
                 self._entries[sub_id] = (offset, sub)
+                if current:
+                    self._stale.pop(sub_id, None)
+                else:
+                    self._stale[sub_id] = offset
+
+    def stale(self) -> list[tuple[str, int]]:
+        """(id, offset) of every entry whose record should be rewritten under the newest key."""
+        with self._lock:
+            return sorted(self._stale.items())
+
+    def get_at(self, sub_id: str, offset: int) -> Subscription | None:
+        """The entry of ``sub_id`` if it still comes from ``offset``, else None."""
+        entry = self._entries.get(sub_id)
+        return entry[1] if entry is not None and entry[0] == offset else None
 
     def get(self, sub_id: str) -> Subscription | None:
         entry = self._entries.get(sub_id)

@@ -79,7 +79,6 @@ def assemble(settings: Settings) -> Path:
 
 def _write_config(settings: Settings) -> None:
     p = paths(settings)
-    p["data"].mkdir(parents=True, exist_ok=True)
     port, cport = settings.kafka_port, settings.kafka_controller_port
     p["config"].write_text("\n".join([
         "node.id=1",
@@ -148,9 +147,19 @@ def running(settings: Settings) -> int | None:
     return processes.read_pid(paths(settings)["pid"])
 
 
+def secure_dirs(settings: Settings) -> None:
+    """The broker's folders, created if needed, mode 0700: its log segments hold every record
+    (subscriptions included) and the broker has no authentication."""
+    p = paths(settings)
+    p["data"].mkdir(parents=True, exist_ok=True)
+    for folder in (p["base"], p["data"]):
+        folder.chmod(0o700)
+
+
 def start(settings: Settings) -> str:
     """Start the broker unless it already runs; wait until it answers. Returns a status line."""
     p = paths(settings)
+    secure_dirs(settings)
     if running(settings):
         if processes.wait_until(lambda: responds(settings), settings.ready_timeout_s):
             return f"kafka      already running  {settings.bootstrap}"

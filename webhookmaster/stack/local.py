@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from webhookmaster import migrate, topics_admin
+from webhookmaster import migrate, secret_box, topics_admin
 from webhookmaster.settings import Settings, to_env
 from webhookmaster.stack import kafka_broker, postgres_server, processes
 from webhookmaster.stack.components import COMPONENTS, Component
@@ -31,9 +31,24 @@ def _ready(port: int) -> bool:
         return False
 
 
+def secure_state_dir(settings: Settings) -> Path:
+    """The state folder, created if needed, readable by this user only (mode 0700). When root
+    runs a local PostgreSQL cluster as the ``postgres`` user, that user's group may also enter
+    it (0710: no listing, no reading) to reach the cluster's own 0700 folder inside."""
+    path = settings.state_path
+    path.mkdir(parents=True, exist_ok=True)
+    group = postgres_server.server_group() if settings.local_postgres else None
+    if group is not None:
+        os.chown(path, -1, group)
+        path.chmod(0o710)
+    else:
+        path.chmod(0o700)
+    return path
+
+
 def start_infra(settings: Settings) -> list[str]:
     """Kafka, PostgreSQL, topics and migrations; returns status lines."""
-    settings.state_path.mkdir(parents=True, exist_ok=True)
+    secure_state_dir(settings)
     lines = []
     if settings.local_kafka:
         lines.append(kafka_broker.start(settings))
@@ -69,10 +84,15 @@ def start_component(settings: Settings, component: Component) -> str:
 
 def local_defaults(settings: Settings, env: dict[str, str] | None = None) -> Settings:
     """The local stack's own choices where the user set none: deliveries may reach loopback
-    (the local receivers), and the API needs a key, generated once and kept in the state
-    folder."""
+    (the local receivers), the API needs a key, and subscription secrets are encrypted with a
+    key of the local stack's own; both keys are generated once and kept in the state folder
+    (mode 0600)."""
     env = dict(os.environ) if env is None else env
     changes: dict[str, str] = {}
+    if not env.get("WM_SECRET_KEYS") and not env.get("WM_SECRET_KEYS_FILE"):
+        secure_state_dir(settings)
+        changes["secret_keys_file"] = str(
+            secret_box.ensure_key_file(settings.state_path / "secret-keys"))
     if "WM_ALLOWED_CIDRS" not in env:
         changes["allowed_cidrs"] = "127.0.0.0/8"
     if "WM_API_KEYS" not in env:
@@ -93,6 +113,9 @@ def up(settings: Settings, components: bool = True) -> list[str]:
         lines.append(f"api key    {settings.api_keys.split(',')[0]}  "
                      "(send 'Authorization: Bearer <key>')")
         lines.append(f"deliveries may reach {settings.allowed_cidrs or 'global addresses only'}")
+        lines.append("secrets    encrypted with "
+                     f"{settings.secret_keys_file or 'WM_SECRET_KEYS'} (keep it: records written "
+                     "under it cannot be read without it)")
     return lines
 
 

@@ -67,10 +67,21 @@ def _as_owner(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv]
 
 
+def server_group() -> int | None:
+    """The group id of the ``postgres`` user the cluster runs as when we are root, else None."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("postgres").pw_gid
+    except KeyError:
+        return None
+
+
 def _prepare_dirs(settings: Settings) -> None:
     p = paths(settings)
     for key in ("base", "socket"):
         p[key].mkdir(parents=True, exist_ok=True)
+    p["base"].chmod(0o700)  # the cluster's data, log and socket: its owner's only
     if os.geteuid() == 0:
         try:
             owner = pwd.getpwnam("postgres")
@@ -91,6 +102,7 @@ def _prepare_dirs(settings: Settings) -> None:
 def _initdb(settings: Settings, bindir: Path) -> None:
     p = paths(settings)
     if (p["data"] / "PG_VERSION").exists():
+        p["data"].chmod(0o700)  # initdb made it so; keep it so
         return
     result = subprocess.run(
         _as_owner([str(bindir / "initdb"), "-D", str(p["data"]), "-U", DB_USER,
