@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ingest_gateway.validation import EVENT_TYPE_PATTERN, MAX_EVENT_TYPE_LENGTH
 from webhookmaster import __version__
 
 JSON = "application/json"
@@ -15,6 +16,10 @@ SWAGGER_UI_VERSION = "5.17.14"
 
 DATE_TIME = {"type": "string", "format": "date-time"}
 NULLABLE_DATE_TIME = {"type": ["string", "null"], "format": "date-time"}
+EVENT_TYPE = {"type": "string", "minLength": 1, "maxLength": MAX_EVENT_TYPE_LENGTH,
+              "pattern": EVENT_TYPE_PATTERN,
+              "description": "1-200 printable ASCII characters, no space at either end "
+                             "(it is sent as the X-Webhook-Event-Type header)."}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -71,7 +76,7 @@ SUBSCRIPTION_WRITABLE = {
     "secret_key": {"type": "string", "minLength": 1,
                    "description": "Signing secret. Omitted on create: a new whsec_ secret; "
                                   "omitted on PUT: the current secret is kept."},
-    "event_types": {"type": "array", "items": {"type": "string", "minLength": 1},
+    "event_types": {"type": "array", "items": EVENT_TYPE,
                     "description": "Event types delivered; empty: every type."},
     "is_active": {"type": "boolean", "description": "Inactive subscriptions refuse ingest "
                                                     "(409) and get no fan-out events."},
@@ -134,7 +139,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "FanoutEvent": {
         "type": "object", "additionalProperties": False, "required": ["event_type", "payload"],
-        "properties": {"event_type": {"type": "string", "minLength": 1},
+        "properties": {"event_type": EVENT_TYPE,
                        "payload": {"description": "Any JSON value."}},
     },
     "FanoutAccepted": {
@@ -243,8 +248,8 @@ def _ingest_paths() -> dict[str, Any]:
                 "security": [{"hubSignature": []}, {"bearerAuth": []}, {}],
                 "parameters": [
                     _path_param("subscription_id", "Target subscription."),
-                    _query("event_type", "Event type of the webhook.",
-                           {"type": "string", "minLength": 1}, required=True),
+                    _query("event_type", "Event type of the webhook.", EVENT_TYPE,
+                           required=True),
                     {"name": "Idempotency-Key", "in": "header", "required": False,
                      "description": "Stored in the record's metadata.",
                      "schema": {"type": "string"}},

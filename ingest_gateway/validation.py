@@ -43,11 +43,34 @@ def secret_key(value: Any) -> str:
     return value
 
 
+# What event_type_problem accepts, as a JSON Schema / ECMA regex for the OpenAPI document.
+EVENT_TYPE_PATTERN = "^[!-~]([ -~]*[!-~])?$"
+
+
+def event_type_problem(value: object) -> str | None:
+    """Why ``value`` is not a valid event type, or None when it is.
+
+    An event type travels as the ``X-Webhook-Event-Type`` header of every delivery, so it must
+    be a string of 1 to 200 printable ASCII characters (U+0020-U+007E): no control character
+    (C0, DEL, C1: so no CR, LF, NUL), nothing outside ASCII, and no space at either end (a header
+    value loses those). Shared by the gateway and by consumers of direct Kafka records.
+    """
+    if not isinstance(value, str):
+        return "must be a string"
+    if not value or len(value) > MAX_EVENT_TYPE_LENGTH:
+        return f"must be 1 to {MAX_EVENT_TYPE_LENGTH} characters long"
+    if not all(" " <= c <= "~" for c in value):
+        return "must be printable ASCII (no control characters, CR, LF, NUL or non-ASCII)"
+    if value[0] == " " or value[-1] == " ":
+        return "must not start or end with a space"
+    return None
+
+
 def event_type(value: Any, field: str = "event_type") -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_EVENT_TYPE_LENGTH:
-        raise validation_error(
-            f"{field} must be a non-empty string of at most {MAX_EVENT_TYPE_LENGTH} characters",
-            field)
+    """``value`` when it is a valid event type (:func:`event_type_problem`), else 400."""
+    problem = event_type_problem(value)
+    if problem is not None:
+        raise validation_error(f"{field} {problem}", field)
     return value
 
 
