@@ -61,8 +61,8 @@ def _limit(default: int) -> dict[str, Any]:
                   {"type": "integer", "minimum": 1, "maximum": 200, "default": default})
 
 
-CURSOR = _query("cursor", "Opaque cursor from the previous page's next_cursor.",
-                {"type": "string"})
+CURSOR = _query("cursor", "Opaque cursor from the previous page's next_cursor (empty: "
+                "the first page).", {"type": "string"})
 BAD_REQUEST = _error("Invalid input: the body names the field at fault.")
 UNAUTHORIZED = _error("API keys are configured and the request has no valid key.")
 NOT_FOUND = _error("Unknown id.")
@@ -72,7 +72,9 @@ API_KEY = [{"bearerAuth": []}, {}]
 
 SUBSCRIPTION_WRITABLE = {
     "target_url": {"type": "string", "format": "uri", "maxLength": 2048,
-                   "description": "Absolute http(s) URL with a host."},
+                   "description": "Absolute http(s) URI with a host, ASCII only (an IRI is "
+                                  "refused: percent-encode, punycode the host); an IPv4 host "
+                                  "only as a dotted quad."},
     "secret_key": {"type": "string", "minLength": 1,
                    "description": "Signing secret. Omitted on create: a new whsec_ secret; "
                                   "omitted on PUT: the current secret is kept."},
@@ -315,7 +317,7 @@ def _status_paths() -> dict[str, Any]:
                            {"enum": ["PENDING", "IN_PROGRESS", "DELIVERED", "FAILED"]}),
                     _query("subscription_id", "Only this subscription.",
                            {"type": "string", "format": "uuid"}),
-                    _query("event_type", "Only this event type.", {"type": "string"}),
+                    _query("event_type", "Only this event type (empty: any).", {"type": "string"}),
                     _query("since", "Only webhooks created at or after this time.", DATE_TIME),
                     _limit(20), CURSOR,
                 ],
