@@ -105,8 +105,15 @@ class HardenedRequestHandler(RequestHandler):
                      exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         """aiohttp's own error answers (parser errors, a handler that escaped the
-        middlewares) in the API's JSON shape."""
-        text = super().handle_error(request, status, exc, message)  # logs; may raise
+        middlewares) in the API's JSON shape. A client's malformed request is logged at debug
+        level only (aiohttp logs each with a traceback at error level)."""
+        if status >= 500:
+            self.log_exception("error handling a request from %s", request.remote,
+                               exc_info=exc)
+        else:
+            self.log_debug("bad request from %s: %s", request.remote, message or exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response is already being sent")
         if isinstance(exc, LineTooLong) or (status == 400 and "Too many headers" in
                                             str(message or "")):
             return _json_error(TOO_LARGE, "header_fields_too_large",
@@ -116,8 +123,7 @@ class HardenedRequestHandler(RequestHandler):
             return _json_error(500, "internal_error", "internal server error")
         if status == 504:
             return _json_error(504, "timeout", "the request took too long")
-        detail = str(message or exc or getattr(text, "reason", "bad request"))
-        return _json_error(status, "bad_request", detail)
+        return _json_error(status, "bad_request", str(message or exc or "bad request"))
 
 
 class HardenedServer(web.Server):

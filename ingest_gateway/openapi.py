@@ -358,7 +358,11 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "WebhookMaster gateway", "version": __version__,
             "description": "Ingest, subscription and status API. Errors are JSON: "
-                           '{"error": <code>, "detail": <text>, "field"?: <name>}.',
+                           '{"error": <code>, "detail": <text>, "field"?: <name>}. Any '
+                           "request may also be answered 408 request_timeout (not received "
+                           "whole within WM_REQUEST_READ_TIMEOUT), 431 "
+                           "header_fields_too_large (request line or a header over 8190 "
+                           "bytes, or over 128 headers) or 400 bad_request (malformed HTTP).",
         },
         "paths": {**_operations_paths(), **_subscription_paths(), **_ingest_paths(),
                   **_status_paths()},
