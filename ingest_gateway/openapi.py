@@ -177,9 +177,28 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+def _link(operation_id: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link: ``operation_id`` called with fields of this response's body."""
+    return {"operationId": operation_id,
+            "parameters": {name: f"$response.body#/{field}"
+                           for name, field in parameters.items()}}
+
+
+# What a created subscription's id leads to.
+SUBSCRIPTION_LINKS = {
+    "get": _link("getSubscription", id="id"),
+    "replace": _link("replaceSubscription", id="id"),
+    "update": _link("updateSubscription", id="id"),
+    "delete": _link("deleteSubscription", id="id"),
+    "history": _link("subscriptionHistory", id="id"),
+    "ingest": _link("ingest", subscription_id="id"),
+}
+
+
 def _subscription_paths() -> dict[str, Any]:
     sub_id = _path_param("id", "Subscription id.")
     created = _ok("The subscription, with its secret.", _ref("Subscription"))
+    created["links"] = SUBSCRIPTION_LINKS
     return {
         "/api/subscriptions/": {
             "post": {
@@ -259,7 +278,9 @@ def _ingest_paths() -> dict[str, Any]:
                 "requestBody": {"required": True,
                                 "content": _json_content({"description": "Any JSON value."})},
                 "responses": {
-                    "202": _ok("Accepted and acknowledged by Kafka.", _ref("IngestAccepted")),
+                    "202": {**_ok("Accepted and acknowledged by Kafka.",
+                                  _ref("IngestAccepted")),
+                            "links": {"status": _link("webhookStatus", webhook_id="id")}},
                     "400": _error("Body not JSON, event_type missing or not accepted by the "
                                   "subscription, or signature missing."),
                     "401": _error("Wrong signature, or no valid API key where one is needed."),
