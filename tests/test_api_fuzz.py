@@ -16,7 +16,8 @@ import sys
 
 from tests.gateway_helpers import LiveGateway
 
-MAX_EXAMPLES = "25"
+# More for a deeper local run: WM_FUZZ_MAX_EXAMPLES=200 pytest tests/test_api_fuzz.py
+MAX_EXAMPLES = os.environ.get("WM_FUZZ_MAX_EXAMPLES", "25")
 SEED = "20261128"
 # Far above what the run takes; only a hung run reaches it.
 RUN_TIMEOUT_S = 600

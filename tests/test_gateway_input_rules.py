@@ -3,6 +3,9 @@ header, URLs that are IRIs or non-canonical IPv4 hosts, empty query values, page
 
 from __future__ import annotations
 
+import base64
+
+import orjson
 import pytest
 
 from ingest_gateway import validation
@@ -111,3 +114,16 @@ async def test_limit_maximum_is_the_documented_one(gateway: LiveGateway) -> None
         assert ok.status == 200 or ok.json["error"] == "not_found"
         over = await gateway.call("GET", path, params={"limit": str(maximum + 1)})
         assert over.status == 400 and over.json["field"] == "limit", template
+
+
+async def test_nul_in_status_queries_is_refused_not_500(gateway: LiveGateway) -> None:
+    """PostgreSQL text cannot hold NUL: such a value is a 400 (or an unknown id), never a
+    database error (found by tests/test_api_fuzz.py)."""
+    reply = await gateway.call("GET", "/api/webhooks/?event_type=a%00b")
+    assert reply.status == 400 and reply.json["field"] == "event_type", reply.body
+    position = orjson.dumps(["2026-01-01T00:00:00+00:00", "a\u0000"])
+    cursor = base64.urlsafe_b64encode(position).decode().rstrip("=")
+    reply = await gateway.call("GET", f"/api/webhooks/?cursor={cursor}")
+    assert reply.status == 400 and reply.json["field"] == "cursor", reply.body
+    reply = await gateway.call("GET", "/api/status/a%00b/")
+    assert reply.status == 404 and reply.json["error"] == "not_found", reply.body
