@@ -64,17 +64,19 @@ class HardenedRequestHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._read_timer is None and self._pending_body is None:
-            self._arm()  # the first bytes of the next request on a kept-alive connection
-        self._received = True
+        if data:  # (aiohttp itself feeds b"" to parse pipelined requests it buffered)
+            if self._read_timer is None and self._pending_body is None:
+                self._arm()  # the first bytes of the next request on a kept-alive connection
+            self._received = True
         before = self._request_count
         super().data_received(data)
         if self._request_count > before:  # headers complete: now the body
             self._pending_body = self._messages[-1][1] if self._messages else None
-        if self._pending_body is None or self._pending_body.is_eof():
-            self._pending_body = None
-            if self._request_count > before:
+            if self._pending_body is None:
                 self._disarm()
+        if self._pending_body is not None and self._pending_body.is_eof():
+            self._pending_body = None  # the whole request arrived in time
+            self._disarm()
 
     def _arm(self) -> None:
         self._disarm()

@@ -110,6 +110,32 @@ async def test_a_kept_alive_connection_survives_idle_time(strict: LiveGateway) -
         writer.close()
 
 
+async def test_a_body_in_a_later_packet_then_idle_time_is_fine(strict: LiveGateway) -> None:
+    """Headers, then the body in a second write: served; the connection then idles longer
+    than the read timeout and still serves the next request."""
+    body = b'{"event_type": "e", "payload": 1}'
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(strict))
+    try:
+        writer.write(b"POST /api/events/ HTTP/1.1\r\nHost: gw\r\nContent-Type: "
+                     b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        await writer.drain()
+        await asyncio.sleep(READ_TIMEOUT_S / 4)
+        writer.write(body)
+        assert (await _read_response(reader)).startswith(b"HTTP/1.1 202")
+        await asyncio.sleep(READ_TIMEOUT_S * 1.5)  # idle longer than the read timeout
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+        assert (await _read_response(reader)).startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> bytes:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    length = int(next(h.split(b":")[1] for h in head.split(b"\r\n")
+                      if h.lower().startswith(b"content-length")))
+    return head + await asyncio.wait_for(reader.readexactly(length), 10)
+
+
 async def test_a_whole_request_within_the_deadline_is_served(strict: LiveGateway) -> None:
     reply = await strict.call("POST", "/api/events/",
                               json_body={"event_type": "e", "payload": {"ok": True}})
