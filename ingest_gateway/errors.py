@@ -94,9 +94,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return _http_exception_response(exc)
-    except RequestReadTimeout as exc:
-        return json_response({"error": "request_timeout", "detail": str(exc)}, 408,
-                             {"Connection": "close"})
+    except RequestReadTimeout as exc:  # the body did not arrive in time: answer, then close
+        resp = json_response({"error": "request_timeout", "detail": str(exc)}, 408)
+        resp.force_close()
+        return resp
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
