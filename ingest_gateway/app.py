@@ -32,7 +32,7 @@ from webhookmaster.subscription_table import SubscriptionTable
 log = logging.getLogger(__name__)
 
 STATUS_API = "ingest_gateway.status_api"
-PROBE_INTERVAL_S = 2.0
+PROBE_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 2.0
 # The table loader waits in slices so that shutdown never waits long for an executor thread.
 LOAD_SLICE_S = 0.5
@@ -103,7 +103,9 @@ async def _load_table(gw: Gateway) -> None:
 
 
 async def _probe_kafka(gw: Gateway) -> None:
-    """Keep ``gw.kafka_ok`` current: does the cluster answer a metadata request?"""
+    """Keep ``gw.kafka_ok`` current: does the cluster answer a metadata request? While it does
+    not, writes fail fast (``gw.kafka_down``) and the records still in the producer's local
+    queue are purged: their requests get their 503 now rather than at the message timeout."""
     loop = asyncio.get_running_loop()
     while True:
         ok = await loop.run_in_executor(
@@ -112,6 +114,9 @@ async def _probe_kafka(gw: Gateway) -> None:
             log.log(logging.INFO if ok else logging.WARNING,
                     "Kafka %s", "answers" if ok else "does not answer")
         gw.kafka_ok = ok
+        gw.kafka_down = not ok
+        if not ok:
+            gw.producer.purge_queued()
         gw.update_ready()
         await asyncio.sleep(PROBE_INTERVAL_S)
 

@@ -8,6 +8,7 @@ a valid subscription signature or an API key).
 from __future__ import annotations
 
 import hmac
+import secrets
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -19,6 +20,10 @@ from webhookmaster.subscription_table import Subscription
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 # Route names that the API-key middleware lets through.
 PUBLIC_ROUTES = frozenset({"openapi", "ingest"})
+# Stands in for an unknown subscription so that ingest authenticates before it tells anyone
+# whether the id exists: a secret nobody knows, like every subscription the API creates.
+_DECOY = Subscription(id="", target_url="", secret_key=secrets.token_urlsafe(32),
+                      event_types=(), is_active=True, created_at="", updated_at="")
 
 
 def parse_keys(raw: str) -> tuple[bytes, ...]:
@@ -84,3 +89,13 @@ def authenticate_ingest(request: web.Request, sub: Subscription, body: bytes,
         return
     if keys:
         raise unauthorized("this subscription has no secret: an API key is required")
+
+
+def authenticate_unknown_ingest(request: web.Request, body: bytes,
+                                keys: tuple[bytes, ...]) -> None:
+    """For an ingest to an id that is not a subscription: with API keys configured, answer
+    exactly what a subscription with a secret would answer to the same credentials (401 for a
+    wrong key or signature, 400 when there is none), and return only for a valid API key (the
+    caller then answers 404). Without keys the API is open and this returns at once."""
+    if keys:
+        authenticate_ingest(request, _DECOY, body, keys)

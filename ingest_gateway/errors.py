@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ingest_gateway.http_server import RequestReadTimeout
 from ingest_gateway.jsonio import json_response
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ _CODES = {
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
 }
 # Headers of an aiohttp exception that describe its (replaced) text body.
@@ -92,6 +94,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return _http_exception_response(exc)
+    except RequestReadTimeout as exc:  # the body did not arrive in time: answer, then close
+        resp = json_response({"error": "request_timeout", "detail": str(exc)}, 408)
+        resp.force_close()
+        return resp
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:

@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from ingest_gateway import metrics, validation
-from ingest_gateway.auth import authenticate_ingest
-from ingest_gateway.errors import ApiError, too_large, validation_error
+from ingest_gateway.auth import authenticate_ingest, authenticate_unknown_ingest
+from ingest_gateway.errors import ApiError, not_found, too_large, validation_error
 from ingest_gateway.jsonio import json_response
 from ingest_gateway.producing import not_acknowledged, produce
 from ingest_gateway.state import Gateway, gateway
@@ -81,8 +81,12 @@ async def ingest(request: web.Request) -> web.Response:
     """POST /api/ingest/{subscription_id}/?event_type=…: one webhook for one subscription."""
     started = time.perf_counter()
     gw = gateway(request)
-    sub = gw.subscription(request.match_info["subscription_id"])
+    sub_id = request.match_info["subscription_id"]
+    sub = gw.loaded_table().get(sub_id)
     body = await _read_body(request, gw)
+    if sub is None:  # authenticate before telling whether the id exists
+        authenticate_unknown_ingest(request, body, gw.api_keys)
+        raise not_found(f"no subscription {sub_id!r}")
     authenticate_ingest(request, sub, body, gw.api_keys)
     if not sub.is_active:
         raise ApiError(409, "subscription_inactive",

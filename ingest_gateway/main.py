@@ -9,6 +9,7 @@ import logging
 from aiohttp import web
 
 from ingest_gateway.app import TABLE_LOADER, create_app
+from ingest_gateway.http_server import HardenedAppRunner
 from ingest_gateway.producing import MESSAGE_TIMEOUT_MS, QUEUE_WAIT_S
 from webhookmaster import lifecycle, logs
 from webhookmaster.settings import Settings
@@ -25,8 +26,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     subscription table fails to load: exit code 1."""
     stopping = asyncio.Event()
     relay = lifecycle.on_stop(stop, stopping.set)
-    runner = web.AppRunner(create_app(settings), access_log=None,
-                           shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    runner = HardenedAppRunner(create_app(settings), access_log=None,
+                               shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                               read_timeout=settings.request_read_timeout_s)
     await runner.setup()
     code = 0
     try:

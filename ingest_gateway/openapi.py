@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ingest_gateway.validation import EVENT_TYPE_PATTERN, MAX_EVENT_TYPE_LENGTH
 from webhookmaster import __version__
 
 JSON = "application/json"
@@ -15,6 +16,10 @@ SWAGGER_UI_VERSION = "5.17.14"
 
 DATE_TIME = {"type": "string", "format": "date-time"}
 NULLABLE_DATE_TIME = {"type": ["string", "null"], "format": "date-time"}
+EVENT_TYPE = {"type": "string", "minLength": 1, "maxLength": MAX_EVENT_TYPE_LENGTH,
+              "pattern": EVENT_TYPE_PATTERN,
+              "description": "1-200 printable ASCII characters, no space at either end "
+                             "(it is sent as the X-Webhook-Event-Type header)."}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -56,8 +61,8 @@ def _limit(default: int) -> dict[str, Any]:
                   {"type": "integer", "minimum": 1, "maximum": 200, "default": default})
 
 
-CURSOR = _query("cursor", "Opaque cursor from the previous page's next_cursor.",
-                {"type": "string"})
+CURSOR = _query("cursor", "Opaque cursor from the previous page's next_cursor (empty: "
+                "the first page).", {"type": "string"})
 BAD_REQUEST = _error("Invalid input: the body names the field at fault.")
 UNAUTHORIZED = _error("API keys are configured and the request has no valid key.")
 NOT_FOUND = _error("Unknown id.")
@@ -67,11 +72,13 @@ API_KEY = [{"bearerAuth": []}, {}]
 
 SUBSCRIPTION_WRITABLE = {
     "target_url": {"type": "string", "format": "uri", "maxLength": 2048,
-                   "description": "Absolute http(s) URL with a host."},
+                   "description": "Absolute http(s) URI with a host, ASCII only (an IRI is "
+                                  "refused: percent-encode, punycode the host); an IPv4 host "
+                                  "only as a dotted quad."},
     "secret_key": {"type": "string", "minLength": 1,
                    "description": "Signing secret. Omitted on create: a new whsec_ secret; "
                                   "omitted on PUT: the current secret is kept."},
-    "event_types": {"type": "array", "items": {"type": "string", "minLength": 1},
+    "event_types": {"type": "array", "items": EVENT_TYPE,
                     "description": "Event types delivered; empty: every type."},
     "is_active": {"type": "boolean", "description": "Inactive subscriptions refuse ingest "
                                                     "(409) and get no fan-out events."},
@@ -134,7 +141,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "FanoutEvent": {
         "type": "object", "additionalProperties": False, "required": ["event_type", "payload"],
-        "properties": {"event_type": {"type": "string", "minLength": 1},
+        "properties": {"event_type": EVENT_TYPE,
                        "payload": {"description": "Any JSON value."}},
     },
     "FanoutAccepted": {
@@ -170,9 +177,28 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+def _link(operation_id: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link: ``operation_id`` called with fields of this response's body."""
+    return {"operationId": operation_id,
+            "parameters": {name: f"$response.body#/{field}"
+                           for name, field in parameters.items()}}
+
+
+# What a created subscription's id leads to.
+SUBSCRIPTION_LINKS = {
+    "get": _link("getSubscription", id="id"),
+    "replace": _link("replaceSubscription", id="id"),
+    "update": _link("updateSubscription", id="id"),
+    "delete": _link("deleteSubscription", id="id"),
+    "history": _link("subscriptionHistory", id="id"),
+    "ingest": _link("ingest", subscription_id="id"),
+}
+
+
 def _subscription_paths() -> dict[str, Any]:
     sub_id = _path_param("id", "Subscription id.")
     created = _ok("The subscription, with its secret.", _ref("Subscription"))
+    created["links"] = SUBSCRIPTION_LINKS
     return {
         "/api/subscriptions/": {
             "post": {
@@ -243,8 +269,8 @@ def _ingest_paths() -> dict[str, Any]:
                 "security": [{"hubSignature": []}, {"bearerAuth": []}, {}],
                 "parameters": [
                     _path_param("subscription_id", "Target subscription."),
-                    _query("event_type", "Event type of the webhook.",
-                           {"type": "string", "minLength": 1}, required=True),
+                    _query("event_type", "Event type of the webhook.", EVENT_TYPE,
+                           required=True),
                     {"name": "Idempotency-Key", "in": "header", "required": False,
                      "description": "Stored in the record's metadata.",
                      "schema": {"type": "string"}},
@@ -252,7 +278,9 @@ def _ingest_paths() -> dict[str, Any]:
                 "requestBody": {"required": True,
                                 "content": _json_content({"description": "Any JSON value."})},
                 "responses": {
-                    "202": _ok("Accepted and acknowledged by Kafka.", _ref("IngestAccepted")),
+                    "202": {**_ok("Accepted and acknowledged by Kafka.",
+                                  _ref("IngestAccepted")),
+                            "links": {"status": _link("webhookStatus", webhook_id="id")}},
                     "400": _error("Body not JSON, event_type missing or not accepted by the "
                                   "subscription, or signature missing."),
                     "401": _error("Wrong signature, or no valid API key where one is needed."),
@@ -310,7 +338,7 @@ def _status_paths() -> dict[str, Any]:
                            {"enum": ["PENDING", "IN_PROGRESS", "DELIVERED", "FAILED"]}),
                     _query("subscription_id", "Only this subscription.",
                            {"type": "string", "format": "uuid"}),
-                    _query("event_type", "Only this event type.", {"type": "string"}),
+                    _query("event_type", "Only this event type (empty: any).", {"type": "string"}),
                     _query("since", "Only webhooks created at or after this time.", DATE_TIME),
                     _limit(20), CURSOR,
                 ],
@@ -351,7 +379,11 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "WebhookMaster gateway", "version": __version__,
             "description": "Ingest, subscription and status API. Errors are JSON: "
-                           '{"error": <code>, "detail": <text>, "field"?: <name>}.',
+                           '{"error": <code>, "detail": <text>, "field"?: <name>}. Any '
+                           "request may also be answered 408 request_timeout (not received "
+                           "whole within WM_REQUEST_READ_TIMEOUT), 431 "
+                           "header_fields_too_large (request line or a header over 8190 "
+                           "bytes, or over 128 headers) or 400 bad_request (malformed HTTP).",
         },
         "paths": {**_operations_paths(), **_subscription_paths(), **_ingest_paths(),
                   **_status_paths()},

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 MESSAGE_TIMEOUT_MS = 10_000
 # ... and a record that cannot even enter the full local queue gives up after this long.
 QUEUE_WAIT_S = 2.0
+# The local queue is bounded, so that a dead broker cannot pile records up in memory.
+QUEUE_MAX_MESSAGES = 50_000
+QUEUE_MAX_KBYTES = 65_536
 
 
 def producer_extra(settings: Settings) -> dict[str, Any]:
@@ -29,6 +32,8 @@ def producer_extra(settings: Settings) -> dict[str, Any]:
     JSON may be longer; the broker's limit applies to the compressed batch)."""
     return {
         "message.timeout.ms": MESSAGE_TIMEOUT_MS,
+        "queue.buffering.max.messages": QUEUE_MAX_MESSAGES,
+        "queue.buffering.max.kbytes": QUEUE_MAX_KBYTES,
         "request.timeout.ms": 5_000,
         "message.max.bytes": max(1_000_000, 2 * settings.max_body_bytes + 65_536),
     }
@@ -36,6 +41,10 @@ def producer_extra(settings: Settings) -> dict[str, Any]:
 
 def not_acknowledged() -> ApiError:
     return unavailable("Kafka did not acknowledge the record; nothing was accepted, retry later")
+
+
+def kafka_down() -> ApiError:
+    return unavailable("Kafka is unreachable; nothing was accepted, retry later")
 
 
 def _refusal(exc: Exception) -> ApiError:
@@ -47,7 +56,11 @@ def _refusal(exc: Exception) -> ApiError:
 async def produce(gw: Gateway, topic: str, label: str, key: str, value: bytes | None,
                   headers: list[tuple[str, bytes]] | None = None) -> Message:
     """Produce one record and return it once acknowledged (acks=all); 503 otherwise (413 when
-    Kafka refuses the record's size)."""
+    Kafka refuses the record's size). While the probe finds Kafka unreachable: 503 at once,
+    nothing queued."""
+    if gw.kafka_down:
+        metrics.PRODUCE_ERRORS.labels(label).inc()
+        raise kafka_down()
     started = time.perf_counter()
     try:
         msg = await gw.producer.send(topic, value, key, headers=headers,

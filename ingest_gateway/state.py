@@ -28,6 +28,8 @@ class Gateway:
     producer: AsyncProducer = field(init=False)
     table: SubscriptionTable = field(init=False)
     kafka_ok: bool = False
+    # Set when the last probe failed (not before the first one): writes then fail fast.
+    kafka_down: bool = False
     # Set while ready: table loaded and the last Kafka probe answered.
     ready_event: asyncio.Event = field(default_factory=asyncio.Event)
     # More readiness conditions (the status API may add its own).

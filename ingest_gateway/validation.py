@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
+import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,14 +21,29 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 
+def _non_canonical_ipv4(host: str) -> bool:
+    """True for an IPv4 address written other than as a dotted quad (``2130706433``,
+    ``127.1``, ``0177.0.0.1``, ``0x7f.0.0.1``, ``0``): resolvers read these as addresses."""
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return False
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return True
+    return False
+
+
 def target_url(value: Any) -> str:
-    """An absolute http(s) URL with a host."""
+    """An absolute http(s) URI with a host: ASCII only (an IRI must be percent-encoded and
+    its host punycoded), an IPv4 host only as a canonical dotted quad."""
     if not isinstance(value, str) or not value:
         raise validation_error("target_url must be a non-empty string", "target_url")
-    if len(value) > MAX_URL_LENGTH or any(c.isspace() or ord(c) < 32 for c in value):
+    if len(value) > MAX_URL_LENGTH or not all("!" <= c <= "~" for c in value):
         raise validation_error(
-            f"target_url must be at most {MAX_URL_LENGTH} characters without spaces",
-            "target_url")
+            f"target_url must be at most {MAX_URL_LENGTH} printable ASCII characters without "
+            "spaces (percent-encode other characters, punycode the host)", "target_url")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -34,6 +51,9 @@ def target_url(value: Any) -> str:
         raise validation_error(f"target_url is not a valid URL: {exc}", "target_url") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise validation_error("target_url must be an absolute http(s) URL with a host",
+                               "target_url")
+    if _non_canonical_ipv4(parts.hostname):
+        raise validation_error("target_url's IPv4 host must be a dotted quad like 192.0.2.1",
                                "target_url")
     return value
 
@@ -44,10 +64,15 @@ def secret_key(value: Any) -> str:
     return value
 
 
+# What :func:`schemas.records.event_type_problem` accepts, as a regex for the OpenAPI document.
+EVENT_TYPE_PATTERN = records.EVENT_TYPE_PATTERN
+event_type_problem = records.event_type_problem
+
+
 def event_type(value: Any, field: str = "event_type") -> str:
-    """An event type as the pipeline carries it (:func:`schemas.records.event_type_problem`)."""
-    problem = records.event_type_problem(value)
-    if problem:
+    """``value`` when it is a valid event type (:func:`event_type_problem`), else 400."""
+    problem = event_type_problem(value)
+    if problem is not None:
         raise validation_error(f"{field} {problem}", field)
     return value
 
@@ -108,8 +133,9 @@ def encode_cursor(position: tuple[str, str]) -> str:
 
 
 def decode_cursor(raw: str | None) -> tuple[str, str] | None:
-    """The position a cursor stands for; 400 when it is not one of ours."""
-    if raw is None:
+    """The position a cursor stands for (none for an absent or empty cursor); 400 when it
+    is not one of ours."""
+    if not raw:
         return None
     try:
         data = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))

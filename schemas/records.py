@@ -180,13 +180,26 @@ class Webhook:
                 "attempt": self.attempt, "due_at": self.due_at}
 
 
-def event_type_problem(value: Any) -> str | None:
-    """Why ``value`` cannot be an event type (it travels as an HTTP header), or None: a
-    string of 1 to 200 printable characters (no control characters, CR, LF or NUL)."""
-    if not isinstance(value, str) or not value or len(value) > MAX_EVENT_TYPE_LENGTH:
-        return f"must be a non-empty string of at most {MAX_EVENT_TYPE_LENGTH} characters"
-    if not value.isprintable():
-        return "must be printable text (no control characters, CR, LF or NUL)"
+# What :func:`event_type_problem` accepts, as a JSON Schema / ECMA regex.
+EVENT_TYPE_PATTERN = "^[!-~]([ -~]*[!-~])?$"
+
+
+def event_type_problem(value: object) -> str | None:
+    """Why ``value`` cannot be an event type, or None when it can.
+
+    An event type travels as the ``X-Webhook-Event-Type`` header of every delivery, so it must
+    be a string of 1 to 200 printable ASCII characters (U+0020-U+007E): no control character
+    (C0, DEL, C1: so no CR, LF, NUL), nothing outside ASCII, and no space at either end (a header
+    value loses those). Shared by the gateway and the consumers of direct Kafka records.
+    """
+    if not isinstance(value, str):
+        return "must be a string"
+    if not value or len(value) > MAX_EVENT_TYPE_LENGTH:
+        return f"must be 1 to {MAX_EVENT_TYPE_LENGTH} characters long"
+    if not all(" " <= c <= "~" for c in value):
+        return "must be printable ASCII (no control characters, CR, LF, NUL or non-ASCII)"
+    if value[0] == " " or value[-1] == " ":
+        return "must not start or end with a space"
     return None
 
 

@@ -20,6 +20,7 @@ import jsonschema
 from aiohttp import web
 
 from ingest_gateway.app import create_app, wait_ready
+from ingest_gateway.http_server import HardenedAppRunner
 from schemas.topics import INGEST, SUBSCRIPTIONS
 from tests.kafka_helpers import consume
 from webhookmaster import signing
@@ -88,7 +89,8 @@ async def running_gateway(
     app = create_app(settings)
     if configure is not None:
         configure(app)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=15)
+    runner = HardenedAppRunner(app, access_log=None, shutdown_timeout=15,
+                               read_timeout=settings.request_read_timeout_s)
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -96,3 +96,30 @@ async def test_ingest_without_secret_needs_a_key(keyed: LiveGateway) -> None:
         reply = await keyed.ingest(target, b"{}", headers=headers)
         assert reply.status == 401 and reply.json["error"] == "unauthorized"
     assert (await keyed.ingest(target, b"{}", headers=GOOD)).status == 202
+
+
+async def test_ingest_authenticates_before_it_looks_the_subscription_up(
+        keyed: LiveGateway) -> None:
+    """An unknown id answers what a subscription with a secret would answer to the same
+    credentials, so an unauthenticated caller cannot tell whether it exists; a valid API key
+    then learns 404."""
+    known = await keyed.create_subscription(headers=GOOD)
+    unknown = {"id": str(uuid.uuid4())}
+    body = b'{"probe": 1}'
+    attempts = [
+        ({}, 400, "signature_required"),
+        ({"Authorization": "Bearer wrong"}, 401, "unauthorized"),
+        ({"X-Hub-Signature-256": signing.hub_signature("guess", body)}, 401,
+         "invalid_signature"),
+    ]
+    for headers, status, error in attempts:
+        replies = [await keyed.ingest(target, body, headers=headers, sign=False)
+                   for target in (known, unknown)]
+        assert [r.status for r in replies] == [status, status], headers
+        assert replies[0].json == replies[1].json, headers
+        assert replies[1].json["error"] == error
+        assert replies[0].headers.get("WWW-Authenticate") == \
+            replies[1].headers.get("WWW-Authenticate")
+    reply = await keyed.ingest(unknown, body, headers=GOOD)
+    assert reply.status == 404 and reply.json["error"] == "not_found"
+    assert (await keyed.ingest(known, body, headers=GOOD)).status == 202

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import time
 import uuid
@@ -16,11 +17,15 @@ from tests.conftest import clean_env
 from tests.gateway_helpers import free_port, poll, run_cli, running_gateway, state_dir
 from webhookmaster import settings as settings_mod
 from webhookmaster import topics_admin
+from webhookmaster.kafka_clients import AsyncProducer, ProduceError, producer_config
 from webhookmaster.settings import Settings
 from webhookmaster.stack import kafka_broker
 
 # message.timeout.ms of the gateway (10 s) plus scheduling slack.
 BOUND_S = 20.0
+# Once the gateway knows Kafka is down it answers at once: far below the 10 s message timeout.
+FAST_S = 5.0
+CLIENTS = 50
 
 
 @pytest.fixture
@@ -89,3 +94,51 @@ async def test_broker_down_gives_503_with_retry_after(
 
         assert await poll(not_ready, timeout=15)
         assert (await gw.call("GET", "/readyz")).json == {"status": "not ready"}
+
+
+async def test_writes_fail_fast_once_kafka_is_known_down(
+        private_kafka: tuple[Settings, dict[str, str]]) -> None:
+    settings, env = private_kafka
+    async with running_gateway(settings) as gw:
+        sub = await gw.create_subscription()
+        down = await asyncio.to_thread(run_cli, env, "stack", "down")
+        assert down.returncode == 0, down.stderr
+
+        async def not_ready() -> bool:
+            return (await gw.call("GET", "/readyz")).status == 503
+
+        assert await poll(not_ready, timeout=15)
+        writes = [gw.ingest(sub, b'{"n": %d}' % i) for i in range(CLIENTS)]
+        writes += [gw.call("POST", "/api/events/", json_body={"event_type": "e", "payload": 1}),
+                   gw.call("POST", "/api/subscriptions/",
+                           json_body={"target_url": "https://example.com/"}),
+                   gw.call("DELETE", f"/api/subscriptions/{sub['id']}/")]
+        results = await asyncio.wait_for(
+            asyncio.gather(*(_timed(w) for w in writes)), BOUND_S + 10)
+        for elapsed, reply in results:
+            assert reply.status == 503, reply.body
+            assert reply.json["error"] == "kafka_unavailable"
+            assert int(reply.headers["Retry-After"]) > 0
+            assert elapsed < FAST_S, elapsed
+        assert (await gw.call("GET", f"/api/subscriptions/{sub['id']}/")).json == sub
+
+
+async def test_purge_fails_queued_records_at_once(base_settings: Settings) -> None:
+    """Records waiting in the producer's local queue for a broker that is not there fail as
+    soon as they are purged, not at their (here 60 s) message timeout."""
+    dead = dataclasses.replace(base_settings, kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    producer = AsyncProducer(producer_config(dead, **{"message.timeout.ms": 60_000}))
+    try:
+        sends = [asyncio.ensure_future(producer.send("nowhere", b"x", "k")) for _ in range(20)]
+
+        async def queued() -> bool:
+            return len(producer._producer) >= 20
+
+        assert await poll(queued, timeout=10)
+        assert not any(s.done() for s in sends)
+        producer.purge_queued()
+        results = await asyncio.wait_for(
+            asyncio.gather(*sends, return_exceptions=True), FAST_S)
+        assert all(isinstance(r, ProduceError) for r in results), results
+    finally:
+        await asyncio.to_thread(producer.close, 1.0)

@@ -145,6 +145,11 @@ class AsyncProducer:
         """Wait for outstanding records; returns how many are still queued."""
         return self._producer.flush(timeout)
 
+    def purge_queued(self) -> None:
+        """Drop the records still waiting in the local queue (not those already sent to a
+        broker): each one's delivery report then fails with ``_PURGE_QUEUE``."""
+        self._producer.purge(in_queue=True, in_flight=False, blocking=False)
+
     def connected(self, timeout: float = 2.0, topic: str | None = None) -> bool:
         """True when the cluster answers a metadata request (for ``topic`` only, when given:
         cheaper than all topics' metadata on a large cluster)."""

@@ -75,6 +75,10 @@ class Settings:
         "(ingest also accepts a valid subscription signature).")
     max_body_bytes: int = _setting(
         "WM_MAX_BODY_BYTES", 1_048_576, "Largest ingest body the gateway accepts (bytes).")
+    request_read_timeout_s: float = _setting(
+        "WM_REQUEST_READ_TIMEOUT", 10.0,
+        "Seconds a client has to send a whole request (headers and body) to the gateway; "
+        "slower ones get 408 and are disconnected.")
     table_load_timeout_s: float = _setting(
         "WM_TABLE_LOAD_TIMEOUT", 60.0,
         "Seconds a process waits to load the subscription table before it gives up.")
