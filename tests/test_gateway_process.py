@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import clean_env
 from tests.gateway_helpers import free_port
-from tests.kafka_helpers import consume, wait_for
+from tests.kafka_helpers import consume, wait_for, webhook_view
 from webhookmaster import signing
 from webhookmaster.settings import Settings, to_env
 
@@ -64,7 +64,7 @@ def test_serves_and_stops_cleanly(wm_settings: Settings, sig: signal.Signals) ->
     err = proc.stderr.read()
     assert "gateway shutting down" in err and "Traceback" not in err
     [msg] = consume(wm_settings, wm_settings.topic_prefix + "ingest", 1)
-    assert json.loads(msg.value())["webhook_id"] == accepted["id"]
+    assert webhook_view(msg)["webhook_id"] == accepted["id"]
 
 
 def test_exits_1_when_the_table_cannot_load(wm_settings: Settings) -> None:
