@@ -75,6 +75,16 @@ class ChaosReceiver:
         self.delivered: set[str] = set()  # ids answered 2xx at least once
         self.port = 0
         self._runner: web.AppRunner | None = None
+        self._answered = asyncio.Condition()
+
+    async def wait_for(self, check: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``check()`` holds (re-checked at every answer), at most ``timeout``."""
+        async with self._answered:
+            try:
+                await asyncio.wait_for(self._answered.wait_for(check), timeout)
+            except TimeoutError:
+                return check()
+        return True
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -91,6 +101,8 @@ class ChaosReceiver:
         post.status = (503 if earlier else 500) if fail else 200
         if post.status == 200:
             self.delivered.add(webhook_id)
+        async with self._answered:
+            self._answered.notify_all()
         return web.Response(status=post.status, text="no" if fail else "ok")
 
     async def start(self) -> ChaosReceiver:

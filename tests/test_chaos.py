@@ -201,9 +201,12 @@ async def inject_faults(stack: Stack, load: Load, receiver: ChaosReceiver, run: 
         run.faults.append(f"broker restarted at {load.result.items_done} items")
     # the second agent kill comes once deliveries flow again after the broker restart
     flowing = len(receiver.delivered) + 50
-    if await at(0.70, "agent kill 2") and await wait_until(
-            lambda: len(receiver.delivered) >= flowing, TRIGGER_S):
-        kill("agent")
+    if await at(0.70, "agent kill 2"):
+        if await receiver.wait_for(lambda: len(receiver.delivered) >= flowing, TRIGGER_S):
+            kill("agent")
+        else:
+            run.problems.append(f"deliveries did not resume after the broker restart: "
+                                f"{len(receiver.delivered)} delivered, waited for {flowing}")
     if await at(0.85, "scheduler and projector kill 2"):
         kill("scheduler")
         kill("projector")
@@ -294,7 +297,7 @@ async def chaos(base_settings: Settings, tmp_path_factory: pytest.TempPathFactor
         # the end state, each wait bounded: what is not reached then is reported by the checks
         ids = list(run.accepted)
         settle = time.monotonic()
-        await wait_until(lambda: receiver.delivered >= set(ids), SETTLE_S)
+        await receiver.wait_for(lambda: receiver.delivered >= set(ids), SETTLE_S)
         run.seconds["receiver settled"] = time.monotonic() - settle
         await wait_until(lambda: _no_gaps(settings), SETTLE_S, interval=1.0)
         run.gaps = await all_gaps(settings)
@@ -319,6 +322,8 @@ async def chaos(base_settings: Settings, tmp_path_factory: pytest.TempPathFactor
                          if code != 0]
         run.seconds["total"] = time.monotonic() - t0
         print(f"\nchaos: {len(ids)} webhooks accepted, {len(receiver.posts)} POSTs, "
+              f"{sum(len(v) for v in run.events.values())} attempts published, "
+              f"{sum(run.rows.values())} attempt rows, "
               f"faults: {'; '.join(run.faults)}; seconds: "
               + ", ".join(f"{k} {v:.1f}" for k, v in run.seconds.items()))
         yield run
