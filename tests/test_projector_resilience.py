@@ -4,9 +4,11 @@ and the first leaves, when PostgreSQL goes away, and when the broker restarts.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,6 +17,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from status_projector import consumer as consumer_mod
+from status_projector.consumer import CHECK_EVERY_S, STALL_S, ProjectorConsumer
+from status_projector.store import Store
 from tests.conftest import clean_env
 from tests.projector_support import (
     ProjectorProcess,
@@ -183,7 +188,11 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 async def test_projector_resumes_after_a_broker_restart(
         wm_settings: Settings, db: asyncpg.Connection, tmp_path: Path) -> None:
     """A private broker (its own state and ports; PostgreSQL is the session's, by URL): the
-    projector runs through ``stack down`` / ``stack up`` of the broker."""
+    projector runs through ``stack down`` / ``stack up`` of the broker.
+
+    Bounds allow a loaded machine: the broker's restart, then librdkafka's reconnection, or,
+    when the consumer came out of the restart stuck, the watchdog's replacement (STALL_S and two
+    checks) and the new member's join."""
     state = PROJECT_ROOT / ".wm-state" / f"proj-kafka-{uuid.uuid4().hex[:8]}"
     env = clean_env(**{
         **settings_mod.to_env(wm_settings), "WM_STATE_DIR": str(state),
@@ -197,16 +206,25 @@ async def test_projector_resumes_after_a_broker_restart(
         topics_admin.ensure_topics(settings)
         sub = new_id()
         projector = ProjectorProcess(settings, tmp_path / "projector.log")
-        projector.wait_ready()
+        projector.wait_ready(120)
         produce(settings, delivered_webhooks("br-a", 50, sub))
-        await until(lambda: _at_least(db, "br-a", 50), what="rows before the restart")
+        await until(lambda: _at_least(db, "br-a", 50), timeout=90,
+                    what="rows before the restart")
 
         down = _cli(env, "stack", "down")
         assert down.returncode == 0 and "kafka      stopped" in down.stdout, down.stdout
         up = _cli(env, "stack", "up", "--infra")
         assert up.returncode == 0, up.stderr
         produce(settings, delivered_webhooks("br-b", 50, sub))
-        await until(lambda: _at_least(db, "br-b", 50), timeout=60, what="rows after restart")
+        produced = time.monotonic()
+        bound = 90 + STALL_S + 2 * CHECK_EVERY_S
+        try:
+            await until(lambda: _at_least(db, "br-b", 50), timeout=bound,
+                        what="rows after restart")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nprojector log:\n{projector.log()}") from None
+        print(f"\nrows {time.monotonic() - produced:.1f} s after the restart; watchdog "
+              f"replacements: {projector.log().count('replacing it')}")
         await assert_exactly_once(db, "br-a", 50)
         await assert_exactly_once(db, "br-b", 50)
         assert projector.proc.poll() is None
@@ -215,3 +233,44 @@ async def test_projector_resumes_after_a_broker_restart(
             projector.stop()
         _cli(env, "stack", "down")
         shutil.rmtree(state, ignore_errors=True)
+
+
+async def test_a_consumer_that_stops_fetching_is_replaced(
+        wm_settings: Settings, db: asyncpg.Connection,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watchdog: a consumer that fetches nothing although records wait (here: its
+    partitions paused behind its back, as librdkafka can leave them after a broker restart) is
+    replaced, and the new one projects what waits; an idle healthy consumer is left alone."""
+    monkeypatch.setattr(consumer_mod, "STALL_S", 1.0)
+    monkeypatch.setattr(consumer_mod, "CHECK_EVERY_S", 0.5)
+    store = Store(wm_settings)
+    consumer = ProjectorConsumer(dataclasses.replace(wm_settings, projector_batch_wait_s=0.05),
+                                 store)
+    task = asyncio.create_task(consumer.run())
+    sub = new_id()
+    try:
+        produce(wm_settings, delivered_webhooks("wd-a", 20, sub))
+        await until(lambda: _at_least(db, "wd-a", 20), timeout=60, what="rows of a healthy run")
+        idle_from = consumer.checks
+        await until(_async(lambda: consumer.checks >= idle_from + 3), timeout=30,
+                    what="three watchdog checks while idle")
+        assert consumer.replaced == 0, "an idle consumer with nothing to read was replaced"
+
+        stuck = consumer._consumer
+        await consumer._call(lambda: stuck.pause(stuck.assignment()))
+        produce(wm_settings, delivered_webhooks("wd-b", 20, sub))
+        await until(lambda: _at_least(db, "wd-b", 20), timeout=90,
+                    what="rows after the stuck consumer was replaced")
+        assert consumer.replaced == 1 and consumer._consumer is not stuck
+        await assert_exactly_once(db, "wd-a", 20)
+        await assert_exactly_once(db, "wd-b", 20)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 60)
+        await store.close()
+
+
+def _async(check):  # type: ignore[no-untyped-def]
+    async def wrapped() -> bool:
+        return check()
+    return wrapped
