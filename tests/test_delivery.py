@@ -249,7 +249,9 @@ async def test_slow_subscription_does_not_starve_others(
     fast_recs = [ingest_record(fast) for _ in range(20)]
     async with running(settings, scheduler=False):
         produce_ingest(settings, *slow_recs, *fast_recs)
-        assert await receiver.wait_for(lambda: len(receiver.on("/fast")) == 20, WAIT)
+        # every fast webhook is delivered while the slow ones hold their 4 slots
+        assert await receiver.wait_for(lambda: len(receiver.on("/fast")) == 20
+                                       and len(receiver.on("/slow")) >= 4, WAIT)
         assert len(receiver.on("/slow")) == 4  # the per-subscription cap
         release.set()
         assert await receiver.wait_for(lambda: len(receiver.on("/slow")) == 20, WAIT)
