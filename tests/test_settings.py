@@ -164,3 +164,13 @@ def test_component_with_a_bad_setting_fails_with_one_line(command: str) -> None:
     assert done.stdout == ""
     assert done.stderr == ("webhookmaster: error: WM_UVLOOP: expected one of true/false, "
                            "1/0, yes/no, on/off (got 'ture')\n")
+
+
+def test_table_lists_every_setting_once_with_the_local_stack_apart() -> None:
+    table = settings_mod.markdown_table()
+    runtime, _, local = table.partition("Local development stack")
+    for name in settings_mod.env_names():
+        assert table.count(f"| `{name}` |") == 1
+    stack_names = {f.metadata["env"] for f in dataclasses.fields(settings_mod.StackSettings)}
+    assert {"WM_MAVEN_ARGS", "WM_JAVA", "WM_KAFKA_HEAP", "WM_KAFKA_VERSION"} <= stack_names
+    assert all(f"`{name}`" in local and f"`{name}`" not in runtime for name in stack_names)

@@ -88,15 +88,14 @@ def _setting(env: str, default: Any, doc: str, kind: Any = str, secret: bool = F
 
 
 @dataclass(frozen=True)
-class Settings:
-    """All knobs of WebhookMaster; build with :func:`load`."""
+class StackSettings:
+    """Knobs of the local development stack (``webhookmaster stack``, the tests): where it keeps
+    its state, how it assembles and runs Kafka, its local ports. The runtime reads the ports
+    only to reach that stack when no WM_KAFKA_BOOTSTRAP / WM_DATABASE_URL is given."""
 
     state_dir: str = _setting(
         "WM_STATE_DIR", str(PROJECT_ROOT / ".wm-state" / "dev"),
         "Folder for the local stack: Kafka and PostgreSQL data, logs, pid files.")
-    kafka_bootstrap: str = _setting(
-        "WM_KAFKA_BOOTSTRAP", "",
-        "Kafka bootstrap servers. Empty: the local broker the stack starts on WM_KAFKA_PORT.")
     kafka_port: int = _setting(
         "WM_KAFKA_PORT", 29092, "Local broker's client port (127.0.0.1).",
         kind=Port)
@@ -112,10 +111,27 @@ class Settings:
         "WM_CACHE_DIR", str(Path.home() / ".cache" / "webhookmaster"),
         "Where the assembled Kafka jars are kept between runs.")
     java: str = _setting("WM_JAVA", "java", "Java 17+ executable for the broker.")
+    pg_port: int = _setting("WM_PG_PORT", 25432, "Local PostgreSQL port (127.0.0.1).", kind=Port)
+    ready_timeout_s: float = _setting(
+        "WM_READY_TIMEOUT", 90.0, "Seconds the stack waits for each service to be ready.",
+        kind=Seconds)
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)
+
+
+@dataclass(frozen=True)
+class Settings(StackSettings):
+    """All knobs of WebhookMaster (the runtime's and, inherited, the local stack's); build with
+    :func:`load`."""
+
+    kafka_bootstrap: str = _setting(
+        "WM_KAFKA_BOOTSTRAP", "",
+        "Kafka bootstrap servers. Empty: the local broker the stack starts on WM_KAFKA_PORT.")
     database_url: str = _setting(
         "WM_DATABASE_URL", "",
         "PostgreSQL URL. Empty: the local cluster the stack starts on WM_PG_PORT.")
-    pg_port: int = _setting("WM_PG_PORT", 25432, "Local PostgreSQL port (127.0.0.1).", kind=Port)
     db_schema: str = _setting(
         "WM_DB_SCHEMA", "public", "PostgreSQL schema that holds WebhookMaster's tables.")
     topic_prefix: str = _setting(
@@ -194,9 +210,6 @@ class Settings:
         "WM_SECRET_KEYS_FILE", "",
         "File holding the Fernet keys instead, one per line, newest first (e.g. a mounted "
         "Kubernetes Secret). Set WM_SECRET_KEYS or this, not both.")
-    ready_timeout_s: float = _setting(
-        "WM_READY_TIMEOUT", 90.0, "Seconds the stack waits for each service to be ready.",
-        kind=Seconds)
 
     @property
     def bootstrap(self) -> str:
@@ -217,10 +230,6 @@ class Settings:
     def dsn(self) -> str:
         """PostgreSQL URL to connect to."""
         return self.database_url or f"postgresql://webhookmaster@127.0.0.1:{self.pg_port}/webhookmaster"
-
-    @property
-    def state_path(self) -> Path:
-        return Path(self.state_dir)
 
     @property
     def retry_delays(self) -> tuple[float, ...]:
@@ -255,7 +264,9 @@ def _adapter(kind: Any) -> TypeAdapter[Any]:
 
 
 def _fields() -> tuple[dataclasses.Field[Any], ...]:
-    return dataclasses.fields(Settings)
+    """Every setting's field: the runtime's, then the local stack's."""
+    stack = dataclasses.fields(StackSettings)
+    return tuple(f for f in dataclasses.fields(Settings) if f not in stack) + stack
 
 
 def env_names() -> frozenset[str]:
@@ -322,10 +333,9 @@ def effective(settings: Settings) -> list[tuple[str, str]]:
     return rows
 
 
-def markdown_table() -> str:
-    """The README's configuration table."""
+def _table(fields: list[dataclasses.Field[Any]]) -> list[str]:
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for f in _fields():
+    for f in fields:
         default = f.default
         if f.name == "state_dir":
             default = "./.wm-state/dev"
@@ -333,4 +343,13 @@ def markdown_table() -> str:
             default = "~/.cache/webhookmaster"
         shown = f"`{default}`" if default != "" else "(empty)"
         rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
-    return "\n".join(rows)
+    return rows
+
+
+def markdown_table() -> str:
+    """The README's configuration tables: runtime settings, then the local stack's."""
+    local = list(dataclasses.fields(StackSettings))
+    runtime = [f for f in _fields() if f not in local]
+    return "\n".join([*_table(runtime), "",
+                      "Local development stack (`webhookmaster stack`, the tests):", "",
+                      *_table(local)])
