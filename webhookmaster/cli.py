@@ -76,7 +76,13 @@ def _component(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _settings(settings: Settings, args: argparse.Namespace) -> int:
-    print(settings_mod.markdown_table())
+    if args.table:
+        print(settings_mod.markdown_table())
+        return 0
+    rows = settings_mod.effective(settings)
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}".rstrip())
     return 0
 
 
@@ -105,8 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "whose Kafka and PostgreSQL run elsewhere)").set_defaults(handler=_init)
     for name, (_, help_text) in COMPONENT_MODULES.items():
         sub.add_parser(name, help=f"run {help_text}").set_defaults(handler=_component)
-    sub.add_parser("settings", help="print the WM_* settings table").set_defaults(
-        handler=_settings)
+    show = sub.add_parser("settings", help="print the effective WM_* settings (secrets masked)")
+    show.add_argument("--table", action="store_true",
+                      help="print the configuration table (defaults and meanings) instead")
+    show.set_defaults(handler=_settings)
     sub.add_parser("secret-key", help="print a new key for WM_SECRET_KEYS / WM_SECRET_KEYS_FILE "
                    "(to rotate, put it first and keep the old keys after it)").set_defaults(
         handler=_secret_key)
@@ -115,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for name in settings_mod.unknown_names():
+        print(f"webhookmaster: warning: unknown setting {name}", file=sys.stderr)
     try:
         settings = settings_mod.load()
         return args.handler(settings, args)

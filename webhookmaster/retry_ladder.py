@@ -5,6 +5,7 @@ again; attempt 6 failing is final. Delays default to 10 s, 30 s, 1 m, 5 m, 15 m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -22,11 +23,25 @@ class Tier:
     delay_s: float
 
 
+def parse_delays(ladder: str) -> tuple[float, ...]:
+    """The five delays (seconds) of the ``WM_RETRY_LADDER`` text ("10,30,60,300,900");
+    ValueError unless it holds exactly five positive finite numbers."""
+    try:
+        delays = tuple(float(part) for part in ladder.split(",") if part.strip())
+    except ValueError:
+        delays = ()
+    if len(delays) != len(RETRY_TIERS) or not all(0 < d < math.inf for d in delays):
+        raise ValueError(f"needs {len(RETRY_TIERS)} positive delays in seconds, "
+                         f"comma-separated, e.g. 10,30,60,300,900")
+    return delays
+
+
 def tiers(prefix: str, ladder: str) -> list[Tier]:
     """The tiers with their topics and delays, from the ``WM_RETRY_LADDER`` text."""
-    delays = [float(part) for part in ladder.split(",") if part.strip()]
-    if len(delays) != len(RETRY_TIERS) or any(d <= 0 for d in delays):
-        raise ValueError(f"WM_RETRY_LADDER needs {len(RETRY_TIERS)} positive delays: {ladder!r}")
+    try:
+        delays = parse_delays(ladder)
+    except ValueError as exc:
+        raise ValueError(f"WM_RETRY_LADDER {exc}: {ladder!r}") from None
     return [Tier(i, prefix + suffix, delay)
             for i, ((suffix, _), delay) in enumerate(zip(RETRY_TIERS, delays, strict=True))]
 

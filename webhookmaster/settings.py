@@ -1,38 +1,107 @@
 """Runtime settings, read from ``WM_*`` environment variables.
 
-Every setting is one dataclass field whose metadata names its variable and says what it does;
-the README's configuration table is generated from these fields (``webhookmaster settings``).
+Every setting is one dataclass field whose metadata names its variable, says what it does and
+gives the pydantic type its text is parsed into at :func:`load` (ports in 1..65535, positive
+sizes and timeouts, strict booleans, five retry delays, CIDR lists, API keys); a bad value is a
+:class:`SettingsError` naming the variable. The README's configuration table is generated from
+these fields (``webhookmaster settings --table``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
+
+from webhookmaster import retry_ladder as _ladder
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
-def _setting(env: str, default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"env": env, "doc": doc})
+
+def _bool(raw: Any) -> Any:
+    if isinstance(raw, str):
+        word = raw.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        raise ValueError("expected one of true/false, 1/0, yes/no, on/off")
+    return raw
+
+
+def _parts(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _cidrs(text: str) -> str:
+    for part in _parts(text):
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise ValueError(f"{part!r} is not an IP network (CIDR)") from None
+    return text
+
+
+def _api_keys(text: str) -> str:
+    for position, key in enumerate(_parts(text), start=1):
+        if not all("!" <= ch <= "~" for ch in key):
+            raise ValueError(f"key {position} has a space, control or non-ASCII character")
+    return text
+
+
+def _retry_ladder(text: str) -> str:
+    _ladder.parse_delays(text)
+    return text
+
+
+def _log_level(text: str) -> str:
+    if text.strip().upper() not in logging.getLevelNamesMapping():
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return text
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Positive = Annotated[int, Field(gt=0)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+SecondsOrZero = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Bool = Annotated[bool, BeforeValidator(_bool)]
+Cidrs = Annotated[str, AfterValidator(_cidrs)]
+ApiKeys = Annotated[str, AfterValidator(_api_keys)]
+RetryLadder = Annotated[str, AfterValidator(_retry_ladder)]
+LogLevel = Annotated[str, AfterValidator(_log_level)]
+
+
+def _setting(env: str, default: Any, doc: str, kind: Any = str, secret: bool = False) -> Any:
+    return field(default=default,
+                 metadata={"env": env, "doc": doc, "kind": kind, "secret": secret})
 
 
 @dataclass(frozen=True)
-class Settings:
-    """All knobs of WebhookMaster; build with :func:`load`."""
+class StackSettings:
+    """Knobs of the local development stack (``webhookmaster stack``, the tests): where it keeps
+    its state, how it assembles and runs Kafka, its local ports. The runtime reads the ports
+    only to reach that stack when no WM_KAFKA_BOOTSTRAP / WM_DATABASE_URL is given."""
 
     state_dir: str = _setting(
         "WM_STATE_DIR", str(PROJECT_ROOT / ".wm-state" / "dev"),
         "Folder for the local stack: Kafka and PostgreSQL data, logs, pid files.")
-    kafka_bootstrap: str = _setting(
-        "WM_KAFKA_BOOTSTRAP", "",
-        "Kafka bootstrap servers. Empty: the local broker the stack starts on WM_KAFKA_PORT.")
-    kafka_port: int = _setting("WM_KAFKA_PORT", 29092, "Local broker's client port (127.0.0.1).")
+    kafka_port: int = _setting(
+        "WM_KAFKA_PORT", 29092, "Local broker's client port (127.0.0.1).",
+        kind=Port)
     kafka_controller_port: int = _setting(
-        "WM_KAFKA_CONTROLLER_PORT", 29093, "Local broker's KRaft controller port (127.0.0.1).")
+        "WM_KAFKA_CONTROLLER_PORT", 29093, "Local broker's KRaft controller port (127.0.0.1).",
+        kind=Port)
     kafka_version: str = _setting(
         "WM_KAFKA_VERSION", "4.1.1", "Apache Kafka version the stack assembles from Maven Central.")
     kafka_heap: str = _setting("WM_KAFKA_HEAP", "-Xms256m -Xmx1g", "JVM heap flags of the broker.")
@@ -42,83 +111,105 @@ class Settings:
         "WM_CACHE_DIR", str(Path.home() / ".cache" / "webhookmaster"),
         "Where the assembled Kafka jars are kept between runs.")
     java: str = _setting("WM_JAVA", "java", "Java 17+ executable for the broker.")
+    pg_port: int = _setting("WM_PG_PORT", 25432, "Local PostgreSQL port (127.0.0.1).", kind=Port)
+    ready_timeout_s: float = _setting(
+        "WM_READY_TIMEOUT", 90.0, "Seconds the stack waits for each service to be ready.",
+        kind=Seconds)
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)
+
+
+@dataclass(frozen=True)
+class Settings(StackSettings):
+    """All knobs of WebhookMaster (the runtime's and, inherited, the local stack's); build with
+    :func:`load`."""
+
+    kafka_bootstrap: str = _setting(
+        "WM_KAFKA_BOOTSTRAP", "",
+        "Kafka bootstrap servers. Empty: the local broker the stack starts on WM_KAFKA_PORT.")
     database_url: str = _setting(
         "WM_DATABASE_URL", "",
         "PostgreSQL URL. Empty: the local cluster the stack starts on WM_PG_PORT.")
-    pg_port: int = _setting("WM_PG_PORT", 25432, "Local PostgreSQL port (127.0.0.1).")
     db_schema: str = _setting(
         "WM_DB_SCHEMA", "public", "PostgreSQL schema that holds WebhookMaster's tables.")
     topic_prefix: str = _setting(
         "WM_TOPIC_PREFIX", "webhookmaster.", "Prefix of every topic name in the catalogue.")
     topic_partitions: int = _setting(
-        "WM_TOPIC_PARTITIONS", 6, "Partitions of the ingest, retry, dead-letter, attempt topics.")
+        "WM_TOPIC_PARTITIONS", 6, "Partitions of the ingest, retry, dead-letter, attempt topics.",
+        kind=Positive)
     retention_ms: int = _setting(
-        "WM_RETENTION_MS", 259_200_000, "Retention of every data topic (72 h).")
-    log_level: str = _setting("WM_LOG_LEVEL", "INFO", "Log level of every component.")
+        "WM_RETENTION_MS", 259_200_000, "Retention of every data topic (72 h).", kind=Positive)
+    log_level: str = _setting(
+        "WM_LOG_LEVEL", "INFO", "Log level of every component.",
+        kind=LogLevel)
     gateway_host: str = _setting("WM_GATEWAY_HOST", "127.0.0.1", "Gateway listen address.")
-    gateway_port: int = _setting("WM_GATEWAY_PORT", 28080, "Gateway listen port.")
+    gateway_port: int = _setting("WM_GATEWAY_PORT", 28080, "Gateway listen port.", kind=Port)
     uvloop: bool = _setting(
-        "WM_UVLOOP", True, "Run components on uvloop (when installed) instead of asyncio's loop.")
+        "WM_UVLOOP", True, "Run components on uvloop (when installed) instead of asyncio's loop.",
+        kind=Bool)
     health_host: str = _setting(
         "WM_HEALTH_HOST", "127.0.0.1",
         "Listen address of the agent's, scheduler's and projector's health and metrics server "
         "(0.0.0.0 in containers).")
     agent_port: int = _setting(
-        "WM_AGENT_PORT", 29101, "Delivery agent's health and metrics port.")
+        "WM_AGENT_PORT", 29101, "Delivery agent's health and metrics port.", kind=Port)
     scheduler_port: int = _setting(
-        "WM_SCHEDULER_PORT", 29102, "Retry scheduler's health and metrics port.")
+        "WM_SCHEDULER_PORT", 29102, "Retry scheduler's health and metrics port.", kind=Port)
     projector_port: int = _setting(
-        "WM_PROJECTOR_PORT", 29103, "Status projector's health and metrics port.")
+        "WM_PROJECTOR_PORT", 29103, "Status projector's health and metrics port.", kind=Port)
     api_keys: str = _setting(
         "WM_API_KEYS", "",
         "Comma-separated API keys. Set: every /api/ route needs 'Authorization: Bearer <key>' "
-        "(ingest also accepts a valid subscription signature).")
+        "(ingest also accepts a valid subscription signature).", kind=ApiKeys, secret=True)
     max_body_bytes: int = _setting(
-        "WM_MAX_BODY_BYTES", 1_048_576, "Largest ingest body the gateway accepts (bytes).")
+        "WM_MAX_BODY_BYTES", 1_048_576, "Largest ingest body the gateway accepts (bytes).",
+        kind=Positive)
     request_read_timeout_s: float = _setting(
         "WM_REQUEST_READ_TIMEOUT", 10.0,
         "Seconds a client has to send a whole request (headers and body) to the gateway; "
-        "slower ones get 408 and are disconnected.")
+        "slower ones get 408 and are disconnected.", kind=Seconds)
     table_load_timeout_s: float = _setting(
         "WM_TABLE_LOAD_TIMEOUT", 60.0,
-        "Seconds a process waits to load the subscription table before it gives up.")
+        "Seconds a process waits to load the subscription table before it gives up.", kind=Seconds)
     connect_timeout_s: float = _setting(
-        "WM_CONNECT_TIMEOUT", 5.0, "Delivery connect timeout (seconds).")
+        "WM_CONNECT_TIMEOUT", 5.0, "Delivery connect timeout (seconds).", kind=Seconds)
     request_timeout_s: float = _setting(
-        "WM_REQUEST_TIMEOUT", 15.0, "Delivery total timeout (seconds).")
+        "WM_REQUEST_TIMEOUT", 15.0, "Delivery total timeout (seconds).", kind=Seconds)
     max_in_flight: int = _setting(
-        "WM_MAX_IN_FLIGHT", 256, "Deliveries in flight per agent process.")
+        "WM_MAX_IN_FLIGHT", 256, "Deliveries in flight per agent process.", kind=Positive)
     max_in_flight_per_subscription: int = _setting(
         "WM_MAX_IN_FLIGHT_PER_SUBSCRIPTION", 32,
-        "Deliveries in flight per subscription in one agent process.")
+        "Deliveries in flight per subscription in one agent process.", kind=Positive)
     allowed_cidrs: str = _setting(
         "WM_ALLOWED_CIDRS", "",
         "Comma-separated CIDRs that deliveries may target although they are not global "
-        "(loopback, private, link-local). Empty: only global addresses.")
+        "(loopback, private, link-local). Empty: only global addresses.", kind=Cidrs)
     retry_ladder: str = _setting(
         "WM_RETRY_LADDER", "10,30,60,300,900",
-        "Delays (seconds) of the five retry tiers, in order.")
+        "Delays (seconds) of the five retry tiers, in order.", kind=RetryLadder)
     projector_batch_size: int = _setting(
         "WM_PROJECTOR_BATCH_SIZE", 2000,
-        "Most records the status projector writes to PostgreSQL in one transaction.")
+        "Most records the status projector writes to PostgreSQL in one transaction.", kind=Positive)
     projector_batch_wait_s: float = _setting(
         "WM_PROJECTOR_BATCH_WAIT", 0.2,
-        "Seconds the status projector waits for a batch to fill before it writes it.")
+        "Seconds the status projector waits for a batch to fill before it writes it.",
+        kind=SecondsOrZero)
     retention_interval_s: float = _setting(
         "WM_RETENTION_INTERVAL", 3600.0,
         "Seconds between the status projector's retention runs (drops partitions older than "
-        "WM_RETENTION_MS, creates the coming days' partitions).")
+        "WM_RETENTION_MS, creates the coming days' partitions).", kind=Seconds)
     secret_keys: str = _setting(
         "WM_SECRET_KEYS", "",
         "Comma-separated Fernet keys that encrypt subscription secrets on the subscriptions topic, "
         "newest first: the first encrypts, all decrypt ('webhookmaster secret-key' makes one). "
-        "The gateway and the agents need a key; the local stack makes its own.")
+        "The gateway and the agents need a key; the local stack makes its own.",
+        kind=str, secret=True)
     secret_keys_file: str = _setting(
         "WM_SECRET_KEYS_FILE", "",
         "File holding the Fernet keys instead, one per line, newest first (e.g. a mounted "
         "Kubernetes Secret). Set WM_SECRET_KEYS or this, not both.")
-    ready_timeout_s: float = _setting(
-        "WM_READY_TIMEOUT", 90.0, "Seconds the stack waits for each service to be ready.")
 
     @property
     def bootstrap(self) -> str:
@@ -141,44 +232,110 @@ class Settings:
         return self.database_url or f"postgresql://webhookmaster@127.0.0.1:{self.pg_port}/webhookmaster"
 
     @property
-    def state_path(self) -> Path:
-        return Path(self.state_dir)
+    def retry_delays(self) -> tuple[float, ...]:
+        """The five retry tiers' delays in seconds, from ``retry_ladder``."""
+        return _ladder.parse_delays(self.retry_ladder)
+
+    @property
+    def allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The networks of ``allowed_cidrs``."""
+        return tuple(ipaddress.ip_network(part, strict=False)
+                     for part in _parts(self.allowed_cidrs))
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        """The API keys of ``api_keys`` (blanks dropped)."""
+        return tuple(_parts(self.api_keys))
 
 
-def _convert(raw: str, kind: Any) -> Any:
-    if kind in (int, "int"):
-        return int(raw)
-    if kind in (float, "float"):
-        return float(raw)
-    if kind in (bool, "bool"):
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
-    return raw
+# WM_* names that are not settings but are read elsewhere: WM_TEST_* by tests/conftest.py
+# (the test stack's ports and state dir), WM_FUZZ_MAX_EXAMPLES by tests/test_api_fuzz.py.
+OTHER_PREFIXES = ("WM_TEST_",)
+OTHER_NAMES = frozenset({"WM_FUZZ_MAX_EXAMPLES"})
+
+
+class SettingsError(ValueError):
+    """A WM_* variable holds a bad value; the message starts with the variable's name."""
+
+
+@cache
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(kind)
+
+
+def _fields() -> tuple[dataclasses.Field[Any], ...]:
+    """Every setting's field: the runtime's, then the local stack's."""
+    stack = dataclasses.fields(StackSettings)
+    return tuple(f for f in dataclasses.fields(Settings) if f not in stack) + stack
+
+
+def env_names() -> frozenset[str]:
+    """Every setting's variable name."""
+    return frozenset(f.metadata["env"] for f in _fields())
+
+
+def parse(f: dataclasses.Field[Any], raw: Any) -> Any:
+    """``raw`` (the variable's text, or a value) as the field's type; :class:`SettingsError`
+    naming the variable when it is not valid."""
+    try:
+        return _adapter(f.metadata["kind"]).validate_python(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        what = str(error["msg"]).removeprefix("Value error, ").removeprefix("Input ")
+        shown = "" if f.metadata["secret"] else f" (got {raw!r})"
+        raise SettingsError(f"{f.metadata['env']}: {what}{shown}") from None
 
 
 def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Settings from ``env`` (default: the process environment), then ``overrides``."""
+    """Settings from ``env`` (default: the process environment), each variable parsed into its
+    field's type, then ``overrides`` (values, not parsed)."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(Settings):
+    for f in _fields():
         name = f.metadata["env"]
         if name in env:
-            try:
-                values[f.name] = _convert(env[name], f.type)
-            except ValueError as exc:
-                raise SettingsError(f"{name}={env[name]!r} is not a valid {f.type}") from exc
+            values[f.name] = parse(f, env[name])
     values.update(overrides)
     return Settings(**values)
 
 
+def unknown_names(env: Mapping[str, str] | None = None) -> list[str]:
+    """``WM_*`` names in ``env`` that are no setting (nor a known test variable), sorted."""
+    env = os.environ if env is None else env
+    known = env_names() | OTHER_NAMES
+    return sorted(name for name in env if name.startswith("WM_") and name not in known
+                  and not name.startswith(OTHER_PREFIXES))
+
+
 def to_env(settings: Settings) -> dict[str, str]:
     """The environment variables that reproduce ``settings`` in a child process."""
-    return {f.metadata["env"]: str(getattr(settings, f.name)) for f in dataclasses.fields(Settings)}
+    return {f.metadata["env"]: str(getattr(settings, f.name)) for f in _fields()}
 
 
-def markdown_table() -> str:
-    """The README's configuration table."""
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+MASK = "****"
+
+
+def effective(settings: Settings) -> list[tuple[str, str]]:
+    """(variable, value) of every setting as ``settings`` holds it, secrets masked."""
+    rows = []
+    for f in _fields():
+        value = _text(getattr(settings, f.name))
+        if f.metadata["secret"] and _parts(value):
+            count = len(_parts(value))
+            value = f"{MASK} ({count} key{'s' if count > 1 else ''})"
+        rows.append((f.metadata["env"], value))
+    return rows
+
+
+def _table(fields: list[dataclasses.Field[Any]]) -> list[str]:
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for f in dataclasses.fields(Settings):
+    for f in fields:
         default = f.default
         if f.name == "state_dir":
             default = "./.wm-state/dev"
@@ -186,8 +343,13 @@ def markdown_table() -> str:
             default = "~/.cache/webhookmaster"
         shown = f"`{default}`" if default != "" else "(empty)"
         rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
-    return "\n".join(rows)
+    return rows
 
 
-class SettingsError(ValueError):
-    """A WM_* variable holds a value of the wrong kind."""
+def markdown_table() -> str:
+    """The README's configuration tables: runtime settings, then the local stack's."""
+    local = list(dataclasses.fields(StackSettings))
+    runtime = [f for f in _fields() if f not in local]
+    return "\n".join([*_table(runtime), "",
+                      "Local development stack (`webhookmaster stack`, the tests):", "",
+                      *_table(local)])
