@@ -277,6 +277,9 @@ async def test_scheduler_pauses_full_partitions_and_hands_back_in_order(
 
     monkeypatch.setattr(scheduler_mod, "HOLD_HIGH", 4)
     monkeypatch.setattr(scheduler_mod, "HOLD_LOW", 2)
+    # a first retry 4 s away: the 30 failed webhooks pile up in the tier however slowly the
+    # agent publishes them (a loaded machine), so the partition fills and is paused
+    settings = dataclasses.replace(settings, retry_ladder="4,1,1,1,1")
     sub = create_subscription(settings, receiver.url("/held"))
     receiver.script("/held", *[Reply(500)] * 30)  # every first attempt fails
     batch = [ingest_record(sub) for _ in range(30)]
