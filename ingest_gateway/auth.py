@@ -18,8 +18,9 @@ from webhookmaster import signing
 from webhookmaster.subscription_table import Subscription
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
-# Route names that the API-key middleware lets through.
-PUBLIC_ROUTES = frozenset({"openapi", "ingest"})
+# Route names that the API-key middleware lets through (Swagger UI's page and assets are also
+# outside /api/: named here so they stay public wherever they move).
+PUBLIC_ROUTES = frozenset({"openapi", "swagger", "swagger_asset", "ingest"})
 # Stands in for an unknown subscription so that ingest authenticates before it tells anyone
 # whether the id exists: a secret nobody knows, like every subscription the API creates.
 _DECOY = Subscription(id="", target_url="", secret_key=secrets.token_urlsafe(32),

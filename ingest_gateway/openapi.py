@@ -1,5 +1,7 @@
 """The OpenAPI 3.1 document of every gateway route (``/api/openapi.json``) and a Swagger UI page
-(``/swagger/``). Both are public, also when API keys are configured."""
+(``/swagger/``) whose assets the gateway serves itself from the swagger-ui-bundle-v2 package
+(``/swagger/assets/...``), so it works offline. All are public, also when API keys are
+configured."""
 
 from __future__ import annotations
 
@@ -7,12 +9,18 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from swagger_ui_bundle import swagger_ui_path
 
+from ingest_gateway.errors import ApiError
 from ingest_gateway.validation import EVENT_TYPE_PATTERN, MAX_EVENT_TYPE_LENGTH
 from webhookmaster import __version__
 
 JSON = "application/json"
-SWAGGER_UI_VERSION = "5.17.14"
+SWAGGER_UI_VERSION = swagger_ui_path.name.removeprefix("swagger-ui-")
+# The Swagger UI files the page needs, by name, with their content type: nothing else of the
+# package's folder is served.
+SWAGGER_ASSETS = {"swagger-ui.css": "text/css", "swagger-ui-bundle.js": "text/javascript",
+                  "favicon-32x32.png": "image/png", "favicon-16x16.png": "image/png"}
 
 DATE_TIME = {"type": "string", "format": "date-time"}
 NULLABLE_DATE_TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -369,6 +377,16 @@ def _operations_paths() -> dict[str, Any]:
             "tags": ["operations"],
             "responses": {"200": {"description": "HTML page.",
                                   "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/swagger/assets/{name}": {"get": {
+            "summary": f"A Swagger UI {SWAGGER_UI_VERSION} file of the page",
+            "operationId": "swaggerUiAsset", "tags": ["operations"],
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "description": "File name.",
+                            "schema": {"enum": sorted(SWAGGER_ASSETS)}}],
+            "responses": {"200": {"description": "The file.",
+                                  "content": {kind: {"schema": {"type": "string"}}
+                                              for kind in sorted(set(SWAGGER_ASSETS.values()))}},
+                          "404": _error("No such file.")}}},
     }
 
 
@@ -400,20 +418,21 @@ def document() -> dict[str, Any]:
     }
 
 
-SWAGGER_PAGE = f"""<!doctype html>
+SWAGGER_PAGE = """<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <title>WebhookMaster gateway API</title>
-  <link rel="stylesheet"
-        href="https://unpkg.com/swagger-ui-dist@{SWAGGER_UI_VERSION}/swagger-ui.css">
+  <link rel="icon" type="image/png" href="/swagger/assets/favicon-32x32.png" sizes="32x32">
+  <link rel="icon" type="image/png" href="/swagger/assets/favicon-16x16.png" sizes="16x16">
+  <link rel="stylesheet" href="/swagger/assets/swagger-ui.css">
 </head>
 <body>
   <div id="swagger-ui"></div>
-  <script src="https://unpkg.com/swagger-ui-dist@{SWAGGER_UI_VERSION}/swagger-ui-bundle.js">
-  </script>
+  <script src="/swagger/assets/swagger-ui-bundle.js"></script>
   <script>
-    window.ui = SwaggerUIBundle({{url: "/api/openapi.json", dom_id: "#swagger-ui"}});
+    window.ui = SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#swagger-ui",
+                                 validatorUrl: null});
   </script>
   <noscript>The API description is at <a href="/api/openapi.json">/api/openapi.json</a>.
   </noscript>
@@ -423,7 +442,7 @@ SWAGGER_PAGE = f"""<!doctype html>
 
 
 def setup(app: web.Application) -> None:
-    """Register ``/api/openapi.json`` and ``/swagger/``."""
+    """Register ``/api/openapi.json``, ``/swagger/`` and ``/swagger/assets/{name}``."""
     body = orjson.dumps(document())
 
     async def openapi_json(request: web.Request) -> web.Response:
@@ -432,5 +451,14 @@ def setup(app: web.Application) -> None:
     async def swagger(request: web.Request) -> web.Response:
         return web.Response(text=SWAGGER_PAGE, content_type="text/html")
 
+    async def swagger_asset(request: web.Request) -> web.FileResponse:
+        name = request.match_info["name"]
+        if name not in SWAGGER_ASSETS:
+            raise ApiError(404, "not_found", "no such Swagger UI file")
+        return web.FileResponse(swagger_ui_path / name,
+                                headers={"Content-Type": SWAGGER_ASSETS[name]})
+
     app.router.add_get("/api/openapi.json", openapi_json, name="openapi", allow_head=False)
     app.router.add_get("/swagger/", swagger, name="swagger", allow_head=False)
+    app.router.add_get("/swagger/assets/{name}", swagger_asset, name="swagger_asset",
+                       allow_head=False)

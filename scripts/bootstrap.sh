@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Prepare a machine for WebhookMaster: Java 17+ and Maven (from Debian's packages when missing
-# and we may install), a Python >= 3.11 virtualenv in .venv with the project and its dev extras.
+# Prepare a machine for WebhookMaster: Java 17+, Maven and Chromium (from Debian's packages when
+# missing and we may install), a Python >= 3.11 virtualenv in .venv with the project and its dev extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,8 @@ apt_install() {
 
 command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless || say "no Java found; install Java 17+"
 command -v mvn >/dev/null 2>&1 || apt_install maven || say "no Maven found; install Maven"
+# headless browser for tests/test_swagger_ui.py
+command -v chromium >/dev/null 2>&1 || apt_install chromium || say "no Chromium found; install chromium"
 
 python=""
 for candidate in python3.13 python3.12 python3.11 python3; do
