@@ -3,8 +3,8 @@
 Every setting is one dataclass field whose metadata names its variable, says what it does and
 gives the pydantic type its text is parsed into at :func:`load` (ports in 1..65535, positive
 sizes and timeouts, strict booleans, five retry delays, CIDR lists, API keys); a bad value is a
-:class:`SettingsError` naming the variable. The README's configuration table is generated from
-these fields (``webhookmaster settings --table``).
+:class:`SettingsError` naming the variable. The configuration table in docs/configuration.md
+is generated from these fields (``webhookmaster settings --table``).
 """
 
 from __future__ import annotations
@@ -347,7 +347,7 @@ def _table(fields: list[dataclasses.Field[Any]]) -> list[str]:
 
 
 def markdown_table() -> str:
-    """The README's configuration tables: runtime settings, then the local stack's."""
+    """The tables of docs/configuration.md: runtime settings, then the local stack's."""
     local = list(dataclasses.fields(StackSettings))
     runtime = [f for f in _fields() if f not in local]
     return "\n".join([*_table(runtime), "",
