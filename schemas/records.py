@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
@@ -24,6 +25,16 @@ from schemas import json_text
 WEBHOOK_NAMESPACE = uuid.UUID("7b0e6a2e-6d6b-4c4e-9a35-2f3c1a9d5e10")
 
 Outcome = Literal["delivered", "retrying", "failed"]
+
+
+class Status(StrEnum):
+    """A webhook's delivery status, as the status projector stores it and the status API
+    shows it."""
+
+    PENDING = "PENDING"
+    IN_PROGRESS = "IN_PROGRESS"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
 
 
 class IngestRecord(TypedDict):
