@@ -10,14 +10,17 @@ beside this module (``*.schema.json``) describe the JSON formats for outside pro
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, TypeVar
 
+import msgspec
 import orjson
+from msgspec import UNSET, Meta, UnsetType
 
 from schemas import json_text
 
@@ -25,6 +28,7 @@ from schemas import json_text
 WEBHOOK_NAMESPACE = uuid.UUID("7b0e6a2e-6d6b-4c4e-9a35-2f3c1a9d5e10")
 
 Outcome = Literal["delivered", "retrying", "failed"]
+_R = TypeVar("_R")
 
 
 class Status(StrEnum):
@@ -37,67 +41,180 @@ class Status(StrEnum):
     FAILED = "FAILED"
 
 
-class IngestRecord(TypedDict):
-    """The JSON envelope form of a webhook record, for producers that cannot set record
-    headers: ``payload`` is the body (its exact bytes are delivered). See :class:`Webhook` for
-    the header form, which the gateway and the pipeline produce."""
+# Field rules, shared by the JSON formats below (as msgspec constraints, which the generated JSON
+# Schema files state) and by the header form's checks (:func:`_checked`). ``(?![\\s\\S])`` ends a
+# pattern in ECMA and Python regexes alike (Python's ``$`` also matches before a final newline).
+MAX_ID_LENGTH = 200
+MAX_EVENT_TYPE_LENGTH = 200
+_END = r"(?![\s\S])"
+# What :func:`event_type_problem` accepts, as a JSON Schema / ECMA regex (for the OpenAPI document).
+EVENT_TYPE_PATTERN = "^[!-~]([ -~]*[!-~])?$"
+WEBHOOK_ID_PATTERN = "^[ -~]+" + _END
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}" + _END
+MAX_ATTEMPT = 1000
 
-    webhook_id: NotRequired[str]
-    subscription_id: str | None  # None: fan-out to every matching active subscription
-    event_type: str
-    payload: Any
-    received_at: NotRequired[str]  # RFC 3339, UTC
-    metadata: NotRequired[dict[str, Any]]
-    attempt: NotRequired[int]  # attempts already made (0 or absent on first ingest)
-    due_at: NotRequired[str | None]  # when a retry was due (set by the ladder)
+EventType = Annotated[str, Meta(
+    min_length=1, max_length=MAX_EVENT_TYPE_LENGTH, pattern=EVENT_TYPE_PATTERN[:-1] + _END,
+    description="1-200 printable ASCII characters, no space at either end (it is sent as the "
+                "X-Webhook-Event-Type header).")]
+WebhookId = Annotated[str, Meta(
+    min_length=1, max_length=MAX_ID_LENGTH, pattern=WEBHOOK_ID_PATTERN,
+    description="Stable id sent as webhook-id; receivers de-duplicate on it. Printable ASCII "
+                "(it is sent as a header).")]
+Uuid = Annotated[str, Meta(pattern=UUID_PATTERN, extra_json_schema={"format": "uuid"})]
+Timestamp = Annotated[str, Meta(extra_json_schema={"format": "date-time"},
+                                description="RFC 3339 with a time zone.")]
+# JSON Schema's integer: a number with no fractional part (so 1.0 is the integer 1).
+Attempt = Annotated[float, Meta(ge=0, le=MAX_ATTEMPT, multiple_of=1)]
 
 
-class AttemptEvent(TypedDict):
-    """One delivery attempt and its outcome, on the attempts topic. Key: the webhook id."""
+class _Record(msgspec.Struct, forbid_unknown_fields=True):
+    """A JSON record: unknown members are refused, timestamps must be RFC 3339 with a zone."""
+
+    def __post_init__(self) -> None:
+        for name in _TIME_FIELDS.get(type(self), ()):
+            moment = getattr(self, name)
+            if isinstance(moment, str) and not _is_time(moment):
+                raise ValueError(f"{name} must be an RFC 3339 timestamp")
+
+
+class IngestRecord(_Record):
+    """The JSON envelope form of a record on the ingest topic, for producers that cannot set
+    record headers: one webhook to deliver. Key: the subscription id (or, for a fan-out event,
+    the webhook id). The exact bytes of the payload member's value are delivered. The gateway
+    produces the header form instead (:class:`Webhook`): the record value is the body, and
+    wm-event-type, wm-webhook-id, wm-subscription-id, wm-received-at, wm-metadata, wm-attempt,
+    wm-due-at headers carry the rest."""
+
+    event_type: EventType
+    payload: Annotated[msgspec.Raw, Meta(
+        description="Any JSON value; its exact bytes are delivered as the request body.")]
+    webhook_id: Annotated[WebhookId, Meta(
+        description="Stable id sent as webhook-id; receivers de-duplicate on it. Printable "
+                    "ASCII (it is sent as a header). When absent, derived from the record's "
+                    "topic, partition and offset.")] \
+        | UnsetType = UNSET
+    subscription_id: Annotated[Uuid | None, Meta(
+        description="Target subscription. Null or absent: fan-out to every active subscription "
+                    "whose event_types contains event_type (or is empty).")] = None
+    received_at: Annotated[Timestamp, Meta(
+        description="When the webhook was accepted. When absent, the record's Kafka "
+                    "timestamp.")] | UnsetType = UNSET
+    metadata: Annotated[dict[str, Any], Meta(
+        description="Free-form ingest metadata (source, remote address, idempotency "
+                    "key).")] = {}
+    attempt: Annotated[Attempt, Meta(
+        description="Attempts already made; set by the retry ladder. Producers leave it "
+                    "out.")] = 0
+    due_at: Annotated[Timestamp | None, Meta(
+        description="When the retry was due; set by the retry ladder.")] = None
+
+
+class AttemptEvent(_Record):
+    """Value of a record on the attempts topic: one delivery attempt and its outcome. Key: the
+    webhook id."""
 
     webhook_id: str
-    attempt_id: NotRequired[str]  # unique per HTTP request (a redone attempt has its own)
-    subscription_id: str
+    subscription_id: Uuid
     event_type: str
     target_url: str
-    attempt_number: int  # 1-based
-    started_at: str
-    duration_ms: float
+    attempt_number: Annotated[int, Meta(ge=1, le=6, description="1-based.")]
+    started_at: Timestamp
+    duration_ms: Annotated[float, Meta(ge=0)]
     status_code: int | None
     error: str | None
-    response_excerpt: str | None  # first 4 KiB of the response body
+    response_excerpt: Annotated[str, Meta(
+        max_length=4096, description="The first 4 KiB of the response body.")] | None
     outcome: Outcome
-    next_attempt_at: str | None
-    received_at: str
+    next_attempt_at: Timestamp | None
+    received_at: Timestamp
+    attempt_id: Annotated[str, Meta(
+        min_length=1, max_length=64,
+        description="Unique per HTTP request: an attempt redone after a crash has its own id "
+                    "(and the same attempt_number).")] | UnsetType = UNSET
 
 
-class DeadLetter(TypedDict):
-    """A webhook that failed for good, or a record that could not be read. Key: as the source."""
+class WebhookJson(_Record):
+    """A webhook as JSON (inside a dead letter): the body as its exact text."""
+
+    webhook_id: str
+    subscription_id: str | None
+    event_type: str
+    body: str
+    received_at: Timestamp
+    metadata: dict[str, Any]
+    attempt: Annotated[int, Meta(ge=0)]
+    due_at: Timestamp | None
+
+
+class DeadLetterSource(msgspec.Struct):
+    """Where the record that failed was read."""
+
+    topic: str | UnsetType = UNSET
+    partition: int | UnsetType = UNSET
+    offset: int | UnsetType = UNSET
+    headers: Annotated[dict[str, str], Meta(
+        description="The unreadable record's headers, as text.")] | UnsetType = UNSET
+
+
+class DeadLetter(_Record):
+    """Value of a record on the dead-letter topic: a webhook that failed for good, or a record
+    that could not be read. Key: as the source."""
 
     reason: str
-    failed_at: str
+    failed_at: Timestamp
     webhook_id: str | None
     subscription_id: str | None
-    record: WebhookJson | None  # the last form of the webhook, when it could be read
-    raw: str | None  # the undecodable value as text (replacement chars), when it could not
-    source: dict[str, Any]  # topic, partition, offset (and headers) of the record that failed
+    record: Annotated[WebhookJson | None, Meta(
+        description="The webhook as it last was, when it could be read.")]
+    raw: Annotated[str | None, Meta(
+        description="The undecodable value as text (replacement characters), when it could "
+                    "not.")]
+    source: Annotated[DeadLetterSource, Meta(
+        description="Topic, partition and offset (and headers) of the record that failed.")]
 
 
-class SubscriptionRecord(TypedDict):
-    """Value of the compacted subscriptions topic (key: the id; a null value deletes it)."""
+class SubscriptionRecord(_Record):
+    """Value of a record on the compacted subscriptions topic. Key: the subscription id; a null
+    value (tombstone) deletes it. The signing secret is stored encrypted (secret_key_encrypted);
+    records of earlier versions held it in plain text (secret_key), which readers still accept
+    and the gateway rewrites encrypted at start-up."""
 
-    id: str
-    target_url: str
-    # The signing secret as a Fernet token under the newest WM_SECRET_KEYS key
-    # (webhookmaster/secret_box.py); an empty secret is encrypted too.
-    secret_key_encrypted: str
-    # Before secrets were encrypted: the secret in plain text. Still read; the gateway rewrites
-    # such records encrypted at start-up. Never written any more.
-    secret_key: NotRequired[str]
-    event_types: list[str]
+    id: Uuid
+    target_url: Annotated[str, Meta(extra_json_schema={"format": "uri"})]
+    secret_key_encrypted: Annotated[str, Meta(
+        pattern="^gAAAAA[A-Za-z0-9_-]+=*" + _END,
+        description="The signing secret as a Fernet token (https://github.com/fernet/spec) under "
+                    "the newest key of WM_SECRET_KEYS / WM_SECRET_KEYS_FILE (webhookmaster/"
+                    "secret_box.py). It decrypts to the empty string when the subscription has "
+                    "no secret (ingest unsigned, deliveries unsigned).")]
+    event_types: list[Annotated[str, Meta(min_length=1)]]
     is_active: bool
-    created_at: str
-    updated_at: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    secret_key: Annotated[str, Meta(
+        extra_json_schema={"deprecated": True},
+        description="Records written before secrets were encrypted: the secret in plain text. "
+                    "Never written any more.")] | UnsetType = UNSET
+
+
+_TIME_FIELDS: dict[type, tuple[str, ...]] = {
+    IngestRecord: ("received_at", "due_at"),
+    AttemptEvent: ("started_at", "next_attempt_at", "received_at"),
+    WebhookJson: ("received_at", "due_at"),
+    DeadLetter: ("failed_at",),
+    SubscriptionRecord: ("created_at", "updated_at"),
+}
+# The JSON record formats, by the name of their schema file (schemas/<name>.schema.json).
+JSON_RECORDS: dict[str, type[msgspec.Struct]] = {
+    "ingest_record": IngestRecord, "attempt_event": AttemptEvent,
+    "dead_letter": DeadLetter, "subscription": SubscriptionRecord,
+}
+
+
+def decoder(record_type: type[_R]) -> msgspec.json.Decoder[_R]:
+    """A decoder of ``record_type`` from JSON bytes (raises ``msgspec.ValidationError``)."""
+    return msgspec.json.Decoder(record_type)
 
 
 class RecordError(ValueError):
@@ -134,21 +251,6 @@ H_RECEIVED_AT = "wm-received-at"
 H_METADATA = "wm-metadata"  # a JSON object
 H_ATTEMPT = "wm-attempt"
 H_DUE_AT = "wm-due-at"
-MAX_ID_LENGTH = 200
-MAX_EVENT_TYPE_LENGTH = 200
-
-
-class WebhookJson(TypedDict):
-    """A webhook as JSON (inside a dead letter): the body as its exact text."""
-
-    webhook_id: str
-    subscription_id: str | None
-    event_type: str
-    body: str
-    received_at: str
-    metadata: dict[str, Any]
-    attempt: int
-    due_at: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,16 +285,13 @@ class Webhook:
     def replace(self, **changes: Any) -> Webhook:
         return dataclasses.replace(self, **changes)
 
-    def to_json(self) -> WebhookJson:
+    def to_json(self) -> dict[str, Any]:
+        """The :class:`WebhookJson` form."""
         return {"webhook_id": self.webhook_id, "subscription_id": self.subscription_id,
                 "event_type": self.event_type,
                 "body": self.body.decode("utf-8", errors="replace"),
                 "received_at": self.received_at, "metadata": orjson.loads(self.metadata),
                 "attempt": self.attempt, "due_at": self.due_at}
-
-
-# What :func:`event_type_problem` accepts, as a JSON Schema / ECMA regex.
-EVENT_TYPE_PATTERN = "^[!-~]([ -~]*[!-~])?$"
 
 
 def event_type_problem(value: object) -> str | None:
@@ -280,36 +379,64 @@ def _from_headers(value: bytes, found: dict[str, bytes | None],
         metadata=metadata or b"{}", attempt=attempt, due_at=_header_text(found, H_DUE_AT))
 
 
-_ENVELOPE_FIELDS = frozenset(IngestRecord.__annotations__)
+_ENVELOPE_FIELDS = frozenset(IngestRecord.__struct_fields__)
+_ENVELOPE = msgspec.json.Decoder(IngestRecord)
 
 
 def _from_envelope(value: bytes, fallback_id: str | Callable[[], str],
                    fallback_time: str | Callable[[], str]) -> Webhook:
     try:
-        members = json_text.members(value)
+        members = json_text.members(value)  # exact bytes; one JSON object; no name twice
     except json_text.NotAnObject:
         raise RecordError("value is not a JSON object") from None
     except json_text.JsonTextError as exc:
         raise RecordError(f"value is not JSON: {exc}") from None
+    try:
+        record = _decode_envelope(value, members)
+    except msgspec.ValidationError as exc:
+        _explain(members)  # the reason in the words of the field rules, when they have one
+        raise RecordError(str(exc)) from None
+    webhook_id = _value(fallback_id) if record.webhook_id is UNSET else record.webhook_id
+    received_at = _value(fallback_time) if record.received_at is UNSET else record.received_at
+    return _checked(
+        webhook_id=webhook_id, subscription_id=record.subscription_id,
+        event_type=record.event_type, body=members["payload"], received_at=received_at,
+        metadata=members.get("metadata", b"{}"), attempt=int(record.attempt),
+        due_at=record.due_at)
+
+
+def _decode_envelope(value: bytes, members: dict[str, bytes]) -> IngestRecord:
+    """The envelope, read by msgspec. A payload msgspec cannot read (a lone surrogate escape,
+    nesting beyond its depth limit) is left out of what it reads: json_text accepted it."""
+    try:
+        return _ENVELOPE.decode(value)
+    except (msgspec.DecodeError, RecursionError):
+        pass
+    fields = [orjson.dumps(name) + b":" + raw for name, raw in members.items() if name != "payload"]
+    if "payload" in members:
+        fields.append(b'"payload":null')
+    try:
+        return _ENVELOPE.decode(b"{" + b",".join(fields) + b"}")
+    except msgspec.DecodeError as exc:
+        raise RecordError(f"value is not JSON: {exc}") from None
+
+
+def _explain(members: dict[str, bytes]) -> None:
+    """Raise the :class:`RecordError` the field rules give for an envelope msgspec refused."""
     unknown = set(members) - _ENVELOPE_FIELDS
     if unknown:
         raise RecordError(f"unknown field(s): {', '.join(sorted(unknown))}")
     if "payload" not in members:
         raise RecordError("missing field: payload")
     data = {name: json_text.value(raw) for name, raw in members.items() if name != "payload"}
-    metadata = data.get("metadata", {})
-    if not isinstance(metadata, dict):
+    if not isinstance(data.get("metadata", {}), dict):
         raise RecordError("metadata must be an object")
     attempt = data.get("attempt", 0)
     if isinstance(attempt, float) and attempt.is_integer():
         attempt = int(attempt)
-    return _checked(
-        webhook_id=data["webhook_id"] if "webhook_id" in data else _value(fallback_id),
-        subscription_id=data.get("subscription_id"), event_type=data.get("event_type"),
-        body=members["payload"],
-        received_at=data["received_at"] if "received_at" in data else _value(fallback_time),
-        metadata=members["metadata"] if "metadata" in members else b"{}", attempt=attempt,
-        due_at=data.get("due_at"))
+    _checked(webhook_id=data.get("webhook_id", "-"), subscription_id=data.get("subscription_id"),
+             event_type=data.get("event_type"), body=b"", received_at=data.get("received_at",
+             "1970-01-01T00:00:00Z"), metadata=b"{}", attempt=attempt, due_at=data.get("due_at"))
 
 
 def _checked(*, webhook_id: Any, subscription_id: Any, event_type: Any, body: bytes,
@@ -366,18 +493,24 @@ def _value(given: str | Callable[[], str]) -> str:
 
 
 def _is_uuid(value: Any) -> bool:
-    if not isinstance(value, str) or len(value) != 36:
+    return isinstance(value, str) and _UUID.match(value) is not None
+
+
+def _is_time(value: str) -> bool:
+    """RFC 3339 ``date-time`` (as JSON Schema's format): ``T`` and ``Z`` in either case,
+    seconds, an optional fraction, and a zone."""
+    found = _RFC3339.match(value)
+    if found is None:
         return False
+    year, month, day = (int(part) for part in found.groups())
     try:
-        uuid.UUID(value)
+        datetime(year, month, day)
+        parse_time(value)
     except ValueError:
         return False
     return True
 
 
-def _is_time(value: str) -> bool:
-    try:
-        moment = parse_time(value.upper())
-    except ValueError:
-        return False
-    return moment.tzinfo is not None
+_UUID = re.compile(UUID_PATTERN)
+_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?"
+                      r"(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)\Z", re.ASCII)
