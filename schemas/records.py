@@ -410,13 +410,17 @@ def _decode_envelope(value: bytes, members: dict[str, bytes]) -> IngestRecord:
     nesting beyond its depth limit) is left out of what it reads: json_text accepted it."""
     try:
         return _ENVELOPE.decode(value)
-    except (msgspec.DecodeError, RecursionError):
+    except msgspec.ValidationError:
+        raise
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError too
         pass
     fields = [orjson.dumps(name) + b":" + raw for name, raw in members.items() if name != "payload"]
     if "payload" in members:
         fields.append(b'"payload":null')
     try:
         return _ENVELOPE.decode(b"{" + b",".join(fields) + b"}")
+    except msgspec.ValidationError:
+        raise
     except msgspec.DecodeError as exc:
         raise RecordError(f"value is not JSON: {exc}") from None
 
