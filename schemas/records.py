@@ -502,14 +502,18 @@ def _is_uuid(value: Any) -> bool:
 
 def _is_time(value: str) -> bool:
     """RFC 3339 ``date-time`` (as JSON Schema's format): ``T`` and ``Z`` in either case,
-    seconds, an optional fraction, and a zone."""
+    seconds, an optional fraction, and a zone; a day that exists (:func:`parse_time` reads
+    every such text)."""
     found = _RFC3339.match(value)
     if found is None:
         return False
-    year, month, day = (int(part) for part in found.groups())
+    year, month, day = found.groups()
+    if year == "0000":
+        return False
+    if day <= "28":
+        return "01" <= month <= "12" and day != "00"
     try:
-        datetime(year, month, day)
-        parse_time(value)
+        datetime(int(year), int(month), int(day))
     except ValueError:
         return False
     return True
