@@ -3,8 +3,11 @@
 A webhook record (ingest and retry topics) carries the body to deliver as its value, byte for
 byte, and its metadata in record headers (:class:`Webhook`); producers that cannot set headers
 may send the JSON envelope instead (:class:`IngestRecord`), whose ``payload`` member's exact
-bytes are delivered. Every other record value is a UTF-8 JSON object. The JSON Schema files
-beside this module (``*.schema.json``) describe the JSON formats for outside producers.
+bytes are delivered. Every other record value is a UTF-8 JSON object. Each JSON format is
+declared once, as a msgspec Struct whose constraints carry the field rules; the JSON Schema files
+beside this module (``*.schema.json``, for outside producers) are generated from them
+(``python -m schemas.generate``), and tests/test_record_schemas.py holds schema and parser to
+the same verdicts.
 """
 
 from __future__ import annotations

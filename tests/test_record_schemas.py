@@ -245,3 +245,39 @@ def test_refusals_keep_their_reasons() -> None:
     assert reasons["payload"] == "missing field: payload"
     assert reasons["extra"] == "unknown field(s): extra"
     assert "more than once" in reasons["twice"]
+
+
+def _samples() -> list[str]:
+    chars = [chr(c) for c in range(0x00, 0xA1)] + ["\u00e9", "\u2028", "\ud800", "\U0001f600"]
+    samples = ["", "a" * 200, "a" * 201, "order created", "a b c"]
+    for c in chars:
+        samples += [c, f"a{c}", f"{c}a", f"a{c}b"]
+    return samples
+
+
+@pytest.mark.parametrize("field", ["event_type", "webhook_id"])
+def test_header_form_rules_equal_the_struct_constraints(field: str) -> None:
+    """The header form's checks and the Structs' constraints (which the schema states) accept
+    the same strings: msgspec decides one, the problem functions the other."""
+    rule = records.EventType if field == "event_type" else records.WebhookId
+    struct = msgspec.defstruct("Probe", [(field, rule)])
+    problem = records.event_type_problem if field == "event_type" else records.webhook_id_problem
+    for sample in _samples():
+        try:
+            msgspec.convert({field: sample}, type=struct)
+            by_struct = True
+        except msgspec.ValidationError:
+            by_struct = False
+        assert by_struct is (problem(sample) is None), repr(sample)
+
+
+def test_uuid_and_time_rules_equal_the_format_checker() -> None:
+    checker = jsonschema.FormatChecker()
+    for text in [SUB, SUB.upper(), SUB.replace("-", ""), "{" + SUB + "}", "urn:uuid:" + SUB,
+                 SUB + "\n", SUB[:-1] + "g"]:
+        assert records._is_uuid(text) is checker.conforms(text, "uuid"), text
+    for text in ["2026-11-28T23:59:00Z", "2026-11-28t23:59:00.5z", "2026-11-28T23:59:60Z",
+                 "2026-11-28T24:00:00Z", "2026-11-28T23:59:00+24:00", "2026-11-28T23:59:00-00:00",
+                 "2026-04-31T00:00:00Z", "2023-02-29T00:00:00Z", "2024-02-29T00:00:00Z",
+                 "2026-11-28T23:59:00", "2026-11-28", "2026-11-28T23:59:00.Z"]:
+        assert records._is_time(text) is checker.conforms(text, "date-time"), text
