@@ -12,6 +12,7 @@ the same verdicts.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import re
 import uuid
@@ -65,8 +66,13 @@ WebhookId = Annotated[str, Meta(
     description="Stable id sent as webhook-id; receivers de-duplicate on it. Printable ASCII "
                 "(it is sent as a header).")]
 Uuid = Annotated[str, Meta(pattern=UUID_PATTERN, extra_json_schema={"format": "uuid"})]
-Timestamp = Annotated[str, Meta(extra_json_schema={"format": "date-time"},
-                                description="RFC 3339 with a time zone.")]
+# RFC 3339 date-time as JSON Schema's format reads it (T and Z in either case, seconds, an
+# optional fraction, a zone); whether the day exists (29th-31st) is checked apart.
+TIMESTAMP_PATTERN = (
+    "^(?!0000)[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3])"
+    ":[0-5][0-9]:[0-5][0-9]([.][0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])" + _END)
+Timestamp = Annotated[str, Meta(pattern=TIMESTAMP_PATTERN, extra_json_schema={
+    "format": "date-time"}, description="RFC 3339 with a time zone.")]
 # JSON Schema's integer: a number with no fractional part (so 1.0 is the integer 1).
 Attempt = Annotated[float, Meta(ge=0, le=MAX_ATTEMPT, multiple_of=1)]
 
@@ -77,7 +83,7 @@ class _Record(msgspec.Struct, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         for name in _TIME_FIELDS.get(type(self), ()):
             moment = getattr(self, name)
-            if isinstance(moment, str) and not _is_time(moment):
+            if isinstance(moment, str) and moment[8:10] > "28" and not _day_exists(moment):
                 raise ValueError(f"{name} must be an RFC 3339 timestamp")
 
 
@@ -504,24 +510,20 @@ def _is_uuid(value: Any) -> bool:
 
 
 def _is_time(value: str) -> bool:
-    """RFC 3339 ``date-time`` (as JSON Schema's format): ``T`` and ``Z`` in either case,
-    seconds, an optional fraction, and a zone; a day that exists (:func:`parse_time` reads
-    every such text)."""
-    found = _RFC3339.match(value)
-    if found is None:
-        return False
-    year, month, day = found.groups()
-    if year == "0000":
-        return False
-    if day <= "28":
-        return "01" <= month <= "12" and day != "00"
-    try:
-        datetime(int(year), int(month), int(day))
-    except ValueError:
-        return False
-    return True
+    """RFC 3339 ``date-time`` (as JSON Schema's format): :data:`TIMESTAMP_PATTERN` on a day
+    that exists (:func:`parse_time` reads every such text)."""
+    return _TIMESTAMP.match(value) is not None and (value[8:10] <= "28" or _day_exists(value))
 
 
+def _day_exists(value: str) -> bool:
+    """Whether the date a timestamp pattern matched names a real day (no 30 February)."""
+    month, day = value[5:7], value[8:10]
+    if day > _LAST_DAY[month]:
+        return False
+    return day != "29" or month != "02" or calendar.isleap(int(value[:4]))
+
+
+_LAST_DAY = {"01": "31", "02": "29", "03": "31", "04": "30", "05": "31", "06": "30",
+             "07": "31", "08": "31", "09": "30", "10": "31", "11": "30", "12": "31"}
 _UUID = re.compile(UUID_PATTERN)
-_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?"
-                      r"(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)\Z", re.ASCII)
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
