@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
+import msgspec.inspect
 import orjson
 from msgspec import UNSET, Meta, UnsetType
 
@@ -207,13 +208,24 @@ class SubscriptionRecord(_Record):
                     "Never written any more.")] | UnsetType = UNSET
 
 
+def _is_timestamp(t: msgspec.inspect.Type) -> bool:
+    while isinstance(t, msgspec.inspect.Metadata):
+        t = t.type
+    if isinstance(t, msgspec.inspect.UnionType):
+        return any(_is_timestamp(member) for member in t.types)
+    return isinstance(t, msgspec.inspect.StrType) and t.pattern == TIMESTAMP_PATTERN
+
+
+def _time_fields(record: type[msgspec.Struct]) -> tuple[str, ...]:
+    """The fields of ``record`` declared as :data:`Timestamp`."""
+    info = msgspec.inspect.type_info(record)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return tuple(field.name for field in info.fields if _is_timestamp(field.type))
+
+
 _TIME_FIELDS: dict[type, tuple[str, ...]] = {
-    IngestRecord: ("received_at", "due_at"),
-    AttemptEvent: ("started_at", "next_attempt_at", "received_at"),
-    WebhookJson: ("received_at", "due_at"),
-    DeadLetter: ("failed_at",),
-    SubscriptionRecord: ("created_at", "updated_at"),
-}
+    record: _time_fields(record)
+    for record in (IngestRecord, AttemptEvent, WebhookJson, DeadLetter, SubscriptionRecord)}
 # The JSON record formats, by the name of their schema file (schemas/<name>.schema.json).
 JSON_RECORDS: dict[str, type[msgspec.Struct]] = {
     "ingest_record": IngestRecord, "attempt_event": AttemptEvent,

@@ -145,6 +145,12 @@ CASES = [
          True),
     Case("dead letter, failed_at not a time", "dead_letter", letter(failed_at="yesterday"),
          False),
+    Case("dead letter, 31 April", "dead_letter", letter(failed_at="2026-04-31T10:00:00Z"),
+         False),
+    Case("dead letter, 29 February 2023", "dead_letter",
+         letter(failed_at="2023-02-29T10:00:00+01:00"), False),
+    Case("dead letter, 31 December", "dead_letter", letter(failed_at="2026-12-31T23:59:59Z"),
+         True),
     Case("dead letter, header value not text", "dead_letter",
          letter(source={"headers": {"a": 1}}), False),
     # subscriptions
