@@ -427,17 +427,19 @@ def _from_envelope(value: bytes, fallback_id: str | Callable[[], str],
 
 
 def _decode_envelope(value: bytes, members: dict[str, bytes]) -> IngestRecord:
-    """The envelope, read by msgspec. A payload msgspec cannot read (a lone surrogate escape,
-    nesting beyond its depth limit) is left out of what it reads: json_text accepted it."""
+    """The envelope, read by msgspec. A payload or metadata object msgspec cannot read (a lone
+    surrogate escape, nesting beyond its depth limit) is left out of what it reads: json_text
+    accepted it."""
     try:
         return _ENVELOPE.decode(value)
     except msgspec.ValidationError:
         raise
     except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError too
         pass
-    fields = [orjson.dumps(name) + b":" + raw for name, raw in members.items() if name != "payload"]
-    if "payload" in members:
-        fields.append(b'"payload":null')
+    stand_ins = {"payload": b"null"}  # the free-form members, checked here for their type
+    if isinstance(json_text.value(members.get("metadata", b"{}")), dict):
+        stand_ins["metadata"] = b"{}"
+    fields = [orjson.dumps(name) + b":" + stand_ins.get(name, raw) for name, raw in members.items()]
     try:
         return _ENVELOPE.decode(b"{" + b",".join(fields) + b"}")
     except msgspec.ValidationError:

@@ -80,6 +80,14 @@ CASES = [
          True),
     Case("payload with a lone surrogate escape", "ingest_record",
          b'{"event_type": "e", "payload": "\\ud800"}', True),
+    Case("metadata with a lone surrogate escape", "ingest_record",
+         b'{"event_type": "e", "payload": 1, "metadata": {"k": "\\udc00"}}', True),
+    Case("payload nested 1000 levels deep (beyond msgspec's limit)", "ingest_record",
+         b'{"event_type": "e", "payload": ' + b"[" * 1000 + b"]" * 1000 + b"}", True),
+    Case("payload nested 1100 levels deep", "ingest_record",
+         b'{"event_type": "e", "payload": ' + b"[" * 1100 + b"]" * 1100 + b"}", False,
+         schema_says=True, why="1024 levels is the pipeline's limit (json_text.MAX_DEPTH: "
+                               "orjson's); JSON Schema has no depth limit"),
     # ingest envelope: invalid
     Case("due_at not a time", "ingest_record", env(due_at="not-a-time"), False),
     Case("UUID without dashes", "ingest_record", env(subscription_id=SUB.replace("-", "")),
@@ -185,7 +193,7 @@ def test_the_table_is_large_and_exceptions_are_few() -> None:
     assert len(CASES) >= 30
     assert len({case.name for case in CASES}) == len(CASES)
     exceptions = [case for case in CASES if case.schema_says is not None]
-    assert len(exceptions) <= 1 and all(case.why for case in exceptions)
+    assert len(exceptions) <= 2 and all(case.why for case in exceptions)
     assert sum(case.valid for case in CASES) >= 10 and sum(not c.valid for c in CASES) >= 10
 
 
