@@ -28,6 +28,7 @@ import orjson
 from msgspec import UNSET, Meta, UnsetType
 
 from schemas import json_text
+from schemas.topics import RETRY_TIERS
 
 # Namespace for ids derived from other ids (fan-out expansion, records produced without an id).
 WEBHOOK_NAMESPACE = uuid.UUID("7b0e6a2e-6d6b-4c4e-9a35-2f3c1a9d5e10")
@@ -128,7 +129,9 @@ class AttemptEvent(_Record):
     subscription_id: Uuid
     event_type: str
     target_url: str
-    attempt_number: Annotated[int, Meta(ge=1, le=6, description="1-based.")]
+    attempt_number: Annotated[int, Meta(
+        ge=1, le=len(RETRY_TIERS) + 1, description="1-based: the first attempt, then one per "
+                                                   "retry tier.")]
     started_at: Timestamp
     duration_ms: Annotated[float, Meta(ge=0)]
     status_code: int | None
