@@ -13,6 +13,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from ingest_gateway.errors import ApiError
 from ingest_gateway.validation import EVENT_TYPE_PATTERN, MAX_EVENT_TYPE_LENGTH
+from schemas.records import Status
 from webhookmaster import __version__
 
 JSON = "application/json"
@@ -103,7 +104,7 @@ STATUS_OBJECT = {
         "subscription_url": {"type": ["string", "null"]},
         "event_type": {"type": "string"},
         "payload": {"description": "The webhook's JSON payload."},
-        "status": {"enum": ["PENDING", "IN_PROGRESS", "DELIVERED", "FAILED"]},
+        "status": {"enum": [s.value for s in Status]},
         "retry_count": {"type": "integer", "minimum": 0},
         "next_retry_at": NULLABLE_DATE_TIME,
         "created_at": DATE_TIME,
@@ -343,7 +344,7 @@ def _status_paths() -> dict[str, Any]:
                 "tags": ["status"], "security": API_KEY,
                 "parameters": [
                     _query("status", "Only this status.",
-                           {"enum": ["PENDING", "IN_PROGRESS", "DELIVERED", "FAILED"]}),
+                           {"enum": [s.value for s in Status]}),
                     _query("subscription_id", "Only this subscription.",
                            {"type": "string", "format": "uuid"}),
                     _query("event_type", "Only this event type (empty: any).", {"type": "string"}),

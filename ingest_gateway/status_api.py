@@ -22,6 +22,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from schemas.records import Status
 from webhookmaster.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ SETTINGS = web.AppKey("status_settings", Settings)
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 200
-STATUSES = ("PENDING", "IN_PROGRESS", "DELIVERED", "FAILED")
+STATUSES = tuple(Status)
 RETRY_AFTER_S = "5"
 CONNECT_TIMEOUT_S = 3.0
 QUERY_TIMEOUT_S = 10.0

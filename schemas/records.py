@@ -3,90 +3,242 @@
 A webhook record (ingest and retry topics) carries the body to deliver as its value, byte for
 byte, and its metadata in record headers (:class:`Webhook`); producers that cannot set headers
 may send the JSON envelope instead (:class:`IngestRecord`), whose ``payload`` member's exact
-bytes are delivered. Every other record value is a UTF-8 JSON object. The JSON Schema files
-beside this module (``*.schema.json``) describe the JSON formats for outside producers.
+bytes are delivered. Every other record value is a UTF-8 JSON object. Each JSON format is
+declared once, as a msgspec Struct whose constraints carry the field rules; the JSON Schema files
+beside this module (``*.schema.json``, for outside producers) are generated from them
+(``python -m schemas.generate``), and tests/test_record_schemas.py holds schema and parser to
+the same verdicts.
 """
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, NotRequired, TypedDict
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
 
+import msgspec
+import msgspec.inspect
 import orjson
+from msgspec import UNSET, Meta, UnsetType
 
 from schemas import json_text
+from schemas.topics import RETRY_TIERS
 
 # Namespace for ids derived from other ids (fan-out expansion, records produced without an id).
 WEBHOOK_NAMESPACE = uuid.UUID("7b0e6a2e-6d6b-4c4e-9a35-2f3c1a9d5e10")
 
 Outcome = Literal["delivered", "retrying", "failed"]
+_R = TypeVar("_R")
 
 
-class IngestRecord(TypedDict):
-    """The JSON envelope form of a webhook record, for producers that cannot set record
-    headers: ``payload`` is the body (its exact bytes are delivered). See :class:`Webhook` for
-    the header form, which the gateway and the pipeline produce."""
+class Status(StrEnum):
+    """A webhook's delivery status, as the status projector stores it and the status API
+    shows it."""
 
-    webhook_id: NotRequired[str]
-    subscription_id: str | None  # None: fan-out to every matching active subscription
-    event_type: str
-    payload: Any
-    received_at: NotRequired[str]  # RFC 3339, UTC
-    metadata: NotRequired[dict[str, Any]]
-    attempt: NotRequired[int]  # attempts already made (0 or absent on first ingest)
-    due_at: NotRequired[str | None]  # when a retry was due (set by the ladder)
+    PENDING = "PENDING"
+    IN_PROGRESS = "IN_PROGRESS"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
 
 
-class AttemptEvent(TypedDict):
-    """One delivery attempt and its outcome, on the attempts topic. Key: the webhook id."""
+# Field rules, shared by the JSON formats below (as msgspec constraints, which the generated JSON
+# Schema files state) and by the header form's checks (:func:`_checked`). ``(?![\\s\\S])`` ends a
+# pattern in ECMA and Python regexes alike (Python's ``$`` also matches before a final newline).
+MAX_ID_LENGTH = 200
+MAX_EVENT_TYPE_LENGTH = 200
+_END = r"(?![\s\S])"
+# What :func:`event_type_problem` accepts, as a JSON Schema / ECMA regex (for the OpenAPI document).
+EVENT_TYPE_PATTERN = "^[!-~]([ -~]*[!-~])?$"
+WEBHOOK_ID_PATTERN = "^[ -~]+" + _END
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}" + _END
+MAX_ATTEMPT = 1000
+
+EventType = Annotated[str, Meta(
+    min_length=1, max_length=MAX_EVENT_TYPE_LENGTH, pattern=EVENT_TYPE_PATTERN[:-1] + _END,
+    description="1-200 printable ASCII characters, no space at either end (it is sent as the "
+                "X-Webhook-Event-Type header).")]
+WebhookId = Annotated[str, Meta(
+    min_length=1, max_length=MAX_ID_LENGTH, pattern=WEBHOOK_ID_PATTERN,
+    description="Stable id sent as webhook-id; receivers de-duplicate on it. Printable ASCII "
+                "(it is sent as a header).")]
+Uuid = Annotated[str, Meta(pattern=UUID_PATTERN, extra_json_schema={"format": "uuid"})]
+# RFC 3339 date-time as JSON Schema's format reads it (T and Z in either case, seconds, an
+# optional fraction, a zone); whether the day exists (29th-31st) is checked apart.
+TIMESTAMP_PATTERN = (
+    "^(?!0000)[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3])"
+    ":[0-5][0-9]:[0-5][0-9]([.][0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])" + _END)
+Timestamp = Annotated[str, Meta(pattern=TIMESTAMP_PATTERN, extra_json_schema={
+    "format": "date-time"}, description="RFC 3339 with a time zone.")]
+# JSON Schema's integer: a number with no fractional part (so 1.0 is the integer 1).
+Attempt = Annotated[float, Meta(ge=0, le=MAX_ATTEMPT, multiple_of=1)]
+
+
+class _Record(msgspec.Struct, forbid_unknown_fields=True):
+    """A JSON record: unknown members are refused, timestamps must be RFC 3339 with a zone."""
+
+    def __post_init__(self) -> None:
+        for name in _TIME_FIELDS.get(type(self), ()):
+            moment = getattr(self, name)
+            if isinstance(moment, str) and moment[8:10] > "28" and not _day_exists(moment):
+                raise ValueError(f"{name} must be an RFC 3339 timestamp")
+
+
+class IngestRecord(_Record):
+    """The JSON envelope form of a record on the ingest topic, for producers that cannot set
+    record headers: one webhook to deliver. Key: the subscription id (or, for a fan-out event,
+    the webhook id). The exact bytes of the payload member's value are delivered. The gateway
+    produces the header form instead (:class:`Webhook`): the record value is the body, and
+    wm-event-type, wm-webhook-id, wm-subscription-id, wm-received-at, wm-metadata, wm-attempt,
+    wm-due-at headers carry the rest."""
+
+    event_type: EventType
+    payload: Annotated[msgspec.Raw, Meta(
+        description="Any JSON value; its exact bytes are delivered as the request body.")]
+    webhook_id: Annotated[WebhookId, Meta(
+        description="Stable id sent as webhook-id; receivers de-duplicate on it. Printable "
+                    "ASCII (it is sent as a header). When absent, derived from the record's "
+                    "topic, partition and offset.")] \
+        | UnsetType = UNSET
+    subscription_id: Annotated[Uuid | None, Meta(
+        description="Target subscription. Null or absent: fan-out to every active subscription "
+                    "whose event_types contains event_type (or is empty).")] = None
+    received_at: Annotated[Timestamp, Meta(
+        description="When the webhook was accepted. When absent, the record's Kafka "
+                    "timestamp.")] | UnsetType = UNSET
+    metadata: Annotated[dict[str, Any], Meta(
+        description="Free-form ingest metadata (source, remote address, idempotency "
+                    "key).")] = {}
+    attempt: Annotated[Attempt, Meta(
+        description="Attempts already made; set by the retry ladder. Producers leave it "
+                    "out.")] = 0
+    due_at: Annotated[Timestamp | None, Meta(
+        description="When the retry was due; set by the retry ladder.")] = None
+
+
+class AttemptEvent(_Record):
+    """Value of a record on the attempts topic: one delivery attempt and its outcome. Key: the
+    webhook id."""
 
     webhook_id: str
-    attempt_id: NotRequired[str]  # unique per HTTP request (a redone attempt has its own)
-    subscription_id: str
+    subscription_id: Uuid
     event_type: str
     target_url: str
-    attempt_number: int  # 1-based
-    started_at: str
-    duration_ms: float
+    attempt_number: Annotated[int, Meta(
+        ge=1, le=len(RETRY_TIERS) + 1, description="1-based: the first attempt, then one per "
+                                                   "retry tier.")]
+    started_at: Timestamp
+    duration_ms: Annotated[float, Meta(ge=0)]
     status_code: int | None
     error: str | None
-    response_excerpt: str | None  # first 4 KiB of the response body
+    response_excerpt: Annotated[str, Meta(
+        max_length=4096, description="The first 4 KiB of the response body.")] | None
     outcome: Outcome
-    next_attempt_at: str | None
-    received_at: str
+    next_attempt_at: Timestamp | None
+    received_at: Timestamp
+    attempt_id: Annotated[str, Meta(
+        min_length=1, max_length=64,
+        description="Unique per HTTP request: an attempt redone after a crash has its own id "
+                    "(and the same attempt_number).")] | UnsetType = UNSET
 
 
-class DeadLetter(TypedDict):
-    """A webhook that failed for good, or a record that could not be read. Key: as the source."""
+class WebhookJson(_Record):
+    """A webhook as JSON (inside a dead letter): the body as its exact text."""
+
+    webhook_id: str
+    subscription_id: str | None
+    event_type: str
+    body: str
+    received_at: Timestamp
+    metadata: dict[str, Any]
+    attempt: Annotated[int, Meta(ge=0)]
+    due_at: Timestamp | None
+
+
+class DeadLetterSource(msgspec.Struct):
+    """Where the record that failed was read."""
+
+    topic: str | UnsetType = UNSET
+    partition: int | UnsetType = UNSET
+    offset: int | UnsetType = UNSET
+    headers: Annotated[dict[str, str], Meta(
+        description="The unreadable record's headers, as text.")] | UnsetType = UNSET
+
+
+class DeadLetter(_Record):
+    """Value of a record on the dead-letter topic: a webhook that failed for good, or a record
+    that could not be read. Key: as the source."""
 
     reason: str
-    failed_at: str
+    failed_at: Timestamp
     webhook_id: str | None
     subscription_id: str | None
-    record: WebhookJson | None  # the last form of the webhook, when it could be read
-    raw: str | None  # the undecodable value as text (replacement chars), when it could not
-    source: dict[str, Any]  # topic, partition, offset (and headers) of the record that failed
+    record: Annotated[WebhookJson | None, Meta(
+        description="The webhook as it last was, when it could be read.")]
+    raw: Annotated[str | None, Meta(
+        description="The undecodable value as text (replacement characters), when it could "
+                    "not.")]
+    source: Annotated[DeadLetterSource, Meta(
+        description="Topic, partition and offset (and headers) of the record that failed.")]
 
 
-class SubscriptionRecord(TypedDict):
-    """Value of the compacted subscriptions topic (key: the id; a null value deletes it)."""
+class SubscriptionRecord(_Record):
+    """Value of a record on the compacted subscriptions topic. Key: the subscription id; a null
+    value (tombstone) deletes it. The signing secret is stored encrypted (secret_key_encrypted);
+    records of earlier versions held it in plain text (secret_key), which readers still accept
+    and the gateway rewrites encrypted at start-up."""
 
-    id: str
-    target_url: str
-    # The signing secret as a Fernet token under the newest WM_SECRET_KEYS key
-    # (webhookmaster/secret_box.py); an empty secret is encrypted too.
-    secret_key_encrypted: str
-    # Before secrets were encrypted: the secret in plain text. Still read; the gateway rewrites
-    # such records encrypted at start-up. Never written any more.
-    secret_key: NotRequired[str]
-    event_types: list[str]
+    id: Uuid
+    target_url: Annotated[str, Meta(extra_json_schema={"format": "uri"})]
+    secret_key_encrypted: Annotated[str, Meta(
+        pattern="^gAAAAA[A-Za-z0-9_-]+=*" + _END,
+        description="The signing secret as a Fernet token (https://github.com/fernet/spec) under "
+                    "the newest key of WM_SECRET_KEYS / WM_SECRET_KEYS_FILE (webhookmaster/"
+                    "secret_box.py). It decrypts to the empty string when the subscription has "
+                    "no secret (ingest unsigned, deliveries unsigned).")]
+    event_types: list[Annotated[str, Meta(min_length=1)]]
     is_active: bool
-    created_at: str
-    updated_at: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    secret_key: Annotated[str, Meta(
+        extra_json_schema={"deprecated": True},
+        description="Records written before secrets were encrypted: the secret in plain text. "
+                    "Never written any more.")] | UnsetType = UNSET
+
+
+def _is_timestamp(t: msgspec.inspect.Type) -> bool:
+    while isinstance(t, msgspec.inspect.Metadata):
+        t = t.type
+    if isinstance(t, msgspec.inspect.UnionType):
+        return any(_is_timestamp(member) for member in t.types)
+    return isinstance(t, msgspec.inspect.StrType) and t.pattern == TIMESTAMP_PATTERN
+
+
+def _time_fields(record: type[msgspec.Struct]) -> tuple[str, ...]:
+    """The fields of ``record`` declared as :data:`Timestamp`."""
+    info = msgspec.inspect.type_info(record)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return tuple(field.name for field in info.fields if _is_timestamp(field.type))
+
+
+_TIME_FIELDS: dict[type, tuple[str, ...]] = {
+    record: _time_fields(record)
+    for record in (IngestRecord, AttemptEvent, WebhookJson, DeadLetter, SubscriptionRecord)}
+# The JSON record formats, by the name of their schema file (schemas/<name>.schema.json).
+JSON_RECORDS: dict[str, type[msgspec.Struct]] = {
+    "ingest_record": IngestRecord, "attempt_event": AttemptEvent,
+    "dead_letter": DeadLetter, "subscription": SubscriptionRecord,
+}
+
+
+def decoder(record_type: type[_R]) -> msgspec.json.Decoder[_R]:
+    """A decoder of ``record_type`` from JSON bytes (raises ``msgspec.ValidationError``)."""
+    return msgspec.json.Decoder(record_type)
 
 
 class RecordError(ValueError):
@@ -123,21 +275,6 @@ H_RECEIVED_AT = "wm-received-at"
 H_METADATA = "wm-metadata"  # a JSON object
 H_ATTEMPT = "wm-attempt"
 H_DUE_AT = "wm-due-at"
-MAX_ID_LENGTH = 200
-MAX_EVENT_TYPE_LENGTH = 200
-
-
-class WebhookJson(TypedDict):
-    """A webhook as JSON (inside a dead letter): the body as its exact text."""
-
-    webhook_id: str
-    subscription_id: str | None
-    event_type: str
-    body: str
-    received_at: str
-    metadata: dict[str, Any]
-    attempt: int
-    due_at: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,16 +309,13 @@ class Webhook:
     def replace(self, **changes: Any) -> Webhook:
         return dataclasses.replace(self, **changes)
 
-    def to_json(self) -> WebhookJson:
+    def to_json(self) -> dict[str, Any]:
+        """The :class:`WebhookJson` form."""
         return {"webhook_id": self.webhook_id, "subscription_id": self.subscription_id,
                 "event_type": self.event_type,
                 "body": self.body.decode("utf-8", errors="replace"),
                 "received_at": self.received_at, "metadata": orjson.loads(self.metadata),
                 "attempt": self.attempt, "due_at": self.due_at}
-
-
-# What :func:`event_type_problem` accepts, as a JSON Schema / ECMA regex.
-EVENT_TYPE_PATTERN = "^[!-~]([ -~]*[!-~])?$"
 
 
 def event_type_problem(value: object) -> str | None:
@@ -269,36 +403,70 @@ def _from_headers(value: bytes, found: dict[str, bytes | None],
         metadata=metadata or b"{}", attempt=attempt, due_at=_header_text(found, H_DUE_AT))
 
 
-_ENVELOPE_FIELDS = frozenset(IngestRecord.__annotations__)
+_ENVELOPE_FIELDS = frozenset(IngestRecord.__struct_fields__)
+_ENVELOPE = msgspec.json.Decoder(IngestRecord)
 
 
 def _from_envelope(value: bytes, fallback_id: str | Callable[[], str],
                    fallback_time: str | Callable[[], str]) -> Webhook:
     try:
-        members = json_text.members(value)
+        members = json_text.members(value)  # exact bytes; one JSON object; no name twice
     except json_text.NotAnObject:
         raise RecordError("value is not a JSON object") from None
     except json_text.JsonTextError as exc:
         raise RecordError(f"value is not JSON: {exc}") from None
+    try:
+        record = _decode_envelope(value, members)
+    except msgspec.ValidationError as exc:
+        _explain(members)  # the reason in the words of the field rules, when they have one
+        raise RecordError(str(exc)) from None
+    webhook_id = _value(fallback_id) if record.webhook_id is UNSET else record.webhook_id
+    received_at = _value(fallback_time) if record.received_at is UNSET else record.received_at
+    return _checked(
+        webhook_id=webhook_id, subscription_id=record.subscription_id,
+        event_type=record.event_type, body=members["payload"], received_at=received_at,
+        metadata=members.get("metadata", b"{}"), attempt=int(record.attempt),
+        due_at=record.due_at)
+
+
+def _decode_envelope(value: bytes, members: dict[str, bytes]) -> IngestRecord:
+    """The envelope, read by msgspec. A payload or metadata object msgspec cannot read (a lone
+    surrogate escape, nesting beyond its depth limit) is left out of what it reads: json_text
+    accepted it."""
+    try:
+        return _ENVELOPE.decode(value)
+    except msgspec.ValidationError:
+        raise
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError too
+        pass
+    stand_ins = {"payload": b"null"}  # the free-form members, checked here for their type
+    if isinstance(json_text.value(members.get("metadata", b"{}")), dict):
+        stand_ins["metadata"] = b"{}"
+    fields = [orjson.dumps(name) + b":" + stand_ins.get(name, raw) for name, raw in members.items()]
+    try:
+        return _ENVELOPE.decode(b"{" + b",".join(fields) + b"}")
+    except msgspec.ValidationError:
+        raise
+    except msgspec.DecodeError as exc:
+        raise RecordError(f"value is not JSON: {exc}") from None
+
+
+def _explain(members: dict[str, bytes]) -> None:
+    """Raise the :class:`RecordError` the field rules give for an envelope msgspec refused."""
     unknown = set(members) - _ENVELOPE_FIELDS
     if unknown:
         raise RecordError(f"unknown field(s): {', '.join(sorted(unknown))}")
     if "payload" not in members:
         raise RecordError("missing field: payload")
     data = {name: json_text.value(raw) for name, raw in members.items() if name != "payload"}
-    metadata = data.get("metadata", {})
-    if not isinstance(metadata, dict):
+    if not isinstance(data.get("metadata", {}), dict):
         raise RecordError("metadata must be an object")
     attempt = data.get("attempt", 0)
     if isinstance(attempt, float) and attempt.is_integer():
         attempt = int(attempt)
-    return _checked(
-        webhook_id=data["webhook_id"] if "webhook_id" in data else _value(fallback_id),
-        subscription_id=data.get("subscription_id"), event_type=data.get("event_type"),
-        body=members["payload"],
-        received_at=data["received_at"] if "received_at" in data else _value(fallback_time),
-        metadata=members["metadata"] if "metadata" in members else b"{}", attempt=attempt,
-        due_at=data.get("due_at"))
+    _checked(webhook_id=data.get("webhook_id", "-"), subscription_id=data.get("subscription_id"),
+             event_type=data.get("event_type"), body=b"", received_at=data.get("received_at",
+             "1970-01-01T00:00:00Z"), metadata=b"{}", attempt=attempt, due_at=data.get("due_at"))
 
 
 def _checked(*, webhook_id: Any, subscription_id: Any, event_type: Any, body: bytes,
@@ -355,18 +523,24 @@ def _value(given: str | Callable[[], str]) -> str:
 
 
 def _is_uuid(value: Any) -> bool:
-    if not isinstance(value, str) or len(value) != 36:
-        return False
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    return isinstance(value, str) and _UUID.match(value) is not None
 
 
 def _is_time(value: str) -> bool:
-    try:
-        moment = parse_time(value.upper())
-    except ValueError:
+    """RFC 3339 ``date-time`` (as JSON Schema's format): :data:`TIMESTAMP_PATTERN` on a day
+    that exists (:func:`parse_time` reads every such text)."""
+    return _TIMESTAMP.match(value) is not None and (value[8:10] <= "28" or _day_exists(value))
+
+
+def _day_exists(value: str) -> bool:
+    """Whether the date a timestamp pattern matched names a real day (no 30 February)."""
+    month, day = value[5:7], value[8:10]
+    if day > _LAST_DAY[month]:
         return False
-    return moment.tzinfo is not None
+    return day != "29" or month != "02" or calendar.isleap(int(value[:4]))
+
+
+_LAST_DAY = {"01": "31", "02": "29", "03": "31", "04": "30", "05": "31", "06": "30",
+             "07": "31", "08": "31", "09": "30", "10": "31", "11": "30", "12": "31"}
+_UUID = re.compile(UUID_PATTERN)
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)

@@ -21,11 +21,12 @@ from typing import Any
 import orjson
 
 from schemas import records
-from schemas.records import RecordError
+from schemas.records import RecordError, Status
 from schemas.topics import ATTEMPTS, DEAD_LETTER, INGEST, SUBSCRIPTIONS
 
-PENDING, IN_PROGRESS, DELIVERED, FAILED = "PENDING", "IN_PROGRESS", "DELIVERED", "FAILED"
-STATUSES = (PENDING, IN_PROGRESS, DELIVERED, FAILED)
+PENDING, IN_PROGRESS, DELIVERED, FAILED = (Status.PENDING, Status.IN_PROGRESS, Status.DELIVERED,
+                                           Status.FAILED)
+STATUSES = tuple(Status)
 TERMINAL = 10_000
 DEAD_LETTER_STEP = 1_000
 RANK = {PENDING: 0, IN_PROGRESS: 0, FAILED: TERMINAL, DELIVERED: 2 * TERMINAL}
