@@ -18,6 +18,7 @@ from aiohttp import web
 from confluent_kafka import Consumer, TopicPartition
 
 from schemas import records
+from tests.receiver import serve
 from webhookmaster import signing
 from webhookmaster.settings import Settings
 
@@ -106,13 +107,7 @@ class ChaosReceiver:
         return web.Response(status=post.status, text="no" if fail else "ok")
 
     async def start(self) -> ChaosReceiver:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(self._handle, "POST")
         return self
 
     async def stop(self) -> None:

@@ -4,6 +4,7 @@ the project's own stack code), isolated per test by a unique topic prefix and a 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
+from tests.receiver import Receiver
 from webhookmaster import migrate, secret_box, topics_admin
 from webhookmaster import settings as settings_mod
 from webhookmaster.settings import PROJECT_ROOT, Settings
@@ -91,3 +93,20 @@ async def gateway(wm_settings: Settings) -> AsyncIterator[LiveGateway]:
 
     async with running_gateway(wm_settings) as live:
         yield live
+
+
+@pytest.fixture
+def settings(wm_settings: Settings) -> Settings:
+    """Delivery settings: loopback targets allowed, a one-second ladder, short timeouts (a test
+    module may define its own)."""
+    return dataclasses.replace(wm_settings, allowed_cidrs="127.0.0.0/8",
+                               retry_ladder="1,1,1,1,1", request_timeout_s=2.0,
+                               connect_timeout_s=1.0)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A real HTTP receiver on a free loopback port (tests/receiver.py)."""
+    rx = await Receiver().start()
+    yield rx
+    await rx.stop()

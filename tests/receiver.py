@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -73,15 +73,22 @@ class Receiver:
         return web.Response(status=reply.status, text=reply.body, headers=reply.headers)
 
     async def start(self) -> Receiver:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(self._handle, "*")
         return self
 
     async def stop(self) -> None:
         if self._runner:
             await self._runner.cleanup()
+
+
+async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                method: str) -> tuple[web.AppRunner, int]:
+    """Serve ``handler`` for every path (``method``: "*" or one method) on a free loopback
+    port; returns the runner (clean it up to stop) and the port."""
+    app = web.Application()
+    app.router.add_route(method, "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]

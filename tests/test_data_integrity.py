@@ -5,8 +5,6 @@ the bytes delivered and signed (big integers, duplicate keys, whitespace, escape
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -41,20 +39,6 @@ TRICKY = (b'{ "big" : 123456789012345678901234567890, "dup": 1, "dup": 2,\n'
 
 def nested(depth: int) -> bytes:
     return b"[" * depth + b'{"deep": true}' + b"]" * depth
-
-
-@pytest.fixture
-def settings(wm_settings: Settings) -> Settings:
-    return dataclasses.replace(wm_settings, allowed_cidrs="127.0.0.0/8",
-                               retry_ladder="1,1,1,1,1", request_timeout_s=2.0,
-                               connect_timeout_s=1.0)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rx = await Receiver().start()
-    yield rx
-    await rx.stop()
 
 
 def produce_raw(settings: Settings, value: bytes, headers: list[tuple[str, bytes]],

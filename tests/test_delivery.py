@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -24,21 +23,6 @@ from webhookmaster import signing
 from webhookmaster.settings import Settings
 
 WAIT = 60.0
-
-
-@pytest.fixture
-def settings(wm_settings: Settings) -> Settings:
-    """Loopback allowed, a one-second ladder, short timeouts."""
-    return dataclasses.replace(wm_settings, allowed_cidrs="127.0.0.0/8",
-                               retry_ladder="1,1,1,1,1", request_timeout_s=2.0,
-                               connect_timeout_s=1.0)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rx = await Receiver().start()
-    yield rx
-    await rx.stop()
 
 
 def outcomes(events: list[dict], webhook_id: str) -> list[tuple[int, str]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +21,6 @@ from webhookmaster.settings import Settings
 def settings(wm_settings: Settings) -> Settings:
     return dataclasses.replace(wm_settings, allowed_cidrs="127.0.0.0/8",
                                retry_ladder="1,1,1,1,1", topic_partitions=3)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rx = await Receiver().start()
-    yield rx
-    await rx.stop()
 
 
 @pytest.fixture
