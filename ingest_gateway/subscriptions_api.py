@@ -20,10 +20,11 @@ from ingest_gateway.jsonio import json_response, parse_json
 from ingest_gateway.producing import produce
 from ingest_gateway.state import Gateway, gateway
 from schemas import records
+from schemas.topics import SUBSCRIPTIONS
 from webhookmaster import signing
 from webhookmaster.subscription_table import Subscription
 
-TOPIC_LABEL = "subscriptions"
+TOPIC_LABEL = SUBSCRIPTIONS  # the metrics label: the topic's catalogue suffix
 
 
 def _order_key(sub: Subscription) -> tuple[str, str]:
