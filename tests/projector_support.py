@@ -102,7 +102,7 @@ def produce(settings: Settings, items: Iterable[Item]) -> int:
             value = records.dumps(value)
         while True:
             try:
-                producer.produce(settings.topic_prefix + suffix, value, key)
+                producer.produce(settings.topic(suffix), value, key)
                 break
             except BufferError:
                 producer.poll(0.1)

@@ -95,7 +95,7 @@ async def test_projector_retention_run_counts_rows_and_skips_expired_records(
         sub = new_id()
         stale = datetime.now(UTC) - timedelta(hours=73)
         fresh = datetime.now(UTC) - timedelta(hours=1)
-        recs = [KafkaRecord(wm_settings.topic_prefix + topic, 0, i, 0, None, records.dumps(v))
+        recs = [KafkaRecord(wm_settings.topic(topic), 0, i, 0, None, records.dumps(v))
                 for i, (topic, v) in enumerate([
                     ("ingest", ingest("stale", sub, stale)),
                     ("attempts", attempt("stale", sub, stale, 1, "delivered")),

@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 
 from schemas import records
 from status_projector.changes import KafkaRecord
+from status_projector.consumer import group_id
 from status_projector.store import Store
 from tests.projector_support import (
     ProjectorProcess,
@@ -186,7 +187,7 @@ async def test_events_in_any_order_give_the_same_row(wm_settings: Settings,
                 terminal_seen = None
                 for offset, (suffix, value) in enumerate(order):
                     value = _renamed(value, wid)
-                    await store.write([KafkaRecord(wm_settings.topic_prefix + suffix, 0, offset,
+                    await store.write([KafkaRecord(wm_settings.topic(suffix), 0, offset,
                                                    0, wid.encode(), records.dumps(value))])
                     status = (await webhook(db, wid))["status"]
                     if terminal_seen:
@@ -244,7 +245,7 @@ async def test_replay_into_an_empty_schema_gives_identical_rows(
 
     # the same group starts over, into an empty schema
     admin = AdminClient({"bootstrap.servers": wm_settings.bootstrap})
-    group = wm_settings.topic_prefix + "status-projector"
+    group = group_id(wm_settings)
     admin.delete_consumer_groups([group])[group].result(timeout=30)
     replay_settings = settings_mod.load(
         settings_mod.to_env(wm_settings), db_schema=wm_settings.db_schema + "_replay")

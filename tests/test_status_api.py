@@ -62,7 +62,7 @@ async def project(settings: Settings, items: list[tuple[str, dict | None, bytes 
     store = Store(settings)
     try:
         await store.write([
-            KafkaRecord(settings.topic_prefix + topic, 0, offset, 1_700_000_000_000, key,
+            KafkaRecord(settings.topic(topic), 0, offset, 1_700_000_000_000, key,
                         None if value is None else records.dumps(value))
             for offset, (topic, value, key) in enumerate(items)])
     finally:
