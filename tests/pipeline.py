@@ -72,7 +72,7 @@ async def read(settings: Settings, suffix: str, count: int, timeout: float = 30)
     :func:`webhook_view`), read with a fresh group."""
     msgs: list[Message] = await asyncio.to_thread(
         consume, settings, settings.topic(suffix), count, timeout)
-    webhooks = suffix == "ingest" or suffix.startswith("retry.")
+    webhooks = suffix == INGEST or suffix.startswith("retry.")
     return [webhook_view(m) if webhooks else orjson.loads(m.value()) for m in msgs]
 
 

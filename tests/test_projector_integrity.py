@@ -12,7 +12,7 @@ import asyncpg
 import orjson
 
 from schemas import records
-from schemas.topics import ATTEMPTS, INGEST
+from schemas.topics import ATTEMPTS, DEAD_LETTER, INGEST
 from status_projector.changes import KafkaRecord
 from status_projector.store import Store
 from tests.projector_support import attempt, dead_letter, ingest, new_id, now
@@ -28,10 +28,10 @@ def rec(settings: Settings, suffix: str, offset: int, value: dict | bytes,
 async def test_a_late_dead_letter_never_turns_a_delivered_webhook_failed(
         wm_settings: Settings, db: asyncpg.Connection) -> None:
     sub, t0 = new_id(), now()
-    events = [("ingest", ingest("W", sub, t0)),
-              ("attempts", attempt("W", sub, t0, 1, "delivered")),
+    events = [(INGEST, ingest("W", sub, t0)),
+              (ATTEMPTS, attempt("W", sub, t0, 1, "delivered")),
               # the same record redelivered after the subscription was deleted
-              ("deadletter", dead_letter("W", sub, f"subscription {sub} does not exist",
+              (DEAD_LETTER, dead_letter("W", sub, f"subscription {sub} does not exist",
                                          record=ingest("W", sub, t0)))]
     store = Store(wm_settings)
     try:
