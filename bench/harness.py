@@ -18,6 +18,7 @@ import orjson
 from confluent_kafka import Producer
 
 from schemas import records
+from schemas.topics import INGEST, SUBSCRIPTIONS
 from webhookmaster import settings as settings_mod
 from webhookmaster import signing, topics_admin
 from webhookmaster.settings import PROJECT_ROOT, Settings, to_env
@@ -130,7 +131,7 @@ def create_subscriptions(settings: Settings, urls: list[str], secret: str = "") 
     for url in urls:
         sub_id = str(uuid.uuid4())
         now = records.now_iso()
-        producer.produce(settings.topic_prefix + "subscriptions", orjson.dumps({
+        producer.produce(settings.topic(SUBSCRIPTIONS), orjson.dumps({
             "id": sub_id, "target_url": url, "secret_key": secret or signing.new_secret(),
             "event_types": [], "is_active": True, "created_at": now, "updated_at": now}),
             sub_id)
@@ -144,7 +145,7 @@ def produce_webhooks(settings: Settings, sub_ids: list[str], count: int) -> floa
     producer = Producer({"bootstrap.servers": settings.bootstrap, "acks": "all",
                          "enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4",
                          "queue.buffering.max.messages": 500_000})
-    topic = settings.topic_prefix + "ingest"
+    topic = settings.topic(INGEST)
     started = time.perf_counter()
     for i in range(count):
         sub = sub_ids[i % len(sub_ids)]
@@ -180,7 +181,7 @@ def read_topic(settings: Settings, suffix: str, count: int, timeout: float = 60)
     consumer = Consumer({"bootstrap.servers": settings.bootstrap,
                          "group.id": f"bench-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([settings.topic_prefix + suffix])
+    consumer.subscribe([settings.topic(suffix)])
     out: list[dict] = []
     deadline = time.monotonic() + timeout
     try:

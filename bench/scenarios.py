@@ -20,6 +20,7 @@ from bench.harness import (
     wait_count,
     wait_http,
 )
+from schemas.topics import ATTEMPTS, INGEST
 from webhookmaster.settings import Settings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -145,7 +146,7 @@ def retry_timing(settings: Settings, webhooks: int, ladder: str) -> dict[str, An
             wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc)
         produce_webhooks(s, subs, webhooks)
         wait_count(receiver_port, webhooks * 3, timeout=sum(delays) + 120, key="arrivals")
-        events = read_topic(s, "attempts", webhooks * 3)
+        events = read_topic(s, ATTEMPTS, webhooks * 3)
         rss = {"agent": procs[0][0].peak_rss_mb(), "scheduler": procs[1][0].peak_rss_mb()}
     finally:
         for proc, _ in procs:
@@ -286,8 +287,8 @@ def projection(settings: Settings, count: int) -> dict[str, Any]:
         webhook_id = str(uuid_mod.uuid4())
         hook = records.Webhook(webhook_id=webhook_id, subscription_id=sub, event_type="bench",
                                body=orjson.dumps({"i": i}), received_at=now)
-        producer.produce(s.topic_prefix + "ingest", hook.body, sub, headers=hook.headers())
-        producer.produce(s.topic_prefix + "attempts", orjson.dumps({
+        producer.produce(s.topic(INGEST), hook.body, sub, headers=hook.headers())
+        producer.produce(s.topic(ATTEMPTS), orjson.dumps({
             "webhook_id": webhook_id, "subscription_id": sub, "event_type": "bench",
             "target_url": "http://127.0.0.1:9/", "attempt_number": 1, "started_at": now,
             "duration_ms": 1.0, "status_code": 200, "error": None, "response_excerpt": "ok",

@@ -47,12 +47,12 @@ class Agent:
         self.settings = settings
         self.table = table
         self.consumer = ConsumerThread(
-            consumer_config(settings, settings.topic_prefix + GROUP_ID,
+            consumer_config(settings, settings.group(GROUP_ID),
                             **{"fetch.wait.max.ms": 50, "queued.max.messages.kbytes": 16384,
                                # small per-partition fetches interleave partitions (and so
                                # subscriptions) in each batch
                                "max.partition.fetch.bytes": 131072}),
-            [settings.topic_prefix + INGEST], on_revoke=self._drain)
+            [settings.topic(INGEST)], on_revoke=self._drain)
         self.publisher = Publisher(producer, settings.topic_prefix,
                                    retry_ladder.tiers(settings.topic_prefix,
                                                       settings.retry_ladder))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from delivery_agents.agent import Agent
+from delivery_agents.agent import GROUP_ID, Agent
 from webhookmaster import health_server, lifecycle, logs
 from webhookmaster.kafka_clients import AsyncProducer, producer_config
 from webhookmaster.settings import Settings
@@ -38,7 +38,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None,
             log.error("subscription table not loaded within %.0f s",
                       settings.table_load_timeout_s)
             return 1
-        log.info("delivery agent ready (group %s)", settings.topic_prefix + "agents")
+        log.info("delivery agent ready (group %s)", settings.group(GROUP_ID))
         await agent.run()
         return 0
     finally:

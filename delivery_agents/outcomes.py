@@ -14,6 +14,7 @@ from confluent_kafka import Message
 from delivery_agents.http_delivery import AttemptResult
 from schemas import records
 from schemas.records import AttemptEvent, DeadLetter, Outcome, Webhook
+from schemas.topics import ATTEMPTS, DEAD_LETTER, name
 from webhookmaster.kafka_clients import AsyncProducer
 from webhookmaster.retry_ladder import DUE_HEADER, MAX_ATTEMPTS, Tier, next_tier
 from webhookmaster.subscription_table import Subscription
@@ -61,8 +62,8 @@ class Publisher:
 
     def __init__(self, producer: AsyncProducer, prefix: str, ladder: list[Tier]) -> None:
         self.producer = producer
-        self.attempts_topic = prefix + "attempts"
-        self.dead_letter_topic = prefix + "deadletter"
+        self.attempts_topic = name(prefix, ATTEMPTS)
+        self.dead_letter_topic = name(prefix, DEAD_LETTER)
         self.ladder = ladder
 
     async def dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:

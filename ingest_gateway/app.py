@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import importlib.util
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ingest_gateway import ingest_api, openapi, secret_migration, subscriptions_api
+from ingest_gateway import ingest_api, openapi, secret_migration, status_api, subscriptions_api
 from ingest_gateway.auth import api_key_middleware
 from ingest_gateway.errors import error_middleware
 from ingest_gateway.metrics import metrics_middleware
@@ -31,7 +29,6 @@ from webhookmaster.subscription_table import SubscriptionTable
 
 log = logging.getLogger(__name__)
 
-STATUS_API = "ingest_gateway.status_api"
 PROBE_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 2.0
 # The table loader waits in slices so that shutdown never waits long for an executor thread.
@@ -57,8 +54,7 @@ def create_app(settings: Settings) -> web.Application:
     openapi.setup(app)
     subscriptions_api.setup(app)
     ingest_api.setup(app)
-    if importlib.util.find_spec(STATUS_API) is not None:
-        importlib.import_module(STATUS_API).setup(app, settings)
+    status_api.setup(app, settings)
     return app
 
 

@@ -18,9 +18,10 @@ from ingest_gateway.jsonio import json_response
 from ingest_gateway.producing import not_acknowledged, produce
 from ingest_gateway.state import Gateway, gateway
 from schemas import json_text, records
+from schemas.topics import INGEST
 from webhookmaster.subscription_table import Subscription
 
-TOPIC_LABEL = "ingest"
+TOPIC_LABEL = INGEST  # the metrics label: the topic's catalogue suffix
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 

@@ -39,8 +39,8 @@ class Gateway:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Gateway:
-        return cls(settings=settings, ingest_topic=settings.topic_prefix + INGEST,
-                   subscriptions_topic=settings.topic_prefix + SUBSCRIPTIONS,
+        return cls(settings=settings, ingest_topic=settings.topic(INGEST),
+                   subscriptions_topic=settings.topic(SUBSCRIPTIONS),
                    api_keys=parse_keys(settings.api_keys),
                    max_body_bytes=settings.max_body_bytes)
 

@@ -14,16 +14,17 @@ from typing import Any
 
 from aiohttp import web
 
-from ingest_gateway import validation
+from ingest_gateway import pagination, validation
 from ingest_gateway.errors import validation_error
 from ingest_gateway.jsonio import json_response, parse_json
 from ingest_gateway.producing import produce
 from ingest_gateway.state import Gateway, gateway
 from schemas import records
+from schemas.topics import SUBSCRIPTIONS
 from webhookmaster import signing
 from webhookmaster.subscription_table import Subscription
 
-TOPIC_LABEL = "subscriptions"
+TOPIC_LABEL = SUBSCRIPTIONS  # the metrics label: the topic's catalogue suffix
 
 
 def _order_key(sub: Subscription) -> tuple[str, str]:
@@ -65,13 +66,13 @@ async def create_subscription(request: web.Request) -> web.Response:
 
 async def list_subscriptions(request: web.Request) -> web.Response:
     gw = gateway(request)
-    limit = validation.limit(request.query)
-    after = validation.decode_cursor(request.query.get("cursor"))
+    limit = pagination.limit(request.query)
+    after = pagination.decode_cursor(request.query.get("cursor"))
     subs = gw.loaded_table().all()  # sorted by (created_at, id)
     start = 0 if after is None else bisect.bisect_right(subs, after, key=_order_key)
     page = subs[start:start + limit]
     more = start + limit < len(subs)
-    next_cursor = validation.encode_cursor(_order_key(page[-1])) if more and page else None
+    next_cursor = pagination.encode_cursor(_order_key(page[-1])) if more and page else None
     return json_response({"items": [s.to_record() for s in page], "next_cursor": next_cursor})
 
 

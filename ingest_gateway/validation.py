@@ -1,24 +1,18 @@
-"""Input validation for the HTTP API: subscription bodies, event types, pagination."""
+"""Input validation for the HTTP API: subscription bodies and event types."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
-
-import orjson
 
 from ingest_gateway.errors import validation_error
 from schemas import records
 
 MAX_URL_LENGTH = 2048
 MAX_EVENT_TYPE_LENGTH = records.MAX_EVENT_TYPE_LENGTH
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
 
 
 def _non_canonical_ipv4(host: str) -> bool:
@@ -111,37 +105,3 @@ def subscription_body(body: Any, *, require_target_url: bool) -> dict[str, Any]:
         raise validation_error("target_url is required", "target_url")
     return {name: SUBSCRIPTION_FIELDS[name](value) for name, value in body.items()}
 
-
-def limit(query: Mapping[str, str], default: int = DEFAULT_LIMIT,
-          maximum: int = MAX_LIMIT) -> int:
-    """The ``limit`` query parameter: an integer in 1..maximum."""
-    raw = query.get("limit")
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= maximum:
-        raise validation_error(f"limit must be an integer from 1 to {maximum}", "limit")
-    return value
-
-
-def encode_cursor(position: tuple[str, str]) -> str:
-    """An opaque cursor for a position in the (created_at, id) order."""
-    return base64.urlsafe_b64encode(orjson.dumps(position)).decode().rstrip("=")
-
-
-def decode_cursor(raw: str | None) -> tuple[str, str] | None:
-    """The position a cursor stands for (none for an absent or empty cursor); 400 when it
-    is not one of ours."""
-    if not raw:
-        return None
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (binascii.Error, ValueError):
-        data = None
-    if (not isinstance(data, list) or len(data) != 2
-            or not all(isinstance(x, str) for x in data)):
-        raise validation_error("cursor is not valid", "cursor")
-    return data[0], data[1]

@@ -52,13 +52,13 @@ class Scheduler:
     def __init__(self, settings: Settings, producer: AsyncProducer) -> None:
         self.settings = settings
         self.producer = producer
-        self.ingest_topic = settings.topic_prefix + INGEST
-        self.dead_letter_topic = settings.topic_prefix + DEAD_LETTER
+        self.ingest_topic = settings.topic(INGEST)
+        self.dead_letter_topic = settings.topic(DEAD_LETTER)
         self.ladder = retry_ladder.tiers(settings.topic_prefix, settings.retry_ladder)
         self.tier_names = {t.topic: t.topic.removeprefix(settings.topic_prefix)
                            for t in self.ladder}
         self.consumer = ConsumerThread(
-            consumer_config(settings, settings.topic_prefix + GROUP_ID,
+            consumer_config(settings, settings.group(GROUP_ID),
                             **{"fetch.wait.max.ms": 20, "queued.max.messages.kbytes": 16384}),
             [t.topic for t in self.ladder], on_revoke=self._revoked)
         self.held: dict[Partition, deque[Message]] = {}  # fetched, waiting, in offset order

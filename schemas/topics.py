@@ -45,23 +45,23 @@ def catalogue(
     data = {"cleanup.policy": "delete", "retention.ms": str(retention_ms),
             "max.message.bytes": str(MAX_MESSAGE_BYTES)}
     specs = [
-        TopicSpec(prefix + INGEST, partitions, dict(data),
+        TopicSpec(name(prefix, INGEST), partitions, dict(data),
                   "Webhooks accepted for delivery (gateway or direct producers)."),
     ]
     for suffix, delay in RETRY_TIERS:
-        specs.append(TopicSpec(prefix + suffix, partitions, dict(data),
+        specs.append(TopicSpec(name(prefix, suffix), partitions, dict(data),
                                f"Webhooks waiting {delay} s before their next attempt."))
     specs += [
-        TopicSpec(prefix + DEAD_LETTER, partitions, dict(data),
+        TopicSpec(name(prefix, DEAD_LETTER), partitions, dict(data),
                   "Webhooks that failed for good, and records that could not be read."),
-        TopicSpec(prefix + ATTEMPTS, partitions, dict(data),
+        TopicSpec(name(prefix, ATTEMPTS), partitions, dict(data),
                   "One event per delivery attempt, with its outcome."),
         # Compacted state: retention.ms is set like every topic but, with cleanup.policy=compact
         # alone, Kafka never deletes the latest record of a key by age; tombstones go after
         # delete.retention.ms. Segments roll hourly, so that records superseded by a rewrite
         # (a secret once in plain text, or under a retired key) are compacted away within hours,
         # not only when a 1 GB segment fills or after the broker's 7-day default.
-        TopicSpec(prefix + SUBSCRIPTIONS, 1,
+        TopicSpec(name(prefix, SUBSCRIPTIONS), 1,
                   {"cleanup.policy": "compact", "retention.ms": str(retention_ms),
                    "min.compaction.lag.ms": "0", "delete.retention.ms": "86400000",
                    "segment.ms": "3600000"},

@@ -118,7 +118,7 @@ async def poll(check: Callable[[], Awaitable[bool]], timeout: float = 15.0,
 
 async def read_topic(settings: Settings, suffix: str, count: int, timeout: float = 30.0) -> list:
     """``count`` records of ``<prefix><suffix>``, read in a thread (the loop keeps serving)."""
-    return await asyncio.to_thread(consume, settings, settings.topic_prefix + suffix, count,
+    return await asyncio.to_thread(consume, settings, settings.topic(suffix), count,
                                    timeout)
 
 

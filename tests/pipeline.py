@@ -15,6 +15,7 @@ from confluent_kafka import Message, Producer
 from delivery_agents.main import serve as serve_agent
 from retry_scheduler.main import serve as serve_scheduler
 from schemas import records
+from schemas.topics import INGEST, SUBSCRIPTIONS
 from tests.kafka_helpers import consume, webhook_view
 from webhookmaster import signing
 from webhookmaster.settings import Settings
@@ -35,14 +36,14 @@ def create_subscription(settings: Settings, target_url: str, *, secret: str | No
              "event_types": event_types or [], "is_active": active,
              "created_at": now, "updated_at": now}
     p = producer(settings)
-    p.produce(settings.topic_prefix + "subscriptions", orjson.dumps(value), sub_id)
+    p.produce(settings.topic(SUBSCRIPTIONS), orjson.dumps(value), sub_id)
     assert p.flush(30) == 0
     return sub_id
 
 
 def delete_subscription(settings: Settings, sub_id: str) -> None:
     p = producer(settings)
-    p.produce(settings.topic_prefix + "subscriptions", None, sub_id)
+    p.produce(settings.topic(SUBSCRIPTIONS), None, sub_id)
     assert p.flush(30) == 0
 
 
@@ -62,7 +63,7 @@ def produce_ingest(settings: Settings, *values: dict[str, Any] | bytes,
         if isinstance(value, dict):
             key = value.get("subscription_id") or value.get("webhook_id")
         kwargs = {} if partition is None else {"partition": partition}
-        p.produce(settings.topic_prefix + "ingest", raw, key, **kwargs)
+        p.produce(settings.topic(INGEST), raw, key, **kwargs)
     assert p.flush(30) == 0
 
 
@@ -70,8 +71,8 @@ async def read(settings: Settings, suffix: str, count: int, timeout: float = 30)
     """The first ``count`` records of a topic, as JSON (webhook records as
     :func:`webhook_view`), read with a fresh group."""
     msgs: list[Message] = await asyncio.to_thread(
-        consume, settings, settings.topic_prefix + suffix, count, timeout)
-    webhooks = suffix == "ingest" or suffix.startswith("retry.")
+        consume, settings, settings.topic(suffix), count, timeout)
+    webhooks = suffix == INGEST or suffix.startswith("retry.")
     return [webhook_view(m) if webhooks else orjson.loads(m.value()) for m in msgs]
 
 

@@ -8,16 +8,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 from tests.conftest import clean_env
+from webhookmaster.components import BY_NAME
 from webhookmaster.settings import PROJECT_ROOT, Settings, to_env
-
-PORT_SETTING = {"agent": "WM_AGENT_PORT", "scheduler": "WM_SCHEDULER_PORT",
-                "projector": "WM_PROJECTOR_PORT", "gateway": "WM_GATEWAY_PORT"}
 
 
 def free_port() -> int:
@@ -31,16 +28,16 @@ class Component:
 
     def __init__(self, name: str, settings: Settings, log_dir: Path) -> None:
         self.name = name
+        self.component = BY_NAME[name]
         self.port = free_port()
-        self.env = clean_env(**{**to_env(settings), PORT_SETTING[name]: str(self.port)})
+        self.env = clean_env(**{**to_env(settings), self.component.port_env: str(self.port)})
         self.log = log_dir / f"{name}-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Component:
         out = open(self.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "webhookmaster.cli", self.name],
-                                     env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                     cwd=PROJECT_ROOT)
+        self.proc = subprocess.Popen(self.component.argv(), env=self.env, stdout=out,
+                                     stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
         out.close()
         return self
 

@@ -21,6 +21,7 @@ import asyncpg
 from confluent_kafka import Producer
 
 from schemas import records
+from schemas.topics import ATTEMPTS, INGEST
 from tests.conftest import clean_env
 from webhookmaster.settings import Settings, to_env
 
@@ -102,7 +103,7 @@ def produce(settings: Settings, items: Iterable[Item]) -> int:
             value = records.dumps(value)
         while True:
             try:
-                producer.produce(settings.topic_prefix + suffix, value, key)
+                producer.produce(settings.topic(suffix), value, key)
                 break
             except BufferError:
                 producer.poll(0.1)
@@ -114,9 +115,9 @@ def produce(settings: Settings, items: Iterable[Item]) -> int:
 def webhook_items(webhook_id: str, sub_id: str, received: datetime,
                   outcomes: Iterable[str]) -> list[Item]:
     """The ingest record and one attempt event per outcome of one webhook."""
-    items: list[Item] = [("ingest", sub_id, ingest(webhook_id, sub_id, received))]
+    items: list[Item] = [(INGEST, sub_id, ingest(webhook_id, sub_id, received))]
     for number, outcome in enumerate(outcomes, start=1):
-        items.append(("attempts", webhook_id, attempt(webhook_id, sub_id, received, number,
+        items.append((ATTEMPTS, webhook_id, attempt(webhook_id, sub_id, received, number,
                                                        outcome)))
     return items
 

@@ -215,7 +215,7 @@ async def inject_faults(stack: Stack, load: Load, receiver: ChaosReceiver, run: 
 def read_attempt_events(settings: Settings) -> dict[str, set[Any]]:
     """Every record of the attempts topic, read up to the high watermarks: the distinct
     published outcomes per webhook id (an identical record published twice counts once)."""
-    topic = settings.topic_prefix + ATTEMPTS
+    topic = settings.topic(ATTEMPTS)
     consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "chaos-read",
                          "enable.auto.commit": False, "log_level": 3})
     events: dict[str, set[Any]] = {}
@@ -243,11 +243,10 @@ def read_attempt_events(settings: Settings) -> dict[str, set[Any]]:
 
 def groups(settings: Settings) -> dict[str, list[str]]:
     """Each component's consumer group and the topics it consumes."""
-    prefix = settings.topic_prefix
-    tiers = [t.topic for t in retry_ladder.tiers(prefix, settings.retry_ladder)]
-    return {prefix + AGENT_GROUP: [prefix + INGEST],
-            prefix + SCHEDULER_GROUP: tiers,
-            projector_group(settings): [prefix + s for s in
+    tiers = [t.topic for t in retry_ladder.tiers(settings.topic_prefix, settings.retry_ladder)]
+    return {settings.group(AGENT_GROUP): [settings.topic(INGEST)],
+            settings.group(SCHEDULER_GROUP): tiers,
+            projector_group(settings): [settings.topic(s) for s in
                                         (INGEST, ATTEMPTS, DEAD_LETTER, SUBSCRIPTIONS)]}
 
 

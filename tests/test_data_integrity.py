@@ -12,7 +12,9 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from delivery_agents import http_delivery
+from delivery_agents.agent import GROUP_ID as AGENTS_GROUP
 from schemas import records
+from schemas.topics import DEAD_LETTER, INGEST
 from status_projector.main import serve as serve_projector
 from tests.gateway_helpers import poll, running_gateway
 from tests.pipeline import (
@@ -46,7 +48,7 @@ def produce_raw(settings: Settings, value: bytes, headers: list[tuple[str, bytes
     """A direct producer's record in the header form."""
     p = producer(settings)
     kwargs = {} if partition is None else {"partition": partition}
-    p.produce(settings.topic_prefix + "ingest", value, key, headers=headers, **kwargs)
+    p.produce(settings.topic(INGEST), value, key, headers=headers, **kwargs)
     assert p.flush(30) == 0
 
 
@@ -66,8 +68,8 @@ def header_form(sub: str, event_type: str = "order.created", **extra: str) -> li
 async def committed_to_end(settings: Settings, partition: int) -> bool:
     """True once the agents' group committed offset of ``partition`` of the ingest topic is its
     high watermark (bounded wait): nothing holds the partition."""
-    topic = settings.topic_prefix + "ingest"
-    group = settings.topic_prefix + "agents"
+    topic = settings.topic(INGEST)
+    group = settings.group(AGENTS_GROUP)
     admin = admin_client(settings)
 
     def check() -> tuple[int, int]:
@@ -109,7 +111,7 @@ async def test_hostile_records_are_dead_lettered_and_the_partition_moves_on(
         produce_raw(settings, b"{not json", header_form(sub), sub, partition=0)
         produce_raw(settings, records.dumps(good), [], sub, partition=0)
         assert await receiver.wait_for(lambda: len(receiver.on("/p")) == 2, WAIT)
-        letters = await read(settings, "deadletter", 4)
+        letters = await read(settings, DEAD_LETTER, 4)
         assert await committed_to_end(settings, 0)
     deep, last = receiver.on("/p")
     assert deep.headers["webhook-id"] == deep_id["webhook_id"] and deep.body == nested(600)
@@ -139,7 +141,7 @@ async def test_an_unexpected_error_ends_in_a_dead_letter_not_an_open_offset(
         produce_raw(settings, records.dumps(doomed), [], sub, partition=0)
         produce_raw(settings, records.dumps(good), [], sub, partition=0)
         assert await receiver.wait_for(lambda: len(receiver.on("/e")) == 1, WAIT)
-        [letter] = await read(settings, "deadletter", 1)
+        [letter] = await read(settings, DEAD_LETTER, 1)
         assert await committed_to_end(settings, 0)
     assert letter["reason"] == "processing failed: RuntimeError: boom"
     assert letter["raw"] == records.dumps(doomed).decode()
@@ -211,7 +213,7 @@ async def test_a_replay_after_the_subscription_is_gone_leaves_delivered_webhooks
         # redelivered, now to a subscription that no longer exists.
         await asyncio.to_thread(rewind_agents, settings)
         async with running(settings, scheduler=False):
-            letters = await read(settings, "deadletter", 50)
+            letters = await read(settings, DEAD_LETTER, 50)
         assert {letter["webhook_id"] for letter in letters} == set(ids)
 
         async def recorded() -> bool:
@@ -229,10 +231,10 @@ async def test_a_replay_after_the_subscription_is_gone_leaves_delivered_webhooks
 
 def rewind_agents(settings: Settings) -> None:
     """Set the agents' group back to the start of every ingest partition (no member running)."""
-    topic = settings.topic_prefix + "ingest"
+    topic = settings.topic(INGEST)
     admin = admin_client(settings)
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
-    request = ConsumerGroupTopicPartitions(settings.topic_prefix + "agents",
+    request = ConsumerGroupTopicPartitions(settings.group(AGENTS_GROUP),
                                            [TopicPartition(topic, p, 0) for p in partitions])
     for future in admin.alter_consumer_group_offsets([request]).values():
         future.result(timeout=30)

@@ -10,6 +10,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from schemas import records
+from schemas.topics import ATTEMPTS, DEAD_LETTER, INGEST
 from tests.pipeline import (
     create_subscription,
     delete_subscription,
@@ -37,7 +38,7 @@ async def test_delivered_first_time_signed(settings: Settings, receiver: Receive
     async with running(settings):
         produce_ingest(settings, record)
         assert await receiver.wait_for(lambda: len(receiver.on("/hook")) == 1, WAIT)
-        events = await read(settings, "attempts", 1)
+        events = await read(settings, ATTEMPTS, 1)
     hit = receiver.on("/hook")[0]
     assert orjson.loads(hit.body) == {"order": 42, "name": "café"}
     assert hit.headers["Content-Type"] == "application/json"
@@ -60,7 +61,7 @@ async def test_500_500_200_three_attempts(settings: Settings, receiver: Receiver
     async with running(settings):
         produce_ingest(settings, record)
         assert await receiver.wait_for(lambda: len(receiver.on("/flaky")) == 3, WAIT)
-        events = await read(settings, "attempts", 3)
+        events = await read(settings, ATTEMPTS, 3)
     assert outcomes(events, record["webhook_id"]) == [
         (1, "retrying"), (2, "retrying"), (3, "delivered")]
     hits = receiver.on("/flaky")
@@ -76,8 +77,8 @@ async def test_always_failing_six_attempts_then_dead_letter(
     async with running(settings):
         produce_ingest(settings, record)
         assert await receiver.wait_for(lambda: len(receiver.on("/down")) == 6, WAIT)
-        events = await read(settings, "attempts", 6)
-        [letter] = await read(settings, "deadletter", 1)
+        events = await read(settings, ATTEMPTS, 6)
+        [letter] = await read(settings, DEAD_LETTER, 1)
     assert outcomes(events, record["webhook_id"]) == [
         (1, "retrying"), (2, "retrying"), (3, "retrying"), (4, "retrying"), (5, "retrying"),
         (6, "failed")]
@@ -96,7 +97,7 @@ async def test_timeout_and_connection_refused_are_failures(
     slow_rec, refused_rec = ingest_record(slow), ingest_record(refused)
     async with running(settings, scheduler=False):
         produce_ingest(settings, slow_rec, refused_rec)
-        events = await read(settings, "attempts", 2)
+        events = await read(settings, ATTEMPTS, 2)
     by_id = {e["webhook_id"]: e for e in events}
     assert by_id[slow_rec["webhook_id"]]["outcome"] == "retrying"
     assert "timed out" in by_id[slow_rec["webhook_id"]]["error"]
@@ -111,7 +112,7 @@ async def test_redirect_is_not_followed(settings: Settings, receiver: Receiver) 
     record = ingest_record(sub)
     async with running(settings, scheduler=False):
         produce_ingest(settings, record)
-        [event] = await read(settings, "attempts", 1)
+        [event] = await read(settings, ATTEMPTS, 1)
     assert event["status_code"] == 302 and event["outcome"] == "retrying"
     assert "redirect not followed" in event["error"]
     assert receiver.on("/elsewhere") == []
@@ -127,7 +128,7 @@ async def test_retry_after_moves_to_a_longer_tier(
     async with running(settings):
         produce_ingest(settings, record)
         assert await receiver.wait_for(lambda: len(receiver.on("/busy")) == 2, WAIT)
-        events = await read(settings, "attempts", 2)
+        events = await read(settings, ATTEMPTS, 2)
         [retry] = await read(settings, "retry.30s", 1)  # tier 2 (3 s here), not tier 1
     first = next(e for e in events if e["attempt_number"] == 1)
     gap = (records.parse_time(first["next_attempt_at"])
@@ -146,8 +147,8 @@ async def test_ssrf_guard_refuses_loopback_by_default(
     ip_rec, name_rec = ingest_record(by_ip), ingest_record(by_name)
     async with running(settings):
         produce_ingest(settings, ip_rec, name_rec)
-        events = await read(settings, "attempts", 2)
-        letters = await read(settings, "deadletter", 2)
+        events = await read(settings, ATTEMPTS, 2)
+        letters = await read(settings, DEAD_LETTER, 2)
     for event in events:
         assert event["outcome"] == "failed" and event["attempt_number"] == 1
         assert "SSRF guard" in event["error"]
@@ -164,7 +165,7 @@ async def test_malformed_record_dead_lettered_next_one_delivered(
     async with running(settings, scheduler=False):
         produce_ingest(settings, b"{not json", {"event_type": "x"}, good, partition=0)
         assert await receiver.wait_for(lambda: len(receiver.on("/next")) == 1, WAIT)
-        letters = await read(settings, "deadletter", 2)
+        letters = await read(settings, DEAD_LETTER, 2)
     reasons = sorted(ltr["reason"] for ltr in letters)
     assert reasons[0].startswith("unreadable record: missing field: payload")
     assert reasons[1].startswith("unreadable record: value is not JSON")
@@ -196,7 +197,7 @@ async def test_fan_out_to_matching_active_subscriptions(
         produce_ingest(settings, event)
         assert await receiver.wait_for(
             lambda: len(receiver.on("/every")) == 1 and len(receiver.on("/orders")) == 1, WAIT)
-        attempts = await read(settings, "attempts", 2)
+        attempts = await read(settings, ATTEMPTS, 2)
     assert receiver.on("/users") == [] and receiver.on("/off") == []
     ids = {e["subscription_id"]: e["webhook_id"] for e in attempts}
     assert ids == {every: records.derived_id(event["webhook_id"], every),
@@ -211,7 +212,7 @@ async def test_deleted_and_inactive_subscriptions_fail_with_reason(
     gone_rec, off_rec = ingest_record(gone), ingest_record(off)
     async with running(settings, scheduler=False):
         produce_ingest(settings, gone_rec, off_rec)
-        letters = await read(settings, "deadletter", 2)
+        letters = await read(settings, DEAD_LETTER, 2)
     reasons = {ltr["webhook_id"]: ltr["reason"] for ltr in letters}
     assert "does not exist" in reasons[gone_rec["webhook_id"]]
     assert "inactive" in reasons[off_rec["webhook_id"]]
@@ -271,7 +272,7 @@ async def test_scheduler_pauses_full_partitions_and_hands_back_in_order(
     async with running(settings):
         produce_ingest(settings, *batch, partition=0)
         assert await receiver.wait_for(lambda: len(receiver.on("/held")) == 60, WAIT)
-        ingest = await read(settings, "ingest", 60)
+        ingest = await read(settings, INGEST, 60)
     assert scheduler_metrics.PAUSES._value.get() > pauses
     hits = [h.headers["webhook-id"] for h in receiver.on("/held")]
     assert sorted(Counter(hits).values()) == [2] * 30

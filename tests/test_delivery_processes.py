@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas.topics import ATTEMPTS
 from tests.pipeline import create_subscription, ingest_record, produce_ingest, read
 from tests.processes import Component
 from tests.receiver import Receiver, Reply
@@ -110,7 +111,7 @@ async def test_graceful_shutdown_finishes_in_flight_work(
     await asyncio.sleep(0)  # let the receiver's held handlers run once SIGTERM is in
     release.set()
     assert await agent.terminate() == 0
-    events = await read(settings, "attempts", 10)
+    events = await read(settings, ATTEMPTS, 10)
     assert sorted(e["webhook_id"] for e in events) == sorted(r["webhook_id"] for r in batch)
     # offsets were committed: a new agent redelivers nothing
     again = spawn("agent", settings, tmp_path, components)

@@ -81,7 +81,7 @@ async def test_ingest_without_secret_needs_a_key(keyed: LiveGateway) -> None:
               "event_types": [], "is_active": True, "created_at": now, "updated_at": now}
     producer = AsyncProducer(producer_config(keyed.settings))
     try:
-        await producer.send(keyed.settings.topic_prefix + SUBSCRIPTIONS,
+        await producer.send(keyed.settings.topic(SUBSCRIPTIONS),
                             orjson.dumps(record), sub_id)
     finally:
         producer.close()

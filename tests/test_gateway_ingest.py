@@ -174,7 +174,7 @@ async def test_subscription_without_secret_is_open_without_api_keys(
               "event_types": [], "is_active": True, "created_at": now, "updated_at": now}
     producer = AsyncProducer(producer_config(gateway.settings))
     try:  # an outside writer: the gateway learns it by following the topic
-        await producer.send(gateway.settings.topic_prefix + SUBSCRIPTIONS,
+        await producer.send(gateway.settings.topic(SUBSCRIPTIONS),
                             orjson.dumps(record), sub_id)
     finally:
         producer.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from schemas.topics import INGEST
 from tests.conftest import clean_env
 from tests.gateway_helpers import free_port
 from tests.kafka_helpers import consume, wait_for, webhook_view
@@ -63,7 +64,7 @@ def test_serves_and_stops_cleanly(wm_settings: Settings, sig: signal.Signals) ->
         _reap(proc)
     err = proc.stderr.read()
     assert "gateway shutting down" in err and "Traceback" not in err
-    [msg] = consume(wm_settings, wm_settings.topic_prefix + "ingest", 1)
+    [msg] = consume(wm_settings, wm_settings.topic(INGEST), 1)
     assert webhook_view(msg)["webhook_id"] == accepted["id"]
 
 

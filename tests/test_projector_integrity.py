@@ -12,6 +12,7 @@ import asyncpg
 import orjson
 
 from schemas import records
+from schemas.topics import ATTEMPTS, DEAD_LETTER, INGEST
 from status_projector.changes import KafkaRecord
 from status_projector.store import Store
 from tests.projector_support import attempt, dead_letter, ingest, new_id, now
@@ -21,16 +22,16 @@ from webhookmaster.settings import Settings
 def rec(settings: Settings, suffix: str, offset: int, value: dict | bytes,
         headers: tuple = ()) -> KafkaRecord:
     raw = value if isinstance(value, bytes) else records.dumps(value)
-    return KafkaRecord(settings.topic_prefix + suffix, 0, offset, 0, None, raw, headers)
+    return KafkaRecord(settings.topic(suffix), 0, offset, 0, None, raw, headers)
 
 
 async def test_a_late_dead_letter_never_turns_a_delivered_webhook_failed(
         wm_settings: Settings, db: asyncpg.Connection) -> None:
     sub, t0 = new_id(), now()
-    events = [("ingest", ingest("W", sub, t0)),
-              ("attempts", attempt("W", sub, t0, 1, "delivered")),
+    events = [(INGEST, ingest("W", sub, t0)),
+              (ATTEMPTS, attempt("W", sub, t0, 1, "delivered")),
               # the same record redelivered after the subscription was deleted
-              ("deadletter", dead_letter("W", sub, f"subscription {sub} does not exist",
+              (DEAD_LETTER, dead_letter("W", sub, f"subscription {sub} does not exist",
                                          record=ingest("W", sub, t0)))]
     store = Store(wm_settings)
     try:
@@ -57,10 +58,10 @@ async def test_every_request_is_its_own_attempt_row(
     first["attempt_id"], redone["attempt_id"] = "a" * 32, "b" * 32
     store = Store(wm_settings)
     try:
-        await store.write([rec(wm_settings, "ingest", 0, ingest("R", sub, t0)),
-                           rec(wm_settings, "attempts", 0, first),
-                           rec(wm_settings, "attempts", 1, redone),
-                           rec(wm_settings, "attempts", 2, redone)])  # a replayed event
+        await store.write([rec(wm_settings, INGEST, 0, ingest("R", sub, t0)),
+                           rec(wm_settings, ATTEMPTS, 0, first),
+                           rec(wm_settings, ATTEMPTS, 1, redone),
+                           rec(wm_settings, ATTEMPTS, 2, redone)])  # a replayed event
     finally:
         await store.close()
     rows = await db.fetch("SELECT attempt_number, status_code, outcome FROM delivery_attempts "
@@ -75,16 +76,16 @@ async def test_unreadable_records_are_kept_as_unprojectable(
     try:
         overflow = attempt("O", new_id(), now(), 1, "delivered")
         overflow["duration_ms"] = 1e20  # a duration no timestamp can add
-        await store.write([rec(wm_settings, "ingest", 7, b"{not json"),
-                           rec(wm_settings, "attempts", 8, {"webhook_id": "x"}),
-                           rec(wm_settings, "attempts", 9, overflow)])
+        await store.write([rec(wm_settings, INGEST, 7, b"{not json"),
+                           rec(wm_settings, ATTEMPTS, 8, {"webhook_id": "x"}),
+                           rec(wm_settings, ATTEMPTS, 9, overflow)])
     finally:
         await store.close()
     rows = await db.fetch("SELECT topic, record_offset, reason, raw FROM unprojectable "
                           "ORDER BY record_offset")
     assert [(r["topic"], r["record_offset"]) for r in rows] == [
-        (wm_settings.topic_prefix + "ingest", 7), (wm_settings.topic_prefix + "attempts", 8),
-        (wm_settings.topic_prefix + "attempts", 9)]
+        (wm_settings.topic(INGEST), 7), (wm_settings.topic(ATTEMPTS), 8),
+        (wm_settings.topic(ATTEMPTS), 9)]
     assert "OverflowError" in rows[2]["reason"]
     assert rows[0]["raw"] == "{not json" and "not JSON" in rows[0]["reason"]
 
@@ -99,7 +100,7 @@ async def test_header_form_records_keep_any_valid_json_payload(
     for offset, (wid, body) in enumerate(bodies.items()):
         hook = records.Webhook(webhook_id=wid, subscription_id=sub, event_type="e", body=body,
                                received_at=records.iso(t0))
-        batch.append(rec(wm_settings, "ingest", offset, body, tuple(hook.headers())))
+        batch.append(rec(wm_settings, INGEST, offset, body, tuple(hook.headers())))
     store = Store(wm_settings)
     try:
         await store.write(batch)

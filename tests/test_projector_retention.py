@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from schemas import records
+from schemas.topics import ATTEMPTS, INGEST
 from status_projector import metrics, partitions
 from status_projector.changes import KafkaRecord, day_of
 from status_projector.store import Store
@@ -95,11 +96,11 @@ async def test_projector_retention_run_counts_rows_and_skips_expired_records(
         sub = new_id()
         stale = datetime.now(UTC) - timedelta(hours=73)
         fresh = datetime.now(UTC) - timedelta(hours=1)
-        recs = [KafkaRecord(wm_settings.topic_prefix + topic, 0, i, 0, None, records.dumps(v))
+        recs = [KafkaRecord(wm_settings.topic(topic), 0, i, 0, None, records.dumps(v))
                 for i, (topic, v) in enumerate([
-                    ("ingest", ingest("stale", sub, stale)),
-                    ("attempts", attempt("stale", sub, stale, 1, "delivered")),
-                    ("ingest", ingest("fresh", sub, fresh))])]
+                    (INGEST, ingest("stale", sub, stale)),
+                    (ATTEMPTS, attempt("stale", sub, stale, 1, "delivered")),
+                    (INGEST, ingest("fresh", sub, fresh))])]
         await store.write(recs)
         assert [r["id"] for r in await db.fetch("SELECT id FROM webhooks")] == ["fresh"]
         assert await db.fetchval("SELECT count(*) FROM delivery_attempts") == 0

@@ -13,7 +13,9 @@ import asyncpg
 from confluent_kafka.admin import AdminClient
 
 from schemas import records
+from schemas.topics import ATTEMPTS, DEAD_LETTER, INGEST, SUBSCRIPTIONS
 from status_projector.changes import KafkaRecord
+from status_projector.consumer import group_id
 from status_projector.store import Store
 from tests.projector_support import (
     ProjectorProcess,
@@ -48,11 +50,11 @@ async def test_lifecycles_become_status_rows(wm_settings: Settings, db: asyncpg.
     sub_a, sub_gone, sub_invoices = new_id(), new_id(), new_id()
     t0 = now() - timedelta(minutes=30)
     produce(wm_settings, [
-        ("subscriptions", sub_a, subscription(sub_a)),
-        ("subscriptions", sub_gone, subscription(sub_gone, url="https://gone.example/")),
-        ("subscriptions", sub_invoices, subscription(
+        (SUBSCRIPTIONS, sub_a, subscription(sub_a)),
+        (SUBSCRIPTIONS, sub_gone, subscription(sub_gone, url="https://gone.example/")),
+        (SUBSCRIPTIONS, sub_invoices, subscription(
             sub_invoices, url="https://invoices.example/", event_types=["invoice.paid"])),
-        ("subscriptions", sub_gone, None),  # tombstone: deleted
+        (SUBSCRIPTIONS, sub_gone, None),  # tombstone: deleted
     ])
     projector = ProjectorProcess(wm_settings, tmp_path / "projector.log")
     try:
@@ -66,30 +68,30 @@ async def test_lifecycles_become_status_rows(wm_settings: Settings, db: asyncpg.
             ("delivered", "retried", "exhausted", "orphaned", "late", "waiting", "fan", "ok"))
         items = webhook_items(delivered, sub_a, t0, ["delivered"])
         items += webhook_items(retried, sub_a, t0, ["retrying", "retrying", "delivered"])
-        items += [("ingest", sub_a, ingest(retried, sub_a, t0, attempt=n, due_at=t0))
+        items += [(INGEST, sub_a, ingest(retried, sub_a, t0, attempt=n, due_at=t0))
                   for n in (1, 2)]
         items += webhook_items(exhausted, sub_a, t0, ["retrying"] * 5 + ["failed"])
         gave_up = "gave up after 6 attempt(s) of 6: HTTP 500"
-        items.append(("deadletter", sub_a, dead_letter(
+        items.append((DEAD_LETTER, sub_a, dead_letter(
             exhausted, sub_a, gave_up, record=ingest(exhausted, sub_a, t0, attempt=6))))
         # a webhook for a deleted subscription: a dead letter and no attempt
         gone = f"subscription {sub_gone} does not exist (deleted?)"
-        items.append(("ingest", sub_gone, ingest(orphaned, sub_gone, t0)))
-        items.append(("deadletter", sub_gone, dead_letter(
+        items.append((INGEST, sub_gone, ingest(orphaned, sub_gone, t0)))
+        items.append((DEAD_LETTER, sub_gone, dead_letter(
             orphaned, sub_gone, gone, record=ingest(orphaned, sub_gone, t0))))
         # out of order: attempt 3 (delivered) before attempt 2, the ingest record last
-        items.append(("attempts", late, attempt(late, sub_a, t0, 3, "delivered")))
-        items.append(("attempts", late, attempt(late, sub_a, t0, 2, "retrying")))
-        items.append(("ingest", sub_a, ingest(late, sub_a, t0)))
+        items.append((ATTEMPTS, late, attempt(late, sub_a, t0, 3, "delivered")))
+        items.append((ATTEMPTS, late, attempt(late, sub_a, t0, 2, "retrying")))
+        items.append((INGEST, sub_a, ingest(late, sub_a, t0)))
         items += webhook_items(waiting, sub_a, t0, ["retrying"])
         # a fan-out event: one webhook per matching active subscription
-        items.append(("ingest", fan, ingest(fan, None, t0, event_type="invoice.paid")))
+        items.append((INGEST, fan, ingest(fan, None, t0, event_type="invoice.paid")))
         # an unreadable record's dead letter; NUL characters in a payload and an error
-        items.append(("deadletter", None, dead_letter(None, None, "unreadable record: not JSON",
+        items.append((DEAD_LETTER, None, dead_letter(None, None, "unreadable record: not JSON",
                                                       raw="\ufffd\ufffd")))
         nul = f"nul-{new_id()}"
-        items.append(("ingest", sub_a, ingest(nul, sub_a, t0, payload={"text": "a\u0000b"})))
-        items.append(("attempts", nul, attempt(nul, sub_a, t0, 1, "retrying",
+        items.append((INGEST, sub_a, ingest(nul, sub_a, t0, payload={"text": "a\u0000b"})))
+        items.append((ATTEMPTS, nul, attempt(nul, sub_a, t0, 1, "retrying",
                                                error="reset\u0000by peer")))
         items += webhook_items(after_poison, sub_a, t0, ["delivered"])
         produce(wm_settings, items)
@@ -166,14 +168,14 @@ async def test_events_in_any_order_give_the_same_row(wm_settings: Settings,
     sub = new_id()
     t0 = now() - timedelta(hours=1)
     lives = {
-        "delivered": [("ingest", ingest("W", sub, t0)),
-                      ("attempts", attempt("W", sub, t0, 1, "retrying")),
-                      ("ingest", ingest("W", sub, t0, attempt=1, due_at=t0)),
-                      ("attempts", attempt("W", sub, t0, 2, "delivered"))],
-        "failed": [("ingest", ingest("W", sub, t0)),
-                   ("attempts", attempt("W", sub, t0, 1, "retrying")),
-                   ("attempts", attempt("W", sub, t0, 2, "failed", status_code=400)),
-                   ("deadletter", dead_letter("W", sub, "not retried: HTTP 400",
+        "delivered": [(INGEST, ingest("W", sub, t0)),
+                      (ATTEMPTS, attempt("W", sub, t0, 1, "retrying")),
+                      (INGEST, ingest("W", sub, t0, attempt=1, due_at=t0)),
+                      (ATTEMPTS, attempt("W", sub, t0, 2, "delivered"))],
+        "failed": [(INGEST, ingest("W", sub, t0)),
+                   (ATTEMPTS, attempt("W", sub, t0, 1, "retrying")),
+                   (ATTEMPTS, attempt("W", sub, t0, 2, "failed", status_code=400)),
+                   (DEAD_LETTER, dead_letter("W", sub, "not retried: HTTP 400",
                                               record=ingest("W", sub, t0, attempt=2)))],
     }
     store = Store(wm_settings)
@@ -186,7 +188,7 @@ async def test_events_in_any_order_give_the_same_row(wm_settings: Settings,
                 terminal_seen = None
                 for offset, (suffix, value) in enumerate(order):
                     value = _renamed(value, wid)
-                    await store.write([KafkaRecord(wm_settings.topic_prefix + suffix, 0, offset,
+                    await store.write([KafkaRecord(wm_settings.topic(suffix), 0, offset,
                                                    0, wid.encode(), records.dumps(value))])
                     status = (await webhook(db, wid))["status"]
                     if terminal_seen:
@@ -216,8 +218,8 @@ async def test_replay_into_an_empty_schema_gives_identical_rows(
         wm_settings: Settings, db: asyncpg.Connection, tmp_path: Path) -> None:
     subs = [new_id() for _ in range(3)]
     t0 = now() - timedelta(hours=2)
-    mirror = [("subscriptions", s, subscription(s)) for s in subs]
-    mirror.append(("subscriptions", subs[2], None))
+    mirror = [(SUBSCRIPTIONS, s, subscription(s)) for s in subs]
+    mirror.append((SUBSCRIPTIONS, subs[2], None))
     items = []
     rng = random.Random(11)
     ladders = [["delivered"], ["retrying", "delivered"], ["retrying"] * 5 + ["failed"],
@@ -228,9 +230,9 @@ async def test_replay_into_an_empty_schema_gives_identical_rows(
         ladder = ladders[i % len(ladders)]
         items += webhook_items(wid, sub, t0 + timedelta(seconds=i), ladder)
         if ladder and ladder[-1] == "failed":
-            items.append(("deadletter", sub, dead_letter(
+            items.append((DEAD_LETTER, sub, dead_letter(
                 wid, sub, "gave up", record=ingest(wid, sub, t0 + timedelta(seconds=i)))))
-    items.append(("deadletter", None, dead_letter(None, None, "unreadable", raw="x")))
+    items.append((DEAD_LETTER, None, dead_letter(None, None, "unreadable", raw="x")))
     rng.shuffle(items)  # topics interleave differently than the events happened
     produce(wm_settings, mirror + items)
 
@@ -244,7 +246,7 @@ async def test_replay_into_an_empty_schema_gives_identical_rows(
 
     # the same group starts over, into an empty schema
     admin = AdminClient({"bootstrap.servers": wm_settings.bootstrap})
-    group = wm_settings.topic_prefix + "status-projector"
+    group = group_id(wm_settings)
     admin.delete_consumer_groups([group])[group].result(timeout=30)
     replay_settings = settings_mod.load(
         settings_mod.to_env(wm_settings), db_schema=wm_settings.db_schema + "_replay")

@@ -23,6 +23,7 @@ from ingest_gateway import subscriptions_api
 from ingest_gateway.app import TABLE_LOADER
 from ingest_gateway.state import GATEWAY
 from schemas import records
+from schemas.topics import SUBSCRIPTIONS
 from tests.conftest import clean_env
 from tests.gateway_helpers import poll, run_cli, running_gateway
 from tests.pipeline import create_subscription, running
@@ -174,7 +175,7 @@ def test_stack_folders_are_private(base_settings: Settings) -> None:
 def topic_records(settings: Settings) -> list[tuple[str | None, bytes | None, int]]:
     """Every record the subscriptions topic holds now (key, value, offset), read raw from the
     start as kafka-console-consumer would."""
-    topic = settings.topic_prefix + "subscriptions"
+    topic = settings.topic(SUBSCRIPTIONS)
     consumer = Consumer(consumer_config(settings, f"raw-{uuid.uuid4().hex}"))
     try:
         tp = TopicPartition(topic, 0)
@@ -201,7 +202,7 @@ def latest(settings: Settings, sub_id: str) -> dict:
 def compact_fast(settings: Settings) -> None:
     """Let the broker's cleaner compact the test topic within seconds: tiny segments, any dirt."""
     resource = ConfigResource(
-        ConfigResource.Type.TOPIC, settings.topic_prefix + "subscriptions",
+        ConfigResource.Type.TOPIC, settings.topic(SUBSCRIPTIONS),
         incremental_configs=[ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
                              for k, v in (("segment.ms", "100"),
                                           ("min.cleanable.dirty.ratio", "0.01"))])
@@ -214,7 +215,7 @@ def roll_segment(settings: Settings) -> None:
     """Append a tombstone for an unused key: the append rolls the segment once segment.ms has
     passed, which makes the records before it cleanable."""
     producer = Producer({"bootstrap.servers": settings.bootstrap, "acks": "all"})
-    producer.produce(settings.topic_prefix + "subscriptions", None, str(uuid.uuid4()))
+    producer.produce(settings.topic(SUBSCRIPTIONS), None, str(uuid.uuid4()))
     assert producer.flush(30) == 0
 
 
@@ -336,7 +337,7 @@ async def test_record_under_an_unknown_key_is_skipped_and_the_table_goes_on(
     alien = Subscription(str(uuid.uuid4()), "https://example.com/a", "whsec_alien", (), True,
                          now, now)
     producer = Producer({"bootstrap.servers": wm_settings.bootstrap, "acks": "all"})
-    topic = wm_settings.topic_prefix + "subscriptions"
+    topic = wm_settings.topic(SUBSCRIPTIONS)
     producer.produce(topic, records.dumps(alien.to_stored(stranger)), alien.id)
     assert producer.flush(30) == 0
     before = skipped("undecryptable")

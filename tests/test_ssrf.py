@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from delivery_agents.ssrf import BlockedTarget, allowed, check_host, noncanonical_ipv4, parse_cidrs
+from schemas.topics import ATTEMPTS, DEAD_LETTER
 from tests.pipeline import create_subscription, ingest_record, produce_ingest, read, running
 from tests.receiver import Receiver
 from webhookmaster.kafka_clients import consumer_config
@@ -149,8 +150,8 @@ async def test_refused_targets_fail_after_one_attempt_without_retry(wm_settings:
         records_ = [ingest_record(sub) for sub in subs]
         async with running(settings):
             produce_ingest(settings, *records_)
-            events = await read(settings, "attempts", len(records_))
-            letters = await read(settings, "deadletter", len(records_))
+            events = await read(settings, ATTEMPTS, len(records_))
+            letters = await read(settings, DEAD_LETTER, len(records_))
         assert sorted(e["webhook_id"] for e in events) == sorted(
             r["webhook_id"] for r in records_)
         for event in events:

@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from confluent_kafka import Producer
 
+from schemas.topics import INGEST
 from tests.conftest import clean_env
 from tests.kafka_helpers import consume
 from webhookmaster import settings as settings_mod
@@ -66,7 +67,7 @@ def test_restart_keeps_topics_records_and_rows(stack_env: dict[str, str],
         assert again.returncode == 0, again.stderr
         assert "already running" in again.stdout and "0 created" in again.stdout
 
-        topic = settings.topic_prefix + "ingest"
+        topic = settings.topic(INGEST)
         producer = Producer({"bootstrap.servers": settings.bootstrap, "acks": "all"})
         for i in range(10):
             producer.produce(topic, f"record-{i}".encode(), key=str(i))

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ingest_gateway import status_api
 from schemas import records
+from schemas.topics import ATTEMPTS, DEAD_LETTER, INGEST, SUBSCRIPTIONS
 from status_projector import partitions
 from status_projector.changes import KafkaRecord, day_of
 from status_projector.store import Store
@@ -62,7 +63,7 @@ async def project(settings: Settings, items: list[tuple[str, dict | None, bytes 
     store = Store(settings)
     try:
         await store.write([
-            KafkaRecord(settings.topic_prefix + topic, 0, offset, 1_700_000_000_000, key,
+            KafkaRecord(settings.topic(topic), 0, offset, 1_700_000_000_000, key,
                         None if value is None else records.dumps(value))
             for offset, (topic, value, key) in enumerate(items)])
     finally:
@@ -73,14 +74,14 @@ async def test_status_of_one_webhook(wm_settings: Settings, api: Api) -> None:
     sub = new_id()
     t0 = datetime.now(UTC) - timedelta(minutes=10)
     await project(wm_settings, [
-        ("subscriptions", subscription(sub), sub.encode()),
-        ("ingest", ingest("wh-1", sub, t0, payload={"order": 42}), None),
-        ("attempts", attempt("wh-1", sub, t0, 1, "retrying", status_code=503), None),
-        ("attempts", attempt("wh-1", sub, t0, 2, "delivered"), None),
-        ("ingest", ingest("wh-2", sub, t0), None),
-        ("attempts", attempt("wh-2", sub, t0, 1, "retrying"), None),
-        ("ingest", ingest("wh-3", sub, t0), None),
-        ("deadletter", dead_letter("wh-3", sub, "subscription is inactive",
+        (SUBSCRIPTIONS, subscription(sub), sub.encode()),
+        (INGEST, ingest("wh-1", sub, t0, payload={"order": 42}), None),
+        (ATTEMPTS, attempt("wh-1", sub, t0, 1, "retrying", status_code=503), None),
+        (ATTEMPTS, attempt("wh-1", sub, t0, 2, "delivered"), None),
+        (INGEST, ingest("wh-2", sub, t0), None),
+        (ATTEMPTS, attempt("wh-2", sub, t0, 1, "retrying"), None),
+        (INGEST, ingest("wh-3", sub, t0), None),
+        (DEAD_LETTER, dead_letter("wh-3", sub, "subscription is inactive",
                                    record=ingest("wh-3", sub, t0)), None),
     ])
     status, body, _ = await api.get("/api/status/wh-1/")
@@ -122,13 +123,13 @@ async def test_unknown_and_expired_webhooks_are_404(wm_settings: Settings, db: a
 async def test_history_is_newest_first_and_paginated(wm_settings: Settings, api: Api) -> None:
     sub, other = new_id(), new_id()
     t0 = datetime.now(UTC) - timedelta(hours=2)
-    items: list = [("subscriptions", subscription(sub), sub.encode()),
-                   ("subscriptions", subscription(other), other.encode())]
+    items: list = [(SUBSCRIPTIONS, subscription(sub), sub.encode()),
+                   (SUBSCRIPTIONS, subscription(other), other.encode())]
     for i in range(45):
         received = t0 + timedelta(seconds=i // 2)  # pairs share a created_at: ties by id
-        items.append(("ingest", ingest(f"h-{i:02d}", sub, received), None))
-        items.append(("attempts", attempt(f"h-{i:02d}", sub, received, 1, "delivered"), None))
-    items.append(("ingest", ingest("other-1", other, t0), None))
+        items.append((INGEST, ingest(f"h-{i:02d}", sub, received), None))
+        items.append((ATTEMPTS, attempt(f"h-{i:02d}", sub, received, 1, "delivered"), None))
+    items.append((INGEST, ingest("other-1", other, t0), None))
     await project(wm_settings, items)
 
     seen: list[str] = []
@@ -162,12 +163,12 @@ async def test_webhook_search_filters(wm_settings: Settings, api: Api) -> None:
     sub_a, sub_b = new_id(), new_id()
     t0 = datetime.now(UTC) - timedelta(hours=3)
     await project(wm_settings, [
-        ("ingest", ingest("a-delivered", sub_a, t0), None),
-        ("attempts", attempt("a-delivered", sub_a, t0, 1, "delivered"), None),
-        ("ingest", ingest("a-pending", sub_a, t0 + timedelta(hours=1),
+        (INGEST, ingest("a-delivered", sub_a, t0), None),
+        (ATTEMPTS, attempt("a-delivered", sub_a, t0, 1, "delivered"), None),
+        (INGEST, ingest("a-pending", sub_a, t0 + timedelta(hours=1),
                           event_type="invoice.paid"), None),
-        ("ingest", ingest("b-failed", sub_b, t0 + timedelta(hours=2)), None),
-        ("attempts", attempt("b-failed", sub_b, t0 + timedelta(hours=2), 1, "failed"), None),
+        (INGEST, ingest("b-failed", sub_b, t0 + timedelta(hours=2)), None),
+        (ATTEMPTS, attempt("b-failed", sub_b, t0 + timedelta(hours=2), 1, "failed"), None),
     ])
 
     async def ids(**params: str) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
-from schemas.topics import RETENTION_72H_MS, RETRY_TIERS
+from schemas.topics import ATTEMPTS, INGEST, RETENTION_72H_MS, RETRY_TIERS, SUBSCRIPTIONS
 from tests.kafka_helpers import wait_for
 from webhookmaster import topics_admin
 from webhookmaster.kafka_clients import admin_client
@@ -25,15 +25,15 @@ def test_broker_reports_catalogue_configs(wm_settings: Settings) -> None:
     for spec in topics_admin.topic_specs(wm_settings):
         assert configs[spec.name]["retention.ms"] == str(RETENTION_72H_MS), spec.name
         assert len(metadata[spec.name].partitions) == spec.partitions
-    sub = wm_settings.topic_prefix + "subscriptions"
+    sub = wm_settings.topic(SUBSCRIPTIONS)
     assert configs[sub]["cleanup.policy"] == "compact"
-    assert configs[wm_settings.topic_prefix + "ingest"]["cleanup.policy"] == "delete"
-    assert len(metadata[wm_settings.topic_prefix + "ingest"].partitions) == 3  # WM_TOPIC_PARTITIONS
+    assert configs[wm_settings.topic(INGEST)]["cleanup.policy"] == "delete"
+    assert len(metadata[wm_settings.topic(INGEST)].partitions) == 3  # WM_TOPIC_PARTITIONS
 
 
 def test_apply_is_idempotent_and_repairs_drift(wm_settings: Settings) -> None:
     assert topics_admin.ensure_topics(wm_settings) == []
-    ingest = wm_settings.topic_prefix + "ingest"
+    ingest = wm_settings.topic(INGEST)
     admin = admin_client(wm_settings)
     drift = ConfigResource(ConfigResource.Type.TOPIC, ingest, incremental_configs=[
         ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
@@ -53,5 +53,5 @@ def test_partition_count_grows_with_setting(wm_settings: Settings) -> None:
     wider = replace(wm_settings, topic_partitions=5)
     topics_admin.ensure_topics(wider)
     admin = admin_client(wider)
-    attempts = wider.topic_prefix + "attempts"
+    attempts = wider.topic(ATTEMPTS)
     assert wait_for(lambda: len(admin.list_topics(timeout=10).topics[attempts].partitions) == 5)

@@ -8,6 +8,8 @@ from email.utils import format_datetime
 import pytest
 
 from delivery_agents.ssrf import allowed, parse_cidrs
+from schemas import topics
+from webhookmaster import settings as settings_mod
 from webhookmaster.offsets import OffsetTracker
 from webhookmaster.retry_ladder import MAX_ATTEMPTS, next_tier, parse_retry_after, tiers
 
@@ -46,6 +48,16 @@ def test_bad_ladder_is_refused() -> None:
         tiers("p.", "10,30")
     with pytest.raises(ValueError):
         tiers("p.", "10,30,0,1,1")
+
+
+def test_topic_names_come_from_the_catalogue_under_the_prefix() -> None:
+    settings = settings_mod.load({"WM_TOPIC_PREFIX": "p1."})
+    assert settings.topic(topics.INGEST) == "p1.ingest"
+    assert settings.group("agents") == "p1.agents"
+    suffixes = [topics.INGEST, *(s for s, _ in topics.RETRY_TIERS), topics.DEAD_LETTER,
+                topics.ATTEMPTS, topics.SUBSCRIPTIONS]
+    assert [spec.name for spec in topics.catalogue("p1.")] == [settings.topic(s)
+                                                               for s in suffixes]
 
 
 def test_tracker_commits_only_the_contiguous_prefix() -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaException
 
-from webhookmaster import __version__, migrate, secret_box, topics_admin
+from webhookmaster import __version__, components, migrate, secret_box, topics_admin
 from webhookmaster import settings as settings_mod
 from webhookmaster.settings import Settings, SettingsError
 from webhookmaster.stack.errors import StackError
@@ -55,23 +55,13 @@ def _init(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-# Components that read the subscription table and so need the secret keys.
-NEEDS_SECRET_KEYS = frozenset({"gateway", "agent"})
-
-COMPONENT_MODULES = {
-    "gateway": ("ingest_gateway.main", "the ingest gateway (HTTP API)"),
-    "agent": ("delivery_agents.main", "a delivery agent"),
-    "scheduler": ("retry_scheduler.main", "the retry scheduler"),
-    "projector": ("status_projector.main", "the status projector"),
-}
-
-
 def _component(settings: Settings, args: argparse.Namespace) -> int:
     import importlib
 
-    if args.command in NEEDS_SECRET_KEYS:
+    component = components.BY_NAME[args.command]
+    if component.needs_secret_keys:
         secret_box.from_settings(settings)  # no usable key: one clear error line, before anything
-    module = importlib.import_module(COMPONENT_MODULES[args.command][0])
+    module = importlib.import_module(component.module)
     return module.run(settings)
 
 
@@ -109,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply PostgreSQL migrations").set_defaults(handler=_migrate)
     sub.add_parser("init", help="apply the topic catalogue and the migrations (for deployments "
                    "whose Kafka and PostgreSQL run elsewhere)").set_defaults(handler=_init)
-    for name, (_, help_text) in COMPONENT_MODULES.items():
-        sub.add_parser(name, help=f"run {help_text}").set_defaults(handler=_component)
+    for component in components.COMPONENTS:
+        sub.add_parser(component.name, help=f"run {component.help}").set_defaults(
+            handler=_component)
     show = sub.add_parser("settings", help="print the effective WM_* settings (secrets masked)")
     show.add_argument("--table", action="store_true",
                       help="print the configuration table (defaults and meanings) instead")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from schemas.topics import RETRY_TIERS
+from schemas.topics import RETRY_TIERS, name
 
 MAX_ATTEMPTS = len(RETRY_TIERS) + 1  # the first attempt and five retries
 DUE_HEADER = "wm-due-ms"  # epoch milliseconds when a retry record is due
@@ -42,7 +42,7 @@ def tiers(prefix: str, ladder: str) -> list[Tier]:
         delays = parse_delays(ladder)
     except ValueError as exc:
         raise ValueError(f"WM_RETRY_LADDER {exc}: {ladder!r}") from None
-    return [Tier(i, prefix + suffix, delay)
+    return [Tier(i, name(prefix, suffix), delay)
             for i, ((suffix, _), delay) in enumerate(zip(RETRY_TIERS, delays, strict=True))]
 
 

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
 
+from schemas import topics as _topics
 from webhookmaster import retry_ladder as _ladder
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -210,6 +211,14 @@ class Settings(StackSettings):
         "WM_SECRET_KEYS_FILE", "",
         "File holding the Fernet keys instead, one per line, newest first (e.g. a mounted "
         "Kubernetes Secret). Set WM_SECRET_KEYS or this, not both.")
+
+    def topic(self, suffix: str) -> str:
+        """The full name of the catalogue topic ``suffix`` (``schemas.topics.INGEST``, ...)."""
+        return _topics.name(self.topic_prefix, suffix)
+
+    def group(self, suffix: str) -> str:
+        """The consumer group id ``suffix`` (``"agents"``, ...) under this deployment's prefix."""
+        return self.topic_prefix + suffix
 
     @property
     def bootstrap(self) -> str:

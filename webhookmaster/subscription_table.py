@@ -97,7 +97,7 @@ class SubscriptionTable:
     def __init__(self, settings: Settings, box: SecretBox | None = None) -> None:
         # First, so that a process without a usable key stops before it connects anywhere.
         self.box = box if box is not None else secret_box.from_settings(settings)
-        self.topic = settings.topic_prefix + SUBSCRIPTIONS
+        self.topic = settings.topic(SUBSCRIPTIONS)
         self._consumer = Consumer(consumer_config(
             settings, f"wm-table-{uuid.uuid4().hex}", **{"enable.partition.eof": True}))
         self._entries: dict[str, tuple[int, Subscription | None]] = {}

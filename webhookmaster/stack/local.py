@@ -6,15 +6,14 @@ import asyncio
 import dataclasses
 import os
 import secrets
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from webhookmaster import migrate, secret_box, topics_admin
+from webhookmaster.components import COMPONENTS, Component
 from webhookmaster.settings import Settings, to_env
 from webhookmaster.stack import kafka_broker, postgres_server, processes
-from webhookmaster.stack.components import COMPONENTS, Component
 from webhookmaster.stack.errors import StackError
 
 
@@ -65,13 +64,12 @@ def start_infra(settings: Settings) -> list[str]:
 
 
 def start_component(settings: Settings, component: Component) -> str:
-    port = getattr(settings, component.port_setting)
+    port = component.port(settings)
     log_file, pid_file = _component_paths(settings, component)
     if processes.read_pid(pid_file) is None:
         processes.require_free_port(port, component.name, component.port_setting)
         env = {**os.environ, **to_env(settings)}
-        processes.start([sys.executable, "-m", "webhookmaster.cli", component.name],
-                        log_file, pid_file, env=env)
+        processes.start(component.argv(), log_file, pid_file, env=env)
     ok = processes.wait_until(lambda: _ready(port), settings.ready_timeout_s,
                               alive=lambda: processes.read_pid(pid_file) is not None)
     if not ok:
@@ -152,7 +150,7 @@ def status(settings: Settings) -> list[str]:
         lines.append("postgres   external  (WM_DATABASE_URL)")
     for component in COMPONENTS:
         pid = processes.read_pid(_component_paths(settings, component)[1])
-        port = getattr(settings, component.port_setting)
+        port = component.port(settings)
         state = f"running (pid {pid})" if pid else "stopped"
         if pid and not _ready(port):
             state += ", not ready"
