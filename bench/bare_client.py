@@ -24,8 +24,11 @@ async def run(url: str, count: int, concurrency: int) -> dict:
         nonlocal ok
         for i in counter:
             body = orjson.dumps({"i": i, "t": time.time(), "pad": PAD})
-            async with session.post(url, data=body, headers={
-                    "Content-Type": "application/json", "webhook-id": f"bare-{i}"}) as resp:
+            async with session.post(
+                url,
+                data=body,
+                headers={"Content-Type": "application/json", "webhook-id": f"bare-{i}"},
+            ) as resp:
                 await resp.read()
                 ok += resp.status == 200
 

@@ -26,8 +26,12 @@ from webhookmaster.stack import local
 
 BENCH_ENV = {
     "WM_STATE_DIR": str(PROJECT_ROOT / ".wm-state" / "bench"),
-    "WM_KAFKA_PORT": "18092", "WM_KAFKA_CONTROLLER_PORT": "18093", "WM_PG_PORT": "18432",
-    "WM_TOPIC_PARTITIONS": "6", "WM_ALLOWED_CIDRS": "127.0.0.0/8", "WM_API_KEYS": "",
+    "WM_KAFKA_PORT": "18092",
+    "WM_KAFKA_CONTROLLER_PORT": "18093",
+    "WM_PG_PORT": "18432",
+    "WM_TOPIC_PARTITIONS": "6",
+    "WM_ALLOWED_CIDRS": "127.0.0.0/8",
+    "WM_API_KEYS": "",
     "WM_LOG_LEVEL": "WARNING",
 }
 PAD = "x" * 900
@@ -63,8 +67,9 @@ class Proc:
         self.name = name
         self.log = LOGS / f"{name}-{uuid.uuid4().hex[:6]}.log"
         with open(self.log, "wb") as out:
-            self.popen = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                          cwd=PROJECT_ROOT)
+            self.popen = subprocess.Popen(
+                argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT
+            )
 
     def peak_rss_mb(self) -> float:
         try:
@@ -86,8 +91,12 @@ class Proc:
 
 def component(name: str, settings: Settings, port_var: str, **extra: str) -> tuple[Proc, int]:
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("WM_")},
-           **to_env(settings), port_var: str(port), **extra}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WM_")},
+        **to_env(settings),
+        port_var: str(port),
+        **extra,
+    }
     return Proc(name, [sys.executable, "-m", "webhookmaster.cli", name], env), port
 
 
@@ -131,10 +140,21 @@ def create_subscriptions(settings: Settings, urls: list[str], secret: str = "") 
     for url in urls:
         sub_id = str(uuid.uuid4())
         now = records.now_iso()
-        producer.produce(settings.topic(SUBSCRIPTIONS), orjson.dumps({
-            "id": sub_id, "target_url": url, "secret_key": secret or signing.new_secret(),
-            "event_types": [], "is_active": True, "created_at": now, "updated_at": now}),
-            sub_id)
+        producer.produce(
+            settings.topic(SUBSCRIPTIONS),
+            orjson.dumps(
+                {
+                    "id": sub_id,
+                    "target_url": url,
+                    "secret_key": secret or signing.new_secret(),
+                    "event_types": [],
+                    "is_active": True,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            ),
+            sub_id,
+        )
         ids.append(sub_id)
     assert producer.flush(30) == 0
     return ids
@@ -142,17 +162,28 @@ def create_subscriptions(settings: Settings, urls: list[str], secret: str = "") 
 
 def produce_webhooks(settings: Settings, sub_ids: list[str], count: int) -> float:
     """Produce ``count`` ingest records round-robin over ``sub_ids``; returns records/s."""
-    producer = Producer({"bootstrap.servers": settings.bootstrap, "acks": "all",
-                         "enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4",
-                         "queue.buffering.max.messages": 500_000})
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 500_000,
+        }
+    )
     topic = settings.topic(INGEST)
     started = time.perf_counter()
     for i in range(count):
         sub = sub_ids[i % len(sub_ids)]
-        hook = records.Webhook(webhook_id=str(uuid.uuid4()), subscription_id=sub,
-                               event_type="bench", received_at=records.now_iso(),
-                               body=orjson.dumps({"i": i, "t": time.time(), "pad": PAD}),
-                               metadata=b'{"source": "bench"}')
+        hook = records.Webhook(
+            webhook_id=str(uuid.uuid4()),
+            subscription_id=sub,
+            event_type="bench",
+            received_at=records.now_iso(),
+            body=orjson.dumps({"i": i, "t": time.time(), "pad": PAD}),
+            metadata=b'{"source": "bench"}',
+        )
         while True:
             try:
                 producer.produce(topic, hook.body, sub, headers=hook.headers())
@@ -168,8 +199,7 @@ def percentiles(values: list[float], points=(50, 90, 99)) -> dict[str, float]:
     if not values:
         return {f"p{p}": float("nan") for p in points} | {"max": float("nan")}
     ordered = sorted(values)
-    out = {f"p{p}": ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
-           for p in points}
+    out = {f"p{p}": ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] for p in points}
     out["max"] = ordered[-1]
     return out
 
@@ -178,9 +208,14 @@ def read_topic(settings: Settings, suffix: str, count: int, timeout: float = 60)
     """The first ``count`` JSON records of a topic (fresh consumer group)."""
     from confluent_kafka import Consumer
 
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap,
-                         "group.id": f"bench-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([settings.topic(suffix)])
     out: list[dict] = []
     deadline = time.monotonic() + timeout

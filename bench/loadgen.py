@@ -26,8 +26,7 @@ def body(i: int) -> bytes:
     return orjson.dumps({"i": i, "t": time.time(), "pad": PAD})
 
 
-async def one(session: aiohttp.ClientSession, url: str, secret: str, i: int,
-              out: dict) -> None:
+async def one(session: aiohttp.ClientSession, url: str, secret: str, i: int, out: dict) -> None:
     data = body(i)
     headers = {"Content-Type": "application/json"}
     if secret:
@@ -99,14 +98,19 @@ def main() -> None:
     host = urlsplit(args.url).hostname
     if host not in ("127.0.0.1", "localhost", "::1"):
         sys.exit("loadgen only targets loopback addresses")
-    out: dict = {"latencies": [], "finished": [], "errors": [], "accepted": 0,
-                 "ids": [], "keep_ids": args.keep_ids}
+    out: dict = {
+        "latencies": [],
+        "finished": [],
+        "errors": [],
+        "accepted": 0,
+        "ids": [],
+        "keep_ids": args.keep_ids,
+    }
     started = time.time()
     if args.rate:
         asyncio.run(open_loop(args.url, args.secret, args.rate, args.seconds, out))
     else:
-        asyncio.run(closed_loop(args.url, args.secret, args.concurrency or 32, args.seconds,
-                                out))
+        asyncio.run(closed_loop(args.url, args.secret, args.concurrency or 32, args.seconds, out))
     out["started"] = started
     out["elapsed"] = time.time() - started
     sys.stdout.buffer.write(orjson.dumps(out))

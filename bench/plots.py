@@ -22,15 +22,24 @@ def draw(results: dict[str, Any], folder: Path, prefix: str = "") -> list[Path]:
             if run["finished"]:
                 start = min(run["finished"])
                 step = run.get("finished_step", 1)
-                ax.hist([t - start for t in run["finished"]], bins=max(1, int(run["seconds"])),
-                        weights=[step] * len(run["finished"]), histtype="step",
-                        label=f"ingest {run['target']} c={run['concurrency']}")
+                ax.hist(
+                    [t - start for t in run["finished"]],
+                    bins=max(1, int(run["seconds"])),
+                    weights=[step] * len(run["finished"]),
+                    histtype="step",
+                    label=f"ingest {run['target']} c={run['concurrency']}",
+                )
         for key in ("agents_1", "agents_2"):
             times = results.get("delivery", {}).get(key, {}).get("timeline")
             if times:
                 step = results["delivery"]["count"] / len(times)
-                ax.hist([t - times[0] for t in times], bins=max(1, int(times[-1] - times[0])),
-                        weights=[step] * len(times), histtype="step", label=f"delivery {key}")
+                ax.hist(
+                    [t - times[0] for t in times],
+                    bins=max(1, int(times[-1] - times[0])),
+                    weights=[step] * len(times),
+                    histtype="step",
+                    label=f"delivery {key}",
+                )
         ax.set_xlabel("seconds into the run")
         ax.set_ylabel("per second")
         ax.set_title("Throughput over time")
@@ -46,9 +55,13 @@ def draw(results: dict[str, Any], folder: Path, prefix: str = "") -> list[Path]:
         fig, ax = plt.subplots(figsize=(9, 4))
         for i, (_label, lat) in enumerate(bars):
             for j, key in enumerate(("p50", "p90", "p99")):
-                ax.bar(i + (j - 1) * 0.25, lat[key] * 1000, width=0.25,
-                       color=("#4c72b0", "#dd8452", "#c44e52")[j],
-                       label=key if i == 0 else None)
+                ax.bar(
+                    i + (j - 1) * 0.25,
+                    lat[key] * 1000,
+                    width=0.25,
+                    color=("#4c72b0", "#dd8452", "#c44e52")[j],
+                    label=key if i == 0 else None,
+                )
         ax.set_xticks(range(len(bars)), [b[0] for b in bars], fontsize=7)
         ax.set_ylabel("ms")
         ax.set_yscale("log")
@@ -62,8 +75,7 @@ def draw(results: dict[str, Any], folder: Path, prefix: str = "") -> list[Path]:
         for tier, values in retry["lateness_s"].items():
             if values:
                 ordered = sorted(v * 1000 for v in values)
-                ax.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))],
-                        label=tier)
+                ax.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], label=tier)
         ax.set_xlabel("lateness of the next attempt against its due time (ms)")
         ax.set_ylabel("fraction of retries")
         ax.set_title(f"Retry lateness, ladder {retry['ladder']}")

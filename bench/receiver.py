@@ -33,8 +33,9 @@ def build_app(fail_first: int) -> web.Application:
         return web.Response(text="ok")
 
     async def stats(request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps({"arrivals": arrivals}),
-                            content_type="application/json")
+        return web.Response(
+            body=orjson.dumps({"arrivals": arrivals}), content_type="application/json"
+        )
 
     async def count(request: web.Request) -> web.Response:
         return web.json_response({"arrivals": len(arrivals), "unique": len(seen)})
@@ -57,8 +58,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--fail-first", type=int, default=0)
     args = parser.parse_args()
-    web.run_app(build_app(args.fail_first), host="127.0.0.1", port=args.port,
-                access_log=None, print=None)
+    web.run_app(
+        build_app(args.fail_first), host="127.0.0.1", port=args.port, access_log=None, print=None
+    )
 
 
 if __name__ == "__main__":

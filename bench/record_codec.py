@@ -51,14 +51,25 @@ def old_parse_ingest(value: bytes) -> dict[str, Any]:
 
 def cases(body: bytes) -> dict[str, Callable[[], object]]:
     sub = str(uuid.uuid4())
-    hook = records.Webhook(webhook_id=str(uuid.uuid4()), subscription_id=sub,
-                           event_type="order.created", body=body,
-                           received_at=records.now_iso(), metadata=b'{"source":"bench"}')
+    hook = records.Webhook(
+        webhook_id=str(uuid.uuid4()),
+        subscription_id=sub,
+        event_type="order.created",
+        body=body,
+        received_at=records.now_iso(),
+        metadata=b'{"source":"bench"}',
+    )
     headers = hook.headers()
-    envelope = orjson.dumps({"webhook_id": hook.webhook_id, "subscription_id": sub,
-                             "event_type": "order.created", "payload": orjson.loads(body),
-                             "received_at": hook.received_at,
-                             "metadata": {"source": "bench"}})
+    envelope = orjson.dumps(
+        {
+            "webhook_id": hook.webhook_id,
+            "subscription_id": sub,
+            "event_type": "order.created",
+            "payload": orjson.loads(body),
+            "received_at": hook.received_at,
+            "metadata": {"source": "bench"},
+        }
+    )
 
     def baseline() -> object:  # the old path: parse and check the envelope, dump the payload
         return orjson.dumps(old_parse_ingest(envelope)["payload"])
@@ -69,9 +80,11 @@ def cases(body: bytes) -> dict[str, Callable[[], object]]:
     def envelope_form() -> object:  # direct producers of the envelope, exact payload bytes
         return records.parse_webhook(envelope, None, "x", "x").body
 
-    return {"baseline (envelope parse + payload dumps)": baseline,
-            "header form (parse_webhook, JSON check)": header_form,
-            "envelope form (parse_webhook, exact payload)": envelope_form}
+    return {
+        "baseline (envelope parse + payload dumps)": baseline,
+        "header form (parse_webhook, JSON check)": header_form,
+        "envelope form (parse_webhook, exact payload)": envelope_form,
+    }
 
 
 def measure(fn: Callable[[], object]) -> float:

@@ -28,32 +28,44 @@ ALL = ("ingest", "direct", "delivery", "e2e", "retry", "projection")
 
 
 def conditions(settings: Any) -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": cpu,
-            "cores": os.cpu_count(),
-            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-                                / 2**30, 1),
-            "python": platform.python_version(), "kafka": settings.kafka_version,
-            "confluent_kafka": importlib.metadata.version("confluent-kafka"),
-            "librdkafka": confluent_kafka.libversion()[0], "aiohttp": aiohttp.__version__,
-            "partitions": settings.topic_partitions,
-            "load_average_at_start": os.getloadavg()}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "kafka": settings.kafka_version,
+        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
+        "librdkafka": confluent_kafka.libversion()[0],
+        "aiohttp": aiohttp.__version__,
+        "partitions": settings.topic_partitions,
+        "load_average_at_start": os.getloadavg(),
+    }
 
 
 def run(selected: list[str], quick: bool) -> dict[str, Any]:
     settings = harness.base_settings()
     out: dict[str, Any] = {"quick": quick, "conditions": conditions(settings)}
     plan = {
-        "ingest": lambda: scenarios.ingest(settings, 3 if quick else 20,
-                                           [32] if quick else [32, 64]),
+        "ingest": lambda: scenarios.ingest(
+            settings, 3 if quick else 20, [32] if quick else [32, 64]
+        ),
         "direct": lambda: scenarios.direct_produce(settings, 5_000 if quick else 100_000),
         "delivery": lambda: scenarios.delivery(settings, 2_000 if quick else 20_000),
-        "e2e": lambda: scenarios.end_to_end(settings, [200] if quick else [500, 1000],
-                                            3 if quick else 30),
-        "retry": lambda: scenarios.retry_timing(settings, 20 if quick else 200,
-                                                "1,2,5,5,5" if quick else "10,30,60,300,900"),
+        "e2e": lambda: scenarios.end_to_end(
+            settings, [200] if quick else [500, 1000], 3 if quick else 30
+        ),
+        "retry": lambda: scenarios.retry_timing(
+            settings, 20 if quick else 200, "1,2,5,5,5" if quick else "10,30,60,300,900"
+        ),
         "projection": lambda: scenarios.projection(settings, 2_000 if quick else 25_000),
     }
     for name in selected:
@@ -74,42 +86,53 @@ def table(results: dict[str, Any]) -> str:
         runs = results["ingest"]["runs"]
         for run in runs:
             lat = run["latency_s"]
-            add("ingest", f"{run['target']} c={run['concurrency']}",
-                f"{run['rate']:,.0f}/s, p50 {lat['p50']*1000:.1f} ms, p99 {lat['p99']*1000:.1f}"
-                f" ms, max {lat['max']*1000:.0f} ms, errors {run['errors']}")
+            add(
+                "ingest",
+                f"{run['target']} c={run['concurrency']}",
+                f"{run['rate']:,.0f}/s, p50 {lat['p50'] * 1000:.1f} ms, p99 {lat['p99'] * 1000:.1f}"
+                f" ms, max {lat['max'] * 1000:.0f} ms, errors {run['errors']}",
+            )
         for conc in sorted({r["concurrency"] for r in runs}):
             ours = next(r for r in runs if r["target"] == "gateway" and r["concurrency"] == conc)
-            floor = next(r for r in runs
-                         if r["target"] == "bare-aiohttp" and r["concurrency"] == conc)
-            add("ingest", f"ratio to bare aiohttp c={conc}", f"{ours['rate']/floor['rate']:.2f}")
+            floor = next(
+                r for r in runs if r["target"] == "bare-aiohttp" and r["concurrency"] == conc
+            )
+            add("ingest", f"ratio to bare aiohttp c={conc}", f"{ours['rate'] / floor['rate']:.2f}")
     if "direct" in results:
         add("direct produce", "records/s", f"{results['direct']['rate']:,.0f}")
     if "delivery" in results:
         d = results["delivery"]
         add("delivery", "1 agent", f"{d['agents_1']['rate']:,.0f}/s")
         add("delivery", "2 agents", f"{d['agents_2']['rate']:,.0f}/s")
-        add("delivery", "bare aiohttp client (asyncio loop)",
-            f"{d['bare_client']['rate']:,.0f}/s")
-        add("delivery", "bare aiohttp client (uvloop)",
-            f"{d['bare_client_uvloop']['rate']:,.0f}/s")
+        add("delivery", "bare aiohttp client (asyncio loop)", f"{d['bare_client']['rate']:,.0f}/s")
+        add("delivery", "bare aiohttp client (uvloop)", f"{d['bare_client_uvloop']['rate']:,.0f}/s")
         add("delivery", "ratio 1 agent / bare client (uvloop)", f"{d['ratio_1_agent']:.2f}")
     if "e2e" in results:
         for run in results["e2e"]["runs"]:
             lat = run["latency_s"]
-            add("end to end", f"{run['offered_rate']:.0f}/s offered",
-                f"p50 {lat['p50']*1000:.1f} ms, p99 {lat['p99']*1000:.1f} ms, max "
-                f"{lat['max']*1000:.0f} ms; accepted {run['accepted']}, lost {run['lost']}, "
-                f"duplicates {run['duplicates']}")
+            add(
+                "end to end",
+                f"{run['offered_rate']:.0f}/s offered",
+                f"p50 {lat['p50'] * 1000:.1f} ms, p99 {lat['p99'] * 1000:.1f} ms, max "
+                f"{lat['max'] * 1000:.0f} ms; accepted {run['accepted']}, lost {run['lost']}, "
+                f"duplicates {run['duplicates']}",
+            )
             proj, lag = run["projection_events_per_s"], run["projection_lag_s"]
-            add("projection under load", f"{run['offered_rate']:.0f}/s offered",
-                f"{proj['p50']:,.0f} events/s (p50 of 0.5 s samples), lag p99 {lag['p99']:.2f} s")
+            add(
+                "projection under load",
+                f"{run['offered_rate']:.0f}/s offered",
+                f"{proj['p50']:,.0f} events/s (p50 of 0.5 s samples), lag p99 {lag['p99']:.2f} s",
+            )
     if "retry" in results:
         r = results["retry"]
         for tier in ("tier1", "tier2"):
             gap, late = r["gap_percentiles"][tier], r["lateness_percentiles"][tier]
-            add("retry timing", f"{tier} ({r['ladder'].split(',')[int(tier[-1]) - 1]} s)",
-                f"gap p50 {gap['p50']:.3f} s; lateness p50 {late['p50']*1000:.1f} ms, "
-                f"p99 {late['p99']*1000:.1f} ms, max {late['max']*1000:.1f} ms")
+            add(
+                "retry timing",
+                f"{tier} ({r['ladder'].split(',')[int(tier[-1]) - 1]} s)",
+                f"gap p50 {gap['p50']:.3f} s; lateness p50 {late['p50'] * 1000:.1f} ms, "
+                f"p99 {late['p99'] * 1000:.1f} ms, max {late['max'] * 1000:.1f} ms",
+            )
     if "projection" in results:
         p = results["projection"]
         add("projection", "events/s into PostgreSQL", f"{p['events_per_s']:,.0f}")

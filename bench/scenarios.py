@@ -29,7 +29,7 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 def _run_json(proc: Proc, timeout: float) -> dict[str, Any]:
     proc.popen.wait(timeout)
     text = proc.log.read_bytes()
-    return orjson.loads(text[text.index(b"{"):])
+    return orjson.loads(text[text.index(b"{") :])
 
 
 def ingest(settings: Settings, seconds: float, concurrencies: list[int]) -> dict[str, Any]:
@@ -44,19 +44,36 @@ def ingest(settings: Settings, seconds: float, concurrencies: list[int]) -> dict
         wait_http(f"http://127.0.0.1:{floor_port}/readyz", proc=floor)
         results: dict[str, Any] = {"runs": []}
         for conc in concurrencies:
-            for target, url in (("gateway", f"http://127.0.0.1:{gport}/api/ingest/{sub}/"
-                                            "?event_type=bench"),
-                                ("bare-aiohttp", f"http://127.0.0.1:{floor_port}/ingest")):
-                gen = module("loadgen", "--url", url, "--secret", SECRET,
-                             "--concurrency", str(conc), "--seconds", str(seconds))
+            for target, url in (
+                ("gateway", f"http://127.0.0.1:{gport}/api/ingest/{sub}/?event_type=bench"),
+                ("bare-aiohttp", f"http://127.0.0.1:{floor_port}/ingest"),
+            ):
+                gen = module(
+                    "loadgen",
+                    "--url",
+                    url,
+                    "--secret",
+                    SECRET,
+                    "--concurrency",
+                    str(conc),
+                    "--seconds",
+                    str(seconds),
+                )
                 out = _run_json(gen, seconds + 120)
                 lat = percentiles(out["latencies"])
-                results["runs"].append({
-                    "target": target, "concurrency": conc, "seconds": seconds,
-                    "accepted": out["accepted"], "rate": out["accepted"] / out["elapsed"],
-                    "errors": len(out["errors"]), "latency_s": lat,
-                    "finished": out["finished"][:: max(1, len(out["finished"]) // 5000)],
-                    "finished_step": max(1, len(out["finished"]) // 5000)})
+                results["runs"].append(
+                    {
+                        "target": target,
+                        "concurrency": conc,
+                        "seconds": seconds,
+                        "accepted": out["accepted"],
+                        "rate": out["accepted"] / out["elapsed"],
+                        "errors": len(out["errors"]),
+                        "latency_s": lat,
+                        "finished": out["finished"][:: max(1, len(out["finished"]) // 5000)],
+                        "finished_step": max(1, len(out["finished"]) // 5000),
+                    }
+                )
         results["rss_mb"] = {"gateway": gateway.peak_rss_mb()}
         return results
     finally:
@@ -70,8 +87,9 @@ def direct_produce(settings: Settings, count: int) -> dict[str, Any]:
     return {"count": count, "rate": rate}
 
 
-def delivery(settings: Settings, count: int, concurrency: int = 256,
-             subscriptions: int = 16) -> dict[str, Any]:
+def delivery(
+    settings: Settings, count: int, concurrency: int = 256, subscriptions: int = 16
+) -> dict[str, Any]:
     """``count`` webhooks already in the ingest topic; one agent, then two, vs. a bare client."""
     receiver_port = _port()
     receiver = module("receiver", "--port", str(receiver_port))
@@ -82,32 +100,45 @@ def delivery(settings: Settings, count: int, concurrency: int = 256,
             _post(f"http://127.0.0.1:{receiver_port}/reset")
             s = fresh(settings, max_in_flight=concurrency)
             subs = create_subscriptions(
-                s, [f"http://127.0.0.1:{receiver_port}/hook/{k}" for k in range(subscriptions)])
+                s, [f"http://127.0.0.1:{receiver_port}/hook/{k}" for k in range(subscriptions)]
+            )
             produce_webhooks(s, subs, count)
             procs = [component("agent", s, "WM_AGENT_PORT") for _ in range(agents)]
             try:
                 started = time.time()
                 wait_count(receiver_port, count, timeout=600)
-                arrivals = get_json(f"http://127.0.0.1:{receiver_port}/stats",
-                                    timeout=60)["arrivals"]
+                arrivals = get_json(f"http://127.0.0.1:{receiver_port}/stats", timeout=60)[
+                    "arrivals"
+                ]
                 times = sorted(a[1] for a in arrivals)
                 results[f"agents_{agents}"] = {
                     "rate": count / (times[-1] - times[0]),
                     "from_start_s": times[-1] - started,
-                    "arrivals": len(arrivals), "unique": len({a[0] for a in arrivals}),
+                    "arrivals": len(arrivals),
+                    "unique": len({a[0] for a in arrivals}),
                     "rss_mb": [p.peak_rss_mb() for p, _ in procs],
-                    "timeline": times[:: max(1, len(times) // 2000)]}
+                    "timeline": times[:: max(1, len(times) // 2000)],
+                }
             finally:
                 for proc, _ in procs:
                     proc.stop()
         for key, extra in (("bare_client", []), ("bare_client_uvloop", ["--uvloop"])):
             _post(f"http://127.0.0.1:{receiver_port}/reset")
-            bare = module("bare_client", "--url", f"http://127.0.0.1:{receiver_port}/bare",
-                          "--count", str(count), "--concurrency", str(concurrency), *extra)
+            bare = module(
+                "bare_client",
+                "--url",
+                f"http://127.0.0.1:{receiver_port}/bare",
+                "--count",
+                str(count),
+                "--concurrency",
+                str(concurrency),
+                *extra,
+            )
             results[key] = _run_json(bare, 600)
         # the stricter floor: the same event loop the agent runs on
-        results["ratio_1_agent"] = (results["agents_1"]["rate"]
-                                    / results["bare_client_uvloop"]["rate"])
+        results["ratio_1_agent"] = (
+            results["agents_1"]["rate"] / results["bare_client_uvloop"]["rate"]
+        )
         return results
     finally:
         receiver.stop()
@@ -139,9 +170,12 @@ def retry_timing(settings: Settings, webhooks: int, ladder: str) -> dict[str, An
         wait_http(f"http://127.0.0.1:{receiver_port}/count", proc=receiver)
         # eight subscriptions: the per-subscription in-flight cap is not what this measures
         subs = create_subscriptions(
-            s, [f"http://127.0.0.1:{receiver_port}/retry/{k}" for k in range(8)])
-        procs = [component("agent", s, "WM_AGENT_PORT"), component("scheduler", s,
-                                                                    "WM_SCHEDULER_PORT")]
+            s, [f"http://127.0.0.1:{receiver_port}/retry/{k}" for k in range(8)]
+        )
+        procs = [
+            component("agent", s, "WM_AGENT_PORT"),
+            component("scheduler", s, "WM_SCHEDULER_PORT"),
+        ]
         for proc, port in procs:
             wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc)
         produce_webhooks(s, subs, webhooks)
@@ -167,10 +201,15 @@ def retry_timing(settings: Settings, webhooks: int, ladder: str) -> dict[str, An
                 due = parse_time(attempts[k]["next_attempt_at"]).timestamp()
                 gaps[tier].append(start_next - start_k)
                 late[tier].append(start_next - due)
-    return {"webhooks": webhooks, "ladder": ladder, "gaps_s": gaps, "lateness_s": late,
-            "gap_percentiles": {t: percentiles(v) for t, v in gaps.items()},
-            "lateness_percentiles": {t: percentiles(v) for t, v in late.items()},
-            "rss_mb": rss}
+    return {
+        "webhooks": webhooks,
+        "ladder": ladder,
+        "gaps_s": gaps,
+        "lateness_s": late,
+        "gap_percentiles": {t: percentiles(v) for t, v in gaps.items()},
+        "lateness_percentiles": {t: percentiles(v) for t, v in late.items()},
+        "rss_mb": rss,
+    }
 
 
 class MetricSampler:
@@ -189,8 +228,9 @@ class MetricSampler:
 
         while not self._stop.wait(self.every):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics",
-                                            timeout=2) as resp:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.port}/metrics", timeout=2
+                ) as resp:
                     text = resp.read().decode()
             except OSError:
                 continue
@@ -224,11 +264,13 @@ def end_to_end(settings: Settings, rates: list[float], seconds: float) -> dict[s
     results: dict[str, Any] = {"runs": []}
     try:
         wait_http(f"http://127.0.0.1:{receiver_port}/count", proc=receiver)
-        [sub] = create_subscriptions(s, [f"http://127.0.0.1:{receiver_port}/e2e"],
-                                     secret=SECRET)
-        for name, var in (("gateway", "WM_GATEWAY_PORT"), ("agent", "WM_AGENT_PORT"),
-                          ("scheduler", "WM_SCHEDULER_PORT"),
-                          ("projector", "WM_PROJECTOR_PORT")):
+        [sub] = create_subscriptions(s, [f"http://127.0.0.1:{receiver_port}/e2e"], secret=SECRET)
+        for name, var in (
+            ("gateway", "WM_GATEWAY_PORT"),
+            ("agent", "WM_AGENT_PORT"),
+            ("scheduler", "WM_SCHEDULER_PORT"),
+            ("projector", "WM_PROJECTOR_PORT"),
+        ):
             procs[name] = component(name, s, var)
         for proc, port in procs.values():
             wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc, timeout=120)
@@ -237,31 +279,52 @@ def end_to_end(settings: Settings, rates: list[float], seconds: float) -> dict[s
         for rate in rates:
             _post(f"http://127.0.0.1:{receiver_port}/reset")
             with MetricSampler(procs["projector"][1], (PROJECTED, LAG)) as sampler:
-                gen = module("loadgen", "--url", url, "--secret", SECRET, "--rate", str(rate),
-                             "--seconds", str(seconds), "--keep-ids")
+                gen = module(
+                    "loadgen",
+                    "--url",
+                    url,
+                    "--secret",
+                    SECRET,
+                    "--rate",
+                    str(rate),
+                    "--seconds",
+                    str(seconds),
+                    "--keep-ids",
+                )
                 out = _run_json(gen, seconds + 120)
                 accepted = set(out["ids"])
                 try:
                     wait_count(receiver_port, len(accepted), timeout=120)
                 except TimeoutError:
                     pass
-                arrivals = get_json(f"http://127.0.0.1:{receiver_port}/stats",
-                                    timeout=60)["arrivals"]
+                arrivals = get_json(f"http://127.0.0.1:{receiver_port}/stats", timeout=60)[
+                    "arrivals"
+                ]
             arrived = {a[0] for a in arrivals}
             latencies = [a[1] - a[2] for a in arrivals if a[2]]
             lags = [v.get(LAG, 0.0) for _, v in sampler.samples]
             projected = [(t, v.get(PROJECTED, 0.0)) for t, v in sampler.samples]
-            proj_rates = [(b[1] - a[1]) / (b[0] - a[0])
-                          for a, b in itertools.pairwise(projected) if b[0] > a[0]]
-            results["runs"].append({
-                "offered_rate": rate, "seconds": seconds, "accepted": len(accepted),
-                "errors": len(out["errors"]), "arrivals": len(arrivals),
-                "lost": len(accepted - arrived), "duplicates": len(arrivals) - len(arrived),
-                "latency_s": percentiles(latencies),
-                "ingest_latency_s": percentiles(out["latencies"]),
-                "projection_events_per_s": percentiles(proj_rates, (50, 99)),
-                "projection_lag_s": percentiles(lags, (50, 99)),
-                "latencies_sample": latencies[:: max(1, len(latencies) // 3000)]})
+            proj_rates = [
+                (b[1] - a[1]) / (b[0] - a[0])
+                for a, b in itertools.pairwise(projected)
+                if b[0] > a[0]
+            ]
+            results["runs"].append(
+                {
+                    "offered_rate": rate,
+                    "seconds": seconds,
+                    "accepted": len(accepted),
+                    "errors": len(out["errors"]),
+                    "arrivals": len(arrivals),
+                    "lost": len(accepted - arrived),
+                    "duplicates": len(arrivals) - len(arrived),
+                    "latency_s": percentiles(latencies),
+                    "ingest_latency_s": percentiles(out["latencies"]),
+                    "projection_events_per_s": percentiles(proj_rates, (50, 99)),
+                    "projection_lag_s": percentiles(lags, (50, 99)),
+                    "latencies_sample": latencies[:: max(1, len(latencies) // 3000)],
+                }
+            )
         results["rss_mb"] = {name: proc.peak_rss_mb() for name, (proc, _) in procs.items()}
         return results
     finally:
@@ -279,20 +342,47 @@ def projection(settings: Settings, count: int) -> dict[str, Any]:
     from schemas import records
 
     s = fresh(settings)
-    producer = Producer({"bootstrap.servers": s.bootstrap, "acks": "all", "linger.ms": 5,
-                         "queue.buffering.max.messages": 500_000})
+    producer = Producer(
+        {
+            "bootstrap.servers": s.bootstrap,
+            "acks": "all",
+            "linger.ms": 5,
+            "queue.buffering.max.messages": 500_000,
+        }
+    )
     sub = str(uuid_mod.uuid4())
     now = records.now_iso()
     for i in range(count):
         webhook_id = str(uuid_mod.uuid4())
-        hook = records.Webhook(webhook_id=webhook_id, subscription_id=sub, event_type="bench",
-                               body=orjson.dumps({"i": i}), received_at=now)
+        hook = records.Webhook(
+            webhook_id=webhook_id,
+            subscription_id=sub,
+            event_type="bench",
+            body=orjson.dumps({"i": i}),
+            received_at=now,
+        )
         producer.produce(s.topic(INGEST), hook.body, sub, headers=hook.headers())
-        producer.produce(s.topic(ATTEMPTS), orjson.dumps({
-            "webhook_id": webhook_id, "subscription_id": sub, "event_type": "bench",
-            "target_url": "http://127.0.0.1:9/", "attempt_number": 1, "started_at": now,
-            "duration_ms": 1.0, "status_code": 200, "error": None, "response_excerpt": "ok",
-            "outcome": "delivered", "next_attempt_at": None, "received_at": now}), webhook_id)
+        producer.produce(
+            s.topic(ATTEMPTS),
+            orjson.dumps(
+                {
+                    "webhook_id": webhook_id,
+                    "subscription_id": sub,
+                    "event_type": "bench",
+                    "target_url": "http://127.0.0.1:9/",
+                    "attempt_number": 1,
+                    "started_at": now,
+                    "duration_ms": 1.0,
+                    "status_code": 200,
+                    "error": None,
+                    "response_excerpt": "ok",
+                    "outcome": "delivered",
+                    "next_attempt_at": None,
+                    "received_at": now,
+                }
+            ),
+            webhook_id,
+        )
         producer.poll(0)
     assert producer.flush(60) == 0
     proc, port = component("projector", s, "WM_PROJECTOR_PORT")
@@ -306,8 +396,11 @@ def projection(settings: Settings, count: int) -> dict[str, Any]:
         points = [(t, v.get(PROJECTED, 0.0)) for t, v in sampler.samples if v.get(PROJECTED)]
         total = points[-1][1] if points else 0
         elapsed = points[-1][0] - points[0][0] if len(points) > 1 else float("nan")
-        return {"records": 2 * count, "projected": total,
-                "events_per_s": (total - points[0][1]) / elapsed if elapsed else float("nan"),
-                "rss_mb": proc.peak_rss_mb()}
+        return {
+            "records": 2 * count,
+            "projected": total,
+            "events_per_s": (total - points[0][1]) / elapsed if elapsed else float("nan"),
+            "rss_mb": proc.peak_rss_mb(),
+        }
     finally:
         proc.stop()

@@ -42,26 +42,39 @@ class RecordRefused(Exception):
 class Agent:
     """One delivery agent process's work: a consumer in the agents' group and its deliveries."""
 
-    def __init__(self, settings: Settings, table: SubscriptionTable,
-                 producer: AsyncProducer) -> None:
+    def __init__(
+        self, settings: Settings, table: SubscriptionTable, producer: AsyncProducer
+    ) -> None:
         self.settings = settings
         self.table = table
         self.consumer = ConsumerThread(
-            consumer_config(settings, settings.group(GROUP_ID),
-                            **{"fetch.wait.max.ms": 50, "queued.max.messages.kbytes": 16384,
-                               # small per-partition fetches interleave partitions (and so
-                               # subscriptions) in each batch
-                               "max.partition.fetch.bytes": 131072}),
-            [settings.topic(INGEST)], on_revoke=self._drain)
-        self.publisher = Publisher(producer, settings.topic_prefix,
-                                   retry_ladder.tiers(settings.topic_prefix,
-                                                      settings.retry_ladder))
+            consumer_config(
+                settings,
+                settings.group(GROUP_ID),
+                **{
+                    "fetch.wait.max.ms": 50,
+                    "queued.max.messages.kbytes": 16384,
+                    # small per-partition fetches interleave partitions (and so
+                    # subscriptions) in each batch
+                    "max.partition.fetch.bytes": 131072,
+                },
+            ),
+            [settings.topic(INGEST)],
+            on_revoke=self._drain,
+        )
+        self.publisher = Publisher(
+            producer,
+            settings.topic_prefix,
+            retry_ladder.tiers(settings.topic_prefix, settings.retry_ladder),
+        )
         self.networks = parse_cidrs(settings.allowed_cidrs)
-        self.timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s,
-                                             sock_connect=settings.connect_timeout_s)
+        self.timeout = aiohttp.ClientTimeout(
+            total=settings.request_timeout_s, sock_connect=settings.connect_timeout_s
+        )
         self.slots = asyncio.Semaphore(settings.max_in_flight)
         self.per_subscription: defaultdict[str, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(settings.max_in_flight_per_subscription))
+            lambda: asyncio.Semaphore(settings.max_in_flight_per_subscription)
+        )
         self.capacity = settings.max_in_flight * 4  # records held: in flight or waiting a slot
         self.held = 0
         self.space = asyncio.Event()
@@ -75,9 +88,12 @@ class Agent:
         self.space.set()
 
     async def run(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self.settings.max_in_flight, limit_per_host=0,
-                                         ttl_dns_cache=60,
-                                         resolver=GuardedResolver(self.networks))
+        connector = aiohttp.TCPConnector(
+            limit=self.settings.max_in_flight,
+            limit_per_host=0,
+            ttl_dns_cache=60,
+            resolver=GuardedResolver(self.networks),
+        )
         async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
             self.session = session
             await self.consumer.subscribe()
@@ -121,8 +137,7 @@ class Agent:
         deadline = time.monotonic() + self.settings.request_timeout_s + 10
         while any(self.consumer.tracker.in_flight(tp) for tp in partitions):
             if time.monotonic() > deadline:
-                log.warning("revoking %s with work still in flight; it will be redone",
-                            partitions)
+                log.warning("revoking %s with work still in flight; it will be redone", partitions)
                 return
             time.sleep(0.01)
 
@@ -141,8 +156,9 @@ class Agent:
             except Exception as exc:
                 if isinstance(exc, ProduceError) and self.stopping.is_set():
                     return  # not acknowledged while stopping: redone after restart
-                log.exception("record %s/%d@%d failed (try %d of %d)", *tp, msg.offset(),
-                              attempt, LOCAL_TRIES)
+                log.exception(
+                    "record %s/%d@%d failed (try %d of %d)", *tp, msg.offset(), attempt, LOCAL_TRIES
+                )
                 if attempt == LOCAL_TRIES:
                     if not await self._dead_letter_failure(msg, exc):
                         return
@@ -156,11 +172,18 @@ class Agent:
         metrics.DEAD_LETTERED.labels("error").inc()
         reason = f"processing failed: {type(exc).__name__}: {exc}"
         for raw in (msg.value(), None):
-            letter = dead_letter(reason if raw is not None else f"{reason} (value left out: "
-                                 "too large for the dead-letter topic)", None, msg, raw)
+            letter = dead_letter(
+                reason
+                if raw is not None
+                else f"{reason} (value left out: too large for the dead-letter topic)",
+                None,
+                msg,
+                raw,
+            )
             try:
                 await self._durably(
-                    lambda letter=letter: self.publisher.dead_letter(letter, msg.key()))
+                    lambda letter=letter: self.publisher.dead_letter(letter, msg.key())
+                )
                 return True
             except RecordRefused:
                 continue
@@ -176,8 +199,7 @@ class Agent:
             return records.iso(datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC))
 
         try:
-            record = records.parse_webhook(msg.value(), msg.headers(), fallback_id,
-                                           fallback_time)
+            record = records.parse_webhook(msg.value(), msg.headers(), fallback_id, fallback_time)
         except RecordError as exc:
             metrics.DEAD_LETTERED.labels("unreadable").inc()
             letter = dead_letter(f"unreadable record: {exc}", None, msg, msg.value())
@@ -191,12 +213,22 @@ class Agent:
     async def _fan_out(self, record: Webhook, msg: Message) -> None:
         subs = list(self.table.matching(record.event_type))
         if not subs:
-            log.info("fan-out event %s (%s) matches no active subscription",
-                     record.webhook_id, record.event_type)
-        await asyncio.gather(*(self._deliver(
-            record.replace(subscription_id=s.id,
-                           webhook_id=records.derived_id(record.webhook_id, s.id)), msg)
-            for s in subs))
+            log.info(
+                "fan-out event %s (%s) matches no active subscription",
+                record.webhook_id,
+                record.event_type,
+            )
+        await asyncio.gather(
+            *(
+                self._deliver(
+                    record.replace(
+                        subscription_id=s.id, webhook_id=records.derived_id(record.webhook_id, s.id)
+                    ),
+                    msg,
+                )
+                for s in subs
+            )
+        )
 
     async def _deliver(self, record: Webhook, msg: Message) -> None:
         sub_id = record.subscription_id
@@ -214,19 +246,22 @@ class Agent:
             letter = dead_letter(reason or "", record, msg)
             await self._durably(lambda: self.publisher.dead_letter(letter, sub_id.encode()))
             return
-        headers = http_delivery.headers_for(record.webhook_id, record.event_type,
-                                            sub.secret_key, record.body)
+        headers = http_delivery.headers_for(
+            record.webhook_id, record.event_type, sub.secret_key, record.body
+        )
         assert self.session is not None
         async with self.per_subscription[sub_id], self.slots:
             metrics.IN_FLIGHT.inc()
             started = datetime.now(UTC)
             try:
-                result = await http_delivery.post(self.session, sub.target_url, headers,
-                                                  record.body, self.timeout, self.networks)
+                result = await http_delivery.post(
+                    self.session, sub.target_url, headers, record.body, self.timeout, self.networks
+                )
             finally:
                 metrics.IN_FLIGHT.dec()
         outcome = await self._durably(
-            lambda: self.publisher.outcome(record, sub, started, result, msg))
+            lambda: self.publisher.outcome(record, sub, started, result, msg)
+        )
         metrics.attempts(outcome, result.status_code).inc()
         metrics.DURATION.observe(result.duration_ms / 1000)
         if outcome == "delivered":

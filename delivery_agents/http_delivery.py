@@ -34,13 +34,18 @@ class AttemptResult:
 def headers_for(webhook_id: str, event_type: str, secret: str, body: bytes) -> dict[str, str]:
     """Request headers: content type, agent, event type, and both signatures when there is a
     secret."""
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-               "webhook-id": webhook_id, "X-Webhook-Event-Type": event_type}
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": webhook_id,
+        "X-Webhook-Event-Type": event_type,
+    }
     timestamp = int(time.time())
     headers["webhook-timestamp"] = str(timestamp)
     if secret:
         headers["webhook-signature"] = signing.standard_signature(
-            signing.key_bytes(secret), webhook_id, timestamp, body)
+            signing.key_bytes(secret), webhook_id, timestamp, body
+        )
         headers["X-Hub-Signature-256"] = signing.hub_signature(secret, body)
     return headers
 
@@ -51,8 +56,14 @@ def _url(url: str) -> URL:
     return URL(url)
 
 
-async def post(session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes,
-               client_timeout: aiohttp.ClientTimeout, networks: list[Network]) -> AttemptResult:
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    client_timeout: aiohttp.ClientTimeout,
+    networks: list[Network],
+) -> AttemptResult:
     """POST once; redirects are not followed (a 3xx is a failure)."""
     started = time.perf_counter()
 
@@ -62,8 +73,9 @@ async def post(session: aiohttp.ClientSession, url: str, headers: dict[str, str]
     try:
         target = _url(url)
         check_host(target.host or "", networks)
-        async with session.post(target, data=body, headers=headers, allow_redirects=False,
-                                timeout=client_timeout) as resp:
+        async with session.post(
+            target, data=body, headers=headers, allow_redirects=False, timeout=client_timeout
+        ) as resp:
             chunk = await resp.content.read(EXCERPT_BYTES)
             if not resp.content.at_eof():
                 resp.close()  # do not drain a large body; the connection is not reused
@@ -71,10 +83,13 @@ async def post(session: aiohttp.ClientSession, url: str, headers: dict[str, str]
             status = resp.status
             error = None if 200 <= status < 300 else f"HTTP {status}"
             if 300 <= status < 400:
-                error = f"HTTP {status} redirect not followed (Location: "\
-                        f"{resp.headers.get('Location', '')})"
-            retry_after = parse_retry_after(resp.headers.get("Retry-After")) \
-                if status in (429, 503) else None
+                error = (
+                    f"HTTP {status} redirect not followed (Location: "
+                    f"{resp.headers.get('Location', '')})"
+                )
+            retry_after = (
+                parse_retry_after(resp.headers.get("Retry-After")) if status in (429, 503) else None
+            )
             return AttemptResult(status, elapsed(), error, excerpt, retry_after)
     except BlockedTarget as exc:
         return AttemptResult(None, elapsed(), str(exc), None, retryable=False)

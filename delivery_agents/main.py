@@ -19,8 +19,9 @@ def run(settings: Settings) -> int:
     return lifecycle.run(serve(settings), settings.uvloop)
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None,
-                port: int | None = None) -> int:
+async def serve(
+    settings: Settings, stop: asyncio.Event | None = None, port: int | None = None
+) -> int:
     """Run until SIGTERM/SIGINT (or ``stop`` is set): load the subscription table, then
     deliver. Returns the exit code."""
     loop = asyncio.get_running_loop()
@@ -28,15 +29,15 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None,
     producer = AsyncProducer(producer_config(settings))
     agent = Agent(settings, table, producer)
     runner = await health_server.serve(
-        settings.health_host, settings.agent_port if port is None else port,
-        lambda: table.loaded and agent.consumer.subscribed)
+        settings.health_host,
+        settings.agent_port if port is None else port,
+        lambda: table.loaded and agent.consumer.subscribed,
+    )
     relay = lifecycle.on_stop(stop, agent.stop)
     try:
         table.start()
-        if not await loop.run_in_executor(None, table.wait_loaded,
-                                          settings.table_load_timeout_s):
-            log.error("subscription table not loaded within %.0f s",
-                      settings.table_load_timeout_s)
+        if not await loop.run_in_executor(None, table.wait_loaded, settings.table_load_timeout_s):
+            log.error("subscription table not loaded within %.0f s", settings.table_load_timeout_s)
             return 1
         log.info("delivery agent ready (group %s)", settings.group(GROUP_ID))
         await agent.run()
@@ -47,4 +48,3 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None,
         await runner.cleanup()
         if relay is not None:
             relay.cancel()
-

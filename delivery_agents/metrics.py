@@ -5,19 +5,27 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-ATTEMPTS = Counter("webhookmaster_delivery_attempts_total",
-                   "Delivery attempts by outcome and response status class.",
-                   ["outcome", "status_class"])
-DURATION = Histogram("webhookmaster_delivery_duration_seconds",
-                     "Duration of one delivery attempt (HTTP request and response excerpt).",
-                     buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 30))
+ATTEMPTS = Counter(
+    "webhookmaster_delivery_attempts_total",
+    "Delivery attempts by outcome and response status class.",
+    ["outcome", "status_class"],
+)
+DURATION = Histogram(
+    "webhookmaster_delivery_duration_seconds",
+    "Duration of one delivery attempt (HTTP request and response excerpt).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30),
+)
 IN_FLIGHT = Gauge("webhookmaster_deliveries_in_flight", "Deliveries in flight in this process.")
-END_TO_END = Histogram("webhookmaster_end_to_end_seconds",
-                       "From ingest (received_at) to successful delivery.",
-                       buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300,
-                                900, 3600))
-DEAD_LETTERED = Counter("webhookmaster_dead_lettered_total",
-                        "Records sent to the dead-letter topic, by reason kind.", ["kind"])
+END_TO_END = Histogram(
+    "webhookmaster_end_to_end_seconds",
+    "From ingest (received_at) to successful delivery.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+DEAD_LETTERED = Counter(
+    "webhookmaster_dead_lettered_total",
+    "Records sent to the dead-letter topic, by reason kind.",
+    ["kind"],
+)
 
 
 def status_class(status: int | None) -> str:

@@ -23,32 +23,51 @@ from webhookmaster.subscription_table import Subscription
 RAW_LIMIT = 1_048_576
 
 
-def attempt_event(record: Webhook, sub: Subscription, attempt: int, started: datetime,
-                  result: AttemptResult, outcome: Outcome,
-                  next_at: datetime | None) -> AttemptEvent:
+def attempt_event(
+    record: Webhook,
+    sub: Subscription,
+    attempt: int,
+    started: datetime,
+    result: AttemptResult,
+    outcome: Outcome,
+    next_at: datetime | None,
+) -> AttemptEvent:
     return {
-        "webhook_id": record.webhook_id, "attempt_id": uuid.uuid4().hex,
-        "subscription_id": sub.id, "event_type": record.event_type,
-        "target_url": sub.target_url, "attempt_number": attempt,
-        "started_at": records.iso(started), "duration_ms": result.duration_ms,
-        "status_code": result.status_code, "error": result.error,
-        "response_excerpt": result.excerpt, "outcome": outcome,
+        "webhook_id": record.webhook_id,
+        "attempt_id": uuid.uuid4().hex,
+        "subscription_id": sub.id,
+        "event_type": record.event_type,
+        "target_url": sub.target_url,
+        "attempt_number": attempt,
+        "started_at": records.iso(started),
+        "duration_ms": result.duration_ms,
+        "status_code": result.status_code,
+        "error": result.error,
+        "response_excerpt": result.excerpt,
+        "outcome": outcome,
         "next_attempt_at": records.iso(next_at) if next_at else None,
         "received_at": record.received_at,
     }
 
 
-def dead_letter(reason: str, record: Webhook | None, source: Message,
-                raw: bytes | None = None) -> DeadLetter:
+def dead_letter(
+    reason: str, record: Webhook | None, source: Message, raw: bytes | None = None
+) -> DeadLetter:
     """A dead letter for ``record``, or for an unreadable ``source`` whose value is ``raw``
     (kept as text, cut at :data:`RAW_LIMIT`, with the record's headers)."""
-    where: dict[str, Any] = {"topic": source.topic(), "partition": source.partition(),
-                             "offset": source.offset()}
+    where: dict[str, Any] = {
+        "topic": source.topic(),
+        "partition": source.partition(),
+        "offset": source.offset(),
+    }
     if record is None:
-        where["headers"] = {name: (value or b"").decode("utf-8", errors="replace")
-                            for name, value in source.headers() or ()}
+        where["headers"] = {
+            name: (value or b"").decode("utf-8", errors="replace")
+            for name, value in source.headers() or ()
+        }
     return {
-        "reason": reason, "failed_at": records.now_iso(),
+        "reason": reason,
+        "failed_at": records.now_iso(),
         "webhook_id": record.webhook_id if record else None,
         "subscription_id": record.subscription_id if record else None,
         "record": record.to_json() if record else None,
@@ -69,8 +88,14 @@ class Publisher:
     async def dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
         await self.producer.send(self.dead_letter_topic, records.dumps(letter), key)
 
-    async def outcome(self, record: Webhook, sub: Subscription, started: datetime,
-                      result: AttemptResult, source: Message) -> Outcome:
+    async def outcome(
+        self,
+        record: Webhook,
+        sub: Subscription,
+        started: datetime,
+        result: AttemptResult,
+        source: Message,
+    ) -> Outcome:
         """Publish what attempt ``record.attempt + 1`` came to; returns its outcome."""
         attempt = record.attempt + 1
         sends: list[Any] = []
@@ -78,25 +103,39 @@ class Publisher:
         if result.delivered:
             outcome: Outcome = "delivered"
         else:
-            tier = next_tier(self.ladder, attempt, result.retry_after_s) \
-                if result.retryable else None
+            tier = (
+                next_tier(self.ladder, attempt, result.retry_after_s) if result.retryable else None
+            )
             if tier is None:
                 outcome = "failed"
-                why = (f"gave up after {attempt} attempt(s) of {MAX_ATTEMPTS}"
-                       if result.retryable else "not retried")
-                letter = dead_letter(f"{why}: {result.error}",
-                                     record.replace(attempt=attempt), source)
+                why = (
+                    f"gave up after {attempt} attempt(s) of {MAX_ATTEMPTS}"
+                    if result.retryable
+                    else "not retried"
+                )
+                letter = dead_letter(
+                    f"{why}: {result.error}", record.replace(attempt=attempt), source
+                )
                 sends.append(self.dead_letter(letter, sub.id.encode()))
             else:
                 outcome = "retrying"
                 next_at = datetime.now(UTC) + timedelta(seconds=tier.delay_s)
                 retry = record.replace(attempt=attempt, due_at=records.iso(next_at))
                 due_ms = str(int(next_at.timestamp() * 1000)).encode()
-                sends.append(self.producer.send(tier.topic, retry.body, sub.id.encode(),
-                                                headers=[*retry.headers(), (DUE_HEADER, due_ms)]))
+                sends.append(
+                    self.producer.send(
+                        tier.topic,
+                        retry.body,
+                        sub.id.encode(),
+                        headers=[*retry.headers(), (DUE_HEADER, due_ms)],
+                    )
+                )
         event = attempt_event(record, sub, attempt, started, result, outcome, next_at)
-        sends.append(self.producer.send(self.attempts_topic, records.dumps(event),
-                                        record.webhook_id.encode()))
+        sends.append(
+            self.producer.send(
+                self.attempts_topic, records.dumps(event), record.webhook_id.encode()
+            )
+        )
         if len(sends) == 1:
             await sends[0]
         else:

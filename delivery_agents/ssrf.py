@@ -39,8 +39,9 @@ class BlockedTarget(OSError):
 
 
 def parse_cidrs(text: str) -> list[Network]:
-    return [ipaddress.ip_network(part.strip(), strict=False)
-            for part in text.split(",") if part.strip()]
+    return [
+        ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()
+    ]
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address] | None:
@@ -118,8 +119,10 @@ def check_host(host: str, networks: list[Network]) -> None:
 @functools.lru_cache(maxsize=4096)
 def _literal_refusal(host: str, networks: tuple[Network, ...]) -> str | None:
     if noncanonical_ipv4(host):
-        return (f"SSRF guard: host {host!r} ends in a number but is not a dotted-decimal IPv4 "
-                "address (resolvers may read it as one)")
+        return (
+            f"SSRF guard: host {host!r} ends in a number but is not a dotted-decimal IPv4 "
+            "address (resolvers may read it as one)"
+        )
     ip = literal_ip(host)
     if ip is not None and not allowed(ip, list(networks)):
         return f"SSRF guard: {ip} is not a global address (WM_ALLOWED_CIDRS)"
@@ -133,14 +136,17 @@ class GuardedResolver(AbstractResolver):
         self._inner = DefaultResolver()
         self._networks = networks
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[Any]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[Any]:
         results = await self._inner.resolve(host, port, family)
         kept = [r for r in results if allowed(r["host"], self._networks)]
         if not kept:
             addresses = ", ".join(sorted({r["host"] for r in results}))
-            raise BlockedTarget(f"SSRF guard: {host} resolves to {addresses}, not a global "
-                                "address (WM_ALLOWED_CIDRS)")
+            raise BlockedTarget(
+                f"SSRF guard: {host} resolves to {addresses}, not a global "
+                "address (WM_ALLOWED_CIDRS)"
+            )
         return kept
 
     async def close(self) -> None:

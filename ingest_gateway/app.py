@@ -105,10 +105,14 @@ async def _probe_kafka(gw: Gateway) -> None:
     loop = asyncio.get_running_loop()
     while True:
         ok = await loop.run_in_executor(
-            None, gw.producer.connected, PROBE_TIMEOUT_S, gw.ingest_topic)
+            None, gw.producer.connected, PROBE_TIMEOUT_S, gw.ingest_topic
+        )
         if ok != gw.kafka_ok:
-            log.log(logging.INFO if ok else logging.WARNING,
-                    "Kafka %s", "answers" if ok else "does not answer")
+            log.log(
+                logging.INFO if ok else logging.WARNING,
+                "Kafka %s",
+                "answers" if ok else "does not answer",
+            )
         gw.kafka_ok = ok
         gw.kafka_down = not ok
         if not ok:

@@ -23,8 +23,15 @@ SIGNATURE_HEADER = "X-Hub-Signature-256"
 PUBLIC_ROUTES = frozenset({"openapi", "swagger", "swagger_asset", "ingest"})
 # Stands in for an unknown subscription so that ingest authenticates before it tells anyone
 # whether the id exists: a secret nobody knows, like every subscription the API creates.
-_DECOY = Subscription(id="", target_url="", secret_key=secrets.token_urlsafe(32),
-                      event_types=(), is_active=True, created_at="", updated_at="")
+_DECOY = Subscription(
+    id="",
+    target_url="",
+    secret_key=secrets.token_urlsafe(32),
+    event_types=(),
+    is_active=True,
+    created_at="",
+    updated_at="",
+)
 
 
 def parse_keys(raw: str) -> tuple[bytes, ...]:
@@ -55,16 +62,20 @@ def api_key_middleware(keys: tuple[bytes, ...]):
 
     @web.middleware
     async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.match_info.route.name not in PUBLIC_ROUTES and request.path.startswith(
-                "/api/") and not bearer_valid(keys, request.headers.get("Authorization")):
+        if (
+            request.match_info.route.name not in PUBLIC_ROUTES
+            and request.path.startswith("/api/")
+            and not bearer_valid(keys, request.headers.get("Authorization"))
+        ):
             raise unauthorized("a valid API key is required: 'Authorization: Bearer <key>'")
         return await handler(request)
 
     return require_api_key
 
 
-def authenticate_ingest(request: web.Request, sub: Subscription, body: bytes,
-                        keys: tuple[bytes, ...]) -> None:
+def authenticate_ingest(
+    request: web.Request, sub: Subscription, body: bytes, keys: tuple[bytes, ...]
+) -> None:
     """Accept an ingest request with a valid signature (when the subscription has a secret) or
     a valid API key (when keys are configured); raise 400/401 otherwise.
 
@@ -79,21 +90,26 @@ def authenticate_ingest(request: web.Request, sub: Subscription, body: bytes,
     if sub.secret_key:
         header = request.headers.get(SIGNATURE_HEADER)
         if header is None:
-            raise ApiError(400, "signature_required",
-                           f"{SIGNATURE_HEADER}: sha256=<hex HMAC-SHA256 of the body> is required"
-                           + (" (or an API key)" if keys else ""),
-                           field=SIGNATURE_HEADER)
+            raise ApiError(
+                400,
+                "signature_required",
+                f"{SIGNATURE_HEADER}: sha256=<hex HMAC-SHA256 of the body> is required"
+                + (" (or an API key)" if keys else ""),
+                field=SIGNATURE_HEADER,
+            )
         if not signing.hub_signature_valid(sub.secret_key, body, header):
-            raise ApiError(401, "invalid_signature",
-                           f"{SIGNATURE_HEADER} does not match the request body",
-                           field=SIGNATURE_HEADER)
+            raise ApiError(
+                401,
+                "invalid_signature",
+                f"{SIGNATURE_HEADER} does not match the request body",
+                field=SIGNATURE_HEADER,
+            )
         return
     if keys:
         raise unauthorized("this subscription has no secret: an API key is required")
 
 
-def authenticate_unknown_ingest(request: web.Request, body: bytes,
-                                keys: tuple[bytes, ...]) -> None:
+def authenticate_unknown_ingest(request: web.Request, body: bytes, keys: tuple[bytes, ...]) -> None:
     """For an ingest to an id that is not a subscription: with API keys configured, answer
     exactly what a subscription with a secret would answer to the same credentials (401 for a
     wrong key or signature, 400 when there is none), and return only for a valid API key (the

@@ -37,8 +37,16 @@ _BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"}
 class ApiError(Exception):
     """An error answer: HTTP status, error code, human detail, optional field and headers."""
 
-    def __init__(self, status: int, error: str, detail: str, *, field: str | None = None,
-                 headers: Mapping[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.error = error

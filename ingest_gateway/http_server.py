@@ -33,14 +33,19 @@ class RequestReadTimeout(TimeoutError):
 
 def _error_bytes(status: int, reason: str, error: str, detail: str) -> bytes:
     body = orjson.dumps({"error": error, "detail": detail})
-    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
     return head.encode() + body
 
 
 def _json_error(status: int, error: str, detail: str) -> web.Response:
-    resp = web.Response(body=orjson.dumps({"error": error, "detail": detail}), status=status,
-                        content_type="application/json")
+    resp = web.Response(
+        body=orjson.dumps({"error": error, "detail": detail}),
+        status=status,
+        content_type="application/json",
+    )
     resp.force_close()
     return resp
 
@@ -93,34 +98,49 @@ class HardenedRequestHandler(RequestHandler):
         body, self._pending_body = self._pending_body, None
         if body is not None and not body.is_eof():
             # The handler answers 408 from its failed body read; the connection then closes.
-            body.set_exception(RequestReadTimeout(
-                f"the request body did not arrive within {self._read_timeout:g} s"))
+            body.set_exception(
+                RequestReadTimeout(
+                    f"the request body did not arrive within {self._read_timeout:g} s"
+                )
+            )
             self._read_timer = self._loop.call_later(self._read_timeout, self.force_close)
             return
         if self.transport is not None and self._received and not self._request_in_progress:
-            self.transport.write(_error_bytes(
-                408, "Request Timeout", "request_timeout",
-                f"the request headers did not arrive within {self._read_timeout:g} s"))
+            self.transport.write(
+                _error_bytes(
+                    408,
+                    "Request Timeout",
+                    "request_timeout",
+                    f"the request headers did not arrive within {self._read_timeout:g} s",
+                )
+            )
         self.force_close()
 
-    def handle_error(self, request: BaseRequest, status: int = 500,
-                     exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
         """aiohttp's own error answers (parser errors, a handler that escaped the
         middlewares) in the API's JSON shape. A client's malformed request is logged at debug
         level only (aiohttp logs each with a traceback at error level)."""
         if status >= 500:
-            self.log_exception("error handling a request from %s", request.remote,
-                               exc_info=exc)
+            self.log_exception("error handling a request from %s", request.remote, exc_info=exc)
         else:
             self.log_debug("bad request from %s: %s", request.remote, message or exc)
         if request.writer.output_size > 0:
             raise ConnectionError("the response is already being sent")
-        if isinstance(exc, LineTooLong) or (status == 400 and "Too many headers" in
-                                            str(message or "")):
-            return _json_error(TOO_LARGE, "header_fields_too_large",
-                               f"the request line or a header is too long, or there are too "
-                               f"many headers: {message or exc}")
+        if isinstance(exc, LineTooLong) or (
+            status == 400 and "Too many headers" in str(message or "")
+        ):
+            return _json_error(
+                TOO_LARGE,
+                "header_fields_too_large",
+                f"the request line or a header is too long, or there are too "
+                f"many headers: {message or exc}",
+            )
         if status == 500:
             return _json_error(500, "internal_error", "internal server error")
         if status == 504:
@@ -136,8 +156,9 @@ class HardenedServer(web.Server):
         self.read_timeout = read_timeout
 
     def __call__(self) -> RequestHandler:
-        return HardenedRequestHandler(self, loop=self._loop, read_timeout=self.read_timeout,
-                                      **self._kwargs)
+        return HardenedRequestHandler(
+            self, loop=self._loop, read_timeout=self.read_timeout, **self._kwargs
+        )
 
 
 class HardenedAppRunner(web.AppRunner):
@@ -150,7 +171,11 @@ class HardenedAppRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # starts the app, as aiohttp's runner does
-        return HardenedServer(plain.request_handler, request_factory=plain.request_factory,
-                              handler_cancellation=plain.handler_cancellation,
-                              loop=plain._loop, read_timeout=self._read_timeout,
-                              **plain._kwargs)
+        return HardenedServer(
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            loop=plain._loop,
+            read_timeout=self._read_timeout,
+            **plain._kwargs,
+        )

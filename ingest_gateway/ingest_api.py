@@ -66,16 +66,25 @@ def _fanout_members(body: bytes) -> tuple[str, bytes]:
 
 def _metadata(request: web.Request, **extra: Any) -> bytes:
     headers = request.headers
-    return records.dumps({"source": "gateway", "remote_addr": request.remote,
-                          "content_type": headers.get("Content-Type"),
-                          "idempotency_key": headers.get(IDEMPOTENCY_HEADER), **extra})
+    return records.dumps(
+        {
+            "source": "gateway",
+            "remote_addr": request.remote,
+            "content_type": headers.get("Content-Type"),
+            "idempotency_key": headers.get(IDEMPOTENCY_HEADER),
+            **extra,
+        }
+    )
 
 
 def _check_event_type(sub: Subscription, event_type: str) -> None:
     if not sub.accepts(event_type):
         raise validation_error(
             f"event_type {event_type!r} is not one this subscription accepts: "
-            f"{', '.join(sub.event_types)}", "event_type", allowed=list(sub.event_types))
+            f"{', '.join(sub.event_types)}",
+            "event_type",
+            allowed=list(sub.event_types),
+        )
 
 
 async def ingest(request: web.Request) -> web.Response:
@@ -90,8 +99,11 @@ async def ingest(request: web.Request) -> web.Response:
         raise not_found(f"no subscription {sub_id!r}")
     authenticate_ingest(request, sub, body, gw.api_keys)
     if not sub.is_active:
-        raise ApiError(409, "subscription_inactive",
-                       f"subscription {sub.id} is inactive; activate it to ingest")
+        raise ApiError(
+            409,
+            "subscription_inactive",
+            f"subscription {sub.id} is inactive; activate it to ingest",
+        )
     raw_type = request.query.get("event_type")
     if raw_type is None:
         raise validation_error("the event_type query parameter is required", "event_type")
@@ -99,9 +111,14 @@ async def ingest(request: web.Request) -> web.Response:
     _check_event_type(sub, event_type)
     _check_json(body)
     webhook_id = str(uuid.uuid4())
-    record = records.Webhook(webhook_id=webhook_id, subscription_id=sub.id,
-                             event_type=event_type, body=body, received_at=records.now_iso(),
-                             metadata=_metadata(request))
+    record = records.Webhook(
+        webhook_id=webhook_id,
+        subscription_id=sub.id,
+        event_type=event_type,
+        body=body,
+        received_at=records.now_iso(),
+        metadata=_metadata(request),
+    )
     await produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, body, record.headers())
     metrics.PAYLOAD_BYTES.observe(len(body))
     metrics.INGEST_SECONDS.labels("ingest").observe(time.perf_counter() - started)
@@ -122,12 +139,16 @@ async def fan_out(request: web.Request) -> web.Response:
     sends = []
     for sub in table.matching(event_type):
         webhook_id = records.derived_id(event_id, sub.id)
-        record = records.Webhook(webhook_id=webhook_id, subscription_id=sub.id,
-                                 event_type=event_type, body=payload, received_at=received_at,
-                                 metadata=metadata)
+        record = records.Webhook(
+            webhook_id=webhook_id,
+            subscription_id=sub.id,
+            event_type=event_type,
+            body=payload,
+            received_at=received_at,
+            metadata=metadata,
+        )
         ids.append(webhook_id)
-        sends.append(produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, payload,
-                             record.headers()))
+        sends.append(produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, payload, record.headers()))
     results = await asyncio.gather(*sends, return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:

@@ -11,11 +11,13 @@ from aiohttp import web
 JSON_CONTENT_TYPE = "application/json"
 
 
-def json_response(data: Any, status: int = 200,
-                  headers: Mapping[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
     """A response whose body is ``data`` serialised with orjson."""
-    return web.Response(body=orjson.dumps(data), status=status, headers=headers,
-                        content_type=JSON_CONTENT_TYPE)
+    return web.Response(
+        body=orjson.dumps(data), status=status, headers=headers, content_type=JSON_CONTENT_TYPE
+    )
 
 
 def parse_json(body: bytes) -> Any:

@@ -26,16 +26,18 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     subscription table fails to load: exit code 1."""
     stopping = asyncio.Event()
     relay = lifecycle.on_stop(stop, stopping.set)
-    runner = HardenedAppRunner(create_app(settings), access_log=None,
-                               shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-                               read_timeout=settings.request_read_timeout_s)
+    runner = HardenedAppRunner(
+        create_app(settings),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        read_timeout=settings.request_read_timeout_s,
+    )
     await runner.setup()
     code = 0
     try:
         site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port, backlog=BACKLOG)
         await site.start()
-        log.info("gateway listening on http://%s:%d", settings.gateway_host,
-                 settings.gateway_port)
+        log.info("gateway listening on http://%s:%d", settings.gateway_host, settings.gateway_port)
         loader = runner.app[TABLE_LOADER]
         waiter = asyncio.ensure_future(stopping.wait())
         await asyncio.wait({waiter, loader}, return_when=asyncio.FIRST_COMPLETED)

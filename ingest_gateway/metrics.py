@@ -12,23 +12,30 @@ from prometheus_client import Counter, Histogram
 REQUESTS = Counter(
     "webhookmaster_gateway_requests_total",
     "HTTP requests answered, by route template, method and status.",
-    ["route", "method", "status"])
+    ["route", "method", "status"],
+)
 INGEST_SECONDS = Histogram(
     "webhookmaster_gateway_ingest_seconds",
     "Time from request start to an accepted (202) answer; kind is 'ingest' or 'fanout'.",
     ["kind"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 PRODUCE_SECONDS = Histogram(
     "webhookmaster_gateway_produce_seconds",
     "Time from produce to Kafka acknowledgement (acks=all), by topic.",
     ["topic"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 PRODUCE_ERRORS = Counter(
     "webhookmaster_gateway_produce_errors_total",
-    "Records Kafka did not acknowledge (error or timeout), by topic.", ["topic"])
+    "Records Kafka did not acknowledge (error or timeout), by topic.",
+    ["topic"],
+)
 PAYLOAD_BYTES = Histogram(
-    "webhookmaster_gateway_payload_bytes", "Size of accepted ingest request bodies (bytes).",
-    buckets=(64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304))
+    "webhookmaster_gateway_payload_bytes",
+    "Size of accepted ingest request bodies (bytes).",
+    buckets=(64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304),
+)
 
 UNMATCHED = "unmatched"
 

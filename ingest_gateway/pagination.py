@@ -20,8 +20,7 @@ MAX_LIMIT = 200
 BAD_CURSOR = "cursor is not valid"
 
 
-def limit(query: Mapping[str, str], default: int = DEFAULT_LIMIT,
-          maximum: int = MAX_LIMIT) -> int:
+def limit(query: Mapping[str, str], default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
     """The ``limit`` query parameter: an integer in 1..maximum, else 400."""
     raw = query.get("limit")
     if raw is None:
@@ -49,7 +48,6 @@ def decode_cursor(raw: str | None, detail: str = BAD_CURSOR) -> tuple[str, str] 
         data = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
     except (binascii.Error, ValueError):
         data = None
-    if (not isinstance(data, list) or len(data) != 2
-            or not all(isinstance(x, str) for x in data)):
+    if not isinstance(data, list) or len(data) != 2 or not all(isinstance(x, str) for x in data):
         raise validation_error(detail, "cursor")
     return data[0], data[1]

@@ -26,8 +26,9 @@ async def rewrite_stale(gw: Gateway) -> int:
     stale = gw.table.stale()
     if not stale:
         return 0
-    log.info("rewriting %d subscription record(s) with a plain-text secret or an older key",
-             len(stale))
+    log.info(
+        "rewriting %d subscription record(s) with a plain-text secret or an older key", len(stale)
+    )
     done = 0
     for sub_id, offset in stale:
         try:
@@ -39,8 +40,13 @@ async def rewrite_stale(gw: Gateway) -> int:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # ApiError (Kafka did not acknowledge), a closed producer
-            log.warning("rewriting subscription records stopped after %d of %d: %s; the next "
-                        "start-up tries again", done, len(stale), exc)
+            log.warning(
+                "rewriting subscription records stopped after %d of %d: %s; the next "
+                "start-up tries again",
+                done,
+                len(stale),
+                exc,
+            )
             return done
         done += 1
     log.info("rewrote %d subscription record(s) under the newest secret key", done)

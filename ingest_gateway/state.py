@@ -39,15 +39,17 @@ class Gateway:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Gateway:
-        return cls(settings=settings, ingest_topic=settings.topic(INGEST),
-                   subscriptions_topic=settings.topic(SUBSCRIPTIONS),
-                   api_keys=parse_keys(settings.api_keys),
-                   max_body_bytes=settings.max_body_bytes)
+        return cls(
+            settings=settings,
+            ingest_topic=settings.topic(INGEST),
+            subscriptions_topic=settings.topic(SUBSCRIPTIONS),
+            api_keys=parse_keys(settings.api_keys),
+            max_body_bytes=settings.max_body_bytes,
+        )
 
     def ready(self) -> bool:
         """Producer connected, table loaded, and every extra check true."""
-        return (self.kafka_ok and self.table_loaded()
-                and all(check() for check in self.ready_checks))
+        return self.kafka_ok and self.table_loaded() and all(check() for check in self.ready_checks)
 
     def table_loaded(self) -> bool:
         table = getattr(self, "table", None)
@@ -84,4 +86,3 @@ GATEWAY = web.AppKey("gateway", Gateway)
 
 def gateway(request: web.Request) -> Gateway:
     return request.app[GATEWAY]
-

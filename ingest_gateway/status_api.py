@@ -33,9 +33,16 @@ STATUSES = tuple(Status)
 BAD_CURSOR = "cursor is not one this API returned"
 
 # PostgreSQL cannot answer: the request may be retried later.
-DB_DOWN = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-           asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
-           asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+DB_DOWN = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
 
 
 def setup(app: web.Application, settings: Settings) -> None:
@@ -61,6 +68,7 @@ Handler = Callable[[web.Request], Awaitable[Any]]
 def _handler(fn: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     """``fn``'s result as JSON; its errors and the database's as JSON error bodies (also in an
     app without the gateway's error middleware)."""
+
     async def handle(request: web.Request) -> web.Response:
         try:
             return json_response(await fn(request))
@@ -68,15 +76,18 @@ def _handler(fn: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
             return exc.response()
         except DB_DOWN as exc:
             log.warning("status API: PostgreSQL unavailable: %s: %s", type(exc).__name__, exc)
-            return unavailable("the status database is unavailable; retry later",
-                               "database_unavailable").response()
+            return unavailable(
+                "the status database is unavailable; retry later", "database_unavailable"
+            ).response()
         except asyncpg.PostgresError:
             log.exception("status API: query failed in %s", request.path)
             return ApiError(500, "internal_error", "internal server error").response()
+
     return handle
 
 
 # --- handlers ---------------------------------------------------------------------------------
+
 
 async def webhook_status(request: web.Request) -> dict[str, Any]:
     """``GET /api/status/{webhook_id}/``: one webhook with its attempts."""
@@ -97,8 +108,11 @@ async def subscription_history(request: web.Request) -> dict[str, Any]:
     limit, after = _page(request)
     async with request.app[POOL].acquire() as conn:
         page = await _list(conn, request, [("w.subscription_id = {}", sub_id)], limit, after)
-        if (not page["items"] and after is None
-                and not await status_queries.subscription_exists(conn, sub_id)):
+        if (
+            not page["items"]
+            and after is None
+            and not await status_queries.subscription_exists(conn, sub_id)
+        ):
             raise not_found(f"no subscription {sub_id}")
         return page
 
@@ -113,8 +127,9 @@ async def list_webhooks(request: web.Request) -> dict[str, Any]:
             raise validation_error(f"status must be one of {', '.join(STATUSES)}", "status")
         filters.append(("w.status = {}", status))
     if "subscription_id" in query:
-        filters.append(("w.subscription_id = {}", _uuid(query["subscription_id"],
-                                                         "subscription_id")))
+        filters.append(
+            ("w.subscription_id = {}", _uuid(query["subscription_id"], "subscription_id"))
+        )
     if query.get("event_type"):  # empty: no filter
         if "\x00" in query["event_type"]:
             raise validation_error("event_type must not contain NUL", "event_type")
@@ -126,10 +141,16 @@ async def list_webhooks(request: web.Request) -> dict[str, Any]:
         return await _list(conn, request, filters, limit, after)
 
 
-async def _list(conn: asyncpg.Connection, request: web.Request, filters: list[tuple[str, Any]],
-                limit: int, after: status_queries.Position | None) -> dict[str, Any]:
+async def _list(
+    conn: asyncpg.Connection,
+    request: web.Request,
+    filters: list[tuple[str, Any]],
+    limit: int,
+    after: status_queries.Position | None,
+) -> dict[str, Any]:
     items, last = await status_queries.webhooks(
-        conn, request.app[SETTINGS].retention_ms, filters, limit, after)
+        conn, request.app[SETTINGS].retention_ms, filters, limit, after
+    )
     next_cursor = None
     if last is not None:
         next_cursor = pagination.encode_cursor((last[0].astimezone(UTC).isoformat(), last[1]))
@@ -137,6 +158,7 @@ async def _list(conn: asyncpg.Connection, request: web.Request, filters: list[tu
 
 
 # --- parameters -------------------------------------------------------------------------------
+
 
 def _uuid(text: str, field: str) -> uuid.UUID:
     try:

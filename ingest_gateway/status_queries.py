@@ -43,23 +43,31 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
     """A pool on ``settings.db_schema``; min_size=0, so the gateway starts (and the status
     API answers 503) while PostgreSQL is down."""
     return await asyncpg.create_pool(
-        settings.dsn, min_size=0, max_size=10, timeout=CONNECT_TIMEOUT_S,
-        command_timeout=QUERY_TIMEOUT_S, init=_init_connection,
-        server_settings={"search_path": settings.db_schema,
-                         "application_name": "wm-status-api"})
+        settings.dsn,
+        min_size=0,
+        max_size=10,
+        timeout=CONNECT_TIMEOUT_S,
+        command_timeout=QUERY_TIMEOUT_S,
+        init=_init_connection,
+        server_settings={"search_path": settings.db_schema, "application_name": "wm-status-api"},
+    )
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", schema="pg_catalog", encoder=lambda v: v,
-                              decoder=orjson.loads, format="text")
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=lambda v: v, decoder=orjson.loads, format="text"
+    )
 
 
-async def webhook(conn: asyncpg.Connection, retention_ms: int,
-                  webhook_id: str) -> dict[str, Any] | None:
+async def webhook(
+    conn: asyncpg.Connection, retention_ms: int, webhook_id: str
+) -> dict[str, Any] | None:
     """The newest webhook with this id within the retention, with its attempts."""
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} {_FROM} AND w.id = $2 ORDER BY w.created_at DESC LIMIT 1",
-        retention_ms, webhook_id)
+        retention_ms,
+        webhook_id,
+    )
     if row is None:
         return None
     return (await _with_attempts(conn, [row], retention_ms))[0]
@@ -69,9 +77,13 @@ async def subscription_exists(conn: asyncpg.Connection, sub_id: Any) -> bool:
     return bool(await conn.fetchval(_SUBSCRIPTION_EXISTS, sub_id))
 
 
-async def webhooks(conn: asyncpg.Connection, retention_ms: int, filters: list[tuple[str, Any]],
-                   limit: int, after: Position | None
-                   ) -> tuple[list[dict[str, Any]], Position | None]:
+async def webhooks(
+    conn: asyncpg.Connection,
+    retention_ms: int,
+    filters: list[tuple[str, Any]],
+    limit: int,
+    after: Position | None,
+) -> tuple[list[dict[str, Any]], Position | None]:
     """Up to ``limit`` webhooks after ``after`` matching ``filters`` (``(clause with {} for the
     parameter, value)`` pairs), and the position of the last one when more follow."""
     args: list[Any] = [retention_ms]
@@ -83,8 +95,10 @@ async def webhooks(conn: asyncpg.Connection, retention_ms: int, filters: list[tu
         args += [after[0], after[1]]
         where.append(f"(w.created_at, w.id) < (${len(args) - 1}, ${len(args)})")
     args.append(limit + 1)
-    sql = (f"SELECT {_COLUMNS} {_FROM} {''.join(' AND ' + w for w in where)} "
-           f"ORDER BY w.created_at DESC, w.id DESC LIMIT ${len(args)}")
+    sql = (
+        f"SELECT {_COLUMNS} {_FROM} {''.join(' AND ' + w for w in where)} "
+        f"ORDER BY w.created_at DESC, w.id DESC LIMIT ${len(args)}"
+    )
     rows = await conn.fetch(sql, *args)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -92,8 +106,9 @@ async def webhooks(conn: asyncpg.Connection, retention_ms: int, filters: list[tu
     return await _with_attempts(conn, rows, retention_ms), last
 
 
-async def _with_attempts(conn: asyncpg.Connection, rows: list[asyncpg.Record],
-                         retention_ms: int) -> list[dict[str, Any]]:
+async def _with_attempts(
+    conn: asyncpg.Connection, rows: list[asyncpg.Record], retention_ms: int
+) -> list[dict[str, Any]]:
     if not rows:
         return []
     attempts: dict[str, list[asyncpg.Record]] = {}
@@ -115,14 +130,17 @@ def _status_object(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> dict[
         "next_retry_at": _iso(row["next_retry_at"]),
         "created_at": _iso(row["created_at"]),
         "delivered_at": _iso(row["delivered_at"]),
-        "delivery_attempts": [{
-            "attempt_number": a["attempt_number"],
-            "timestamp": _iso(a["started_at"]),
-            "status_code": a["status_code"],
-            "error_detail": a["error"],
-            "is_success": a["outcome"] == "delivered",
-            "duration_ms": a["duration_ms"],
-        } for a in attempts],
+        "delivery_attempts": [
+            {
+                "attempt_number": a["attempt_number"],
+                "timestamp": _iso(a["started_at"]),
+                "status_code": a["status_code"],
+                "error_detail": a["error"],
+                "is_success": a["outcome"] == "delivered",
+                "duration_ms": a["duration_ms"],
+            }
+            for a in attempts
+        ],
     }
 
 

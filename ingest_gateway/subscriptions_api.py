@@ -40,17 +40,24 @@ async def _json_body(request: web.Request) -> Any:
 
 async def write(gw: Gateway, sub: Subscription) -> None:
     """Produce ``sub`` (its secret encrypted) and apply it locally at its acknowledged offset."""
-    msg = await produce(gw, gw.subscriptions_topic, TOPIC_LABEL, sub.id,
-                        records.dumps(sub.to_stored(gw.table.box)))
+    msg = await produce(
+        gw, gw.subscriptions_topic, TOPIC_LABEL, sub.id, records.dumps(sub.to_stored(gw.table.box))
+    )
     gw.table.apply(sub.id, sub, msg.offset())
 
 
-def _build(sub_id: str, fields: dict[str, Any], created_at: str, now: str,
-           secret: str) -> Subscription:
+def _build(
+    sub_id: str, fields: dict[str, Any], created_at: str, now: str, secret: str
+) -> Subscription:
     return Subscription(
-        id=sub_id, target_url=fields["target_url"], secret_key=fields.get("secret_key", secret),
+        id=sub_id,
+        target_url=fields["target_url"],
+        secret_key=fields.get("secret_key", secret),
         event_types=tuple(fields.get("event_types", ())),
-        is_active=fields.get("is_active", True), created_at=created_at, updated_at=now)
+        is_active=fields.get("is_active", True),
+        created_at=created_at,
+        updated_at=now,
+    )
 
 
 async def create_subscription(request: web.Request) -> web.Response:
@@ -70,7 +77,7 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     after = pagination.decode_cursor(request.query.get("cursor"))
     subs = gw.loaded_table().all()  # sorted by (created_at, id)
     start = 0 if after is None else bisect.bisect_right(subs, after, key=_order_key)
-    page = subs[start:start + limit]
+    page = subs[start : start + limit]
     more = start + limit < len(subs)
     next_cursor = pagination.encode_cursor(_order_key(page[-1])) if more and page else None
     return json_response({"items": [s.to_record() for s in page], "next_cursor": next_cursor})
@@ -84,30 +91,42 @@ async def get_subscription(request: web.Request) -> web.Response:
 async def replace_subscription(request: web.Request) -> web.Response:
     """PUT: every writable field from the body; omitted ones take their defaults, except an
     omitted secret_key, which keeps the current secret."""
-    return await _rewrite(request, require_target_url=True,
-                          fields_of=lambda current, fields: fields)
+    return await _rewrite(
+        request, require_target_url=True, fields_of=lambda current, fields: fields
+    )
 
 
 async def update_subscription(request: web.Request) -> web.Response:
     """PATCH: only the fields given."""
-    return await _rewrite(request, require_target_url=False,
-                          fields_of=lambda current, fields: {**current.to_record(), **fields})
+    return await _rewrite(
+        request,
+        require_target_url=False,
+        fields_of=lambda current, fields: {**current.to_record(), **fields},
+    )
 
 
-async def _rewrite(request: web.Request, require_target_url: bool,
-                   fields_of: Callable[[Subscription, dict[str, Any]], dict[str, Any]]
-                   ) -> web.Response:
+async def _rewrite(
+    request: web.Request,
+    require_target_url: bool,
+    fields_of: Callable[[Subscription, dict[str, Any]], dict[str, Any]],
+) -> web.Response:
     """Write a new version of an existing subscription, its fields from ``fields_of(current,
     validated body)``; one writer per subscription at a time in this process."""
     gw = gateway(request)
     sub_id = request.match_info["id"]
     gw.subscription(sub_id)
-    fields = validation.subscription_body(await _json_body(request),
-                                          require_target_url=require_target_url)
+    fields = validation.subscription_body(
+        await _json_body(request), require_target_url=require_target_url
+    )
     async with gw.write_lock(sub_id):
         current = gw.subscription(sub_id)
-        sub = _build(sub_id, fields_of(current, fields), current.created_at,
-                     records.now_iso(), current.secret_key)
+        sub = _build(
+            sub_id,
+            fields_of(current, fields),
+            current.created_at,
+            records.now_iso(),
+            current.secret_key,
+        )
         await write(gw, sub)
     return json_response(sub.to_record())
 

@@ -37,18 +37,22 @@ def target_url(value: Any) -> str:
     if len(value) > MAX_URL_LENGTH or not all("!" <= c <= "~" for c in value):
         raise validation_error(
             f"target_url must be at most {MAX_URL_LENGTH} printable ASCII characters without "
-            "spaces (percent-encode other characters, punycode the host)", "target_url")
+            "spaces (percent-encode other characters, punycode the host)",
+            "target_url",
+        )
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
         raise validation_error(f"target_url is not a valid URL: {exc}", "target_url") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise validation_error("target_url must be an absolute http(s) URL with a host",
-                               "target_url")
+        raise validation_error(
+            "target_url must be an absolute http(s) URL with a host", "target_url"
+        )
     if _non_canonical_ipv4(parts.hostname):
-        raise validation_error("target_url's IPv4 host must be a dotted quad like 192.0.2.1",
-                               "target_url")
+        raise validation_error(
+            "target_url's IPv4 host must be a dotted quad like 192.0.2.1", "target_url"
+        )
     return value
 
 
@@ -100,8 +104,8 @@ def subscription_body(body: Any, *, require_target_url: bool) -> dict[str, Any]:
     for name in body:
         if name not in SUBSCRIPTION_FIELDS:
             raise validation_error(
-                f"unknown field {name!r}; allowed: {', '.join(SUBSCRIPTION_FIELDS)}", name)
+                f"unknown field {name!r}; allowed: {', '.join(SUBSCRIPTION_FIELDS)}", name
+            )
     if require_target_url and "target_url" not in body:
         raise validation_error("target_url is required", "target_url")
     return {name: SUBSCRIPTION_FIELDS[name](value) for name, value in body.items()}
-

@@ -18,19 +18,24 @@ def run(settings: Settings) -> int:
     return lifecycle.run(serve(settings), settings.uvloop)
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None,
-                port: int | None = None) -> int:
+async def serve(
+    settings: Settings, stop: asyncio.Event | None = None, port: int | None = None
+) -> int:
     """Run until SIGTERM/SIGINT (or ``stop`` is set). Returns the exit code."""
     loop = asyncio.get_running_loop()
     producer = AsyncProducer(producer_config(settings))
     scheduler = Scheduler(settings, producer)
     runner = await health_server.serve(
-        settings.health_host, settings.scheduler_port if port is None else port,
-        lambda: scheduler.consumer.subscribed)
+        settings.health_host,
+        settings.scheduler_port if port is None else port,
+        lambda: scheduler.consumer.subscribed,
+    )
     relay = lifecycle.on_stop(stop, scheduler.stop)
     try:
-        log.info("retry scheduler ready: %s",
-                 ", ".join(f"{t.topic}={t.delay_s:g}s" for t in scheduler.ladder))
+        log.info(
+            "retry scheduler ready: %s",
+            ", ".join(f"{t.topic}={t.delay_s:g}s" for t in scheduler.ladder),
+        )
         await scheduler.run()
         return 0
     finally:
@@ -38,4 +43,3 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None,
         await runner.cleanup()
         if relay is not None:
             relay.cancel()
-

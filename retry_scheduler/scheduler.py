@@ -55,12 +55,18 @@ class Scheduler:
         self.ingest_topic = settings.topic(INGEST)
         self.dead_letter_topic = settings.topic(DEAD_LETTER)
         self.ladder = retry_ladder.tiers(settings.topic_prefix, settings.retry_ladder)
-        self.tier_names = {t.topic: t.topic.removeprefix(settings.topic_prefix)
-                           for t in self.ladder}
+        self.tier_names = {
+            t.topic: t.topic.removeprefix(settings.topic_prefix) for t in self.ladder
+        }
         self.consumer = ConsumerThread(
-            consumer_config(settings, settings.group(GROUP_ID),
-                            **{"fetch.wait.max.ms": 20, "queued.max.messages.kbytes": 16384}),
-            [t.topic for t in self.ladder], on_revoke=self._revoked)
+            consumer_config(
+                settings,
+                settings.group(GROUP_ID),
+                **{"fetch.wait.max.ms": 20, "queued.max.messages.kbytes": 16384},
+            ),
+            [t.topic for t in self.ladder],
+            on_revoke=self._revoked,
+        )
         self.held: dict[Partition, deque[Message]] = {}  # fetched, waiting, in offset order
         self.paused: set[Partition] = set()
         self.stopping = asyncio.Event()
@@ -137,8 +143,9 @@ class Scheduler:
         delay = 0.5
         while True:
             try:
-                await self.producer.send(self.ingest_topic, msg.value(), msg.key(),
-                                         headers=msg.headers())
+                await self.producer.send(
+                    self.ingest_topic, msg.value(), msg.key(), headers=msg.headers()
+                )
                 break
             except ProduceError as exc:
                 if self.stopping.is_set():
@@ -159,16 +166,25 @@ class Scheduler:
     async def _dead_letter(self, msg: Message, reason: str) -> bool:
         """Dead-letter ``msg`` (where it was and its headers; not its value); False when the
         scheduler stopped before Kafka acknowledged."""
-        letter = {"reason": reason, "failed_at": records.now_iso(), "webhook_id": None,
-                  "subscription_id": None, "record": None, "raw": None,
-                  "source": {"topic": msg.topic(), "partition": msg.partition(),
-                             "offset": msg.offset(),
-                             "headers": {k: (v or b"").decode("utf-8", errors="replace")
-                                         for k, v in msg.headers() or ()}}}
+        letter = {
+            "reason": reason,
+            "failed_at": records.now_iso(),
+            "webhook_id": None,
+            "subscription_id": None,
+            "record": None,
+            "raw": None,
+            "source": {
+                "topic": msg.topic(),
+                "partition": msg.partition(),
+                "offset": msg.offset(),
+                "headers": {
+                    k: (v or b"").decode("utf-8", errors="replace") for k, v in msg.headers() or ()
+                },
+            },
+        }
         while True:
             try:
-                await self.producer.send(self.dead_letter_topic, records.dumps(letter),
-                                         msg.key())
+                await self.producer.send(self.dead_letter_topic, records.dumps(letter), msg.key())
                 return True
             except ProduceError as exc:
                 if self.stopping.is_set():
@@ -180,8 +196,10 @@ class Scheduler:
         """Consumer thread: give hand-offs in flight a moment to land; forget what was held (the
         next owner reads it again from the committed offset)."""
         deadline = time.monotonic() + 10
-        while any(self.consumer.tracker.in_flight(tp) for tp in partitions) \
-                and time.monotonic() < deadline:
+        while (
+            any(self.consumer.tracker.in_flight(tp) for tp in partitions)
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.01)
         for tp in partitions:
             self.paused.discard(tp)

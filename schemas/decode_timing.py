@@ -11,13 +11,24 @@ from typing import Any
 from schemas import records
 from status_projector import changes
 
-EVENT = records.dumps({
-    "webhook_id": "evt_8f14e45fceea167a5a36dedd4bea2543", "attempt_id": uuid.uuid4().hex,
-    "subscription_id": str(uuid.uuid4()), "event_type": "order.created",
-    "target_url": "https://example.test/hooks/orders", "attempt_number": 2,
-    "started_at": records.now_iso(), "duration_ms": 41.25, "status_code": 503,
-    "error": "HTTP 503", "response_excerpt": "upstream unavailable", "outcome": "retrying",
-    "next_attempt_at": records.now_iso(), "received_at": records.now_iso()})
+EVENT = records.dumps(
+    {
+        "webhook_id": "evt_8f14e45fceea167a5a36dedd4bea2543",
+        "attempt_id": uuid.uuid4().hex,
+        "subscription_id": str(uuid.uuid4()),
+        "event_type": "order.created",
+        "target_url": "https://example.test/hooks/orders",
+        "attempt_number": 2,
+        "started_at": records.now_iso(),
+        "duration_ms": 41.25,
+        "status_code": 503,
+        "error": "HTTP 503",
+        "response_excerpt": "upstream unavailable",
+        "outcome": "retrying",
+        "next_attempt_at": records.now_iso(),
+        "received_at": records.now_iso(),
+    }
+)
 DECODER = records.decoder(records.AttemptEvent)
 
 
@@ -30,11 +41,17 @@ def with_orjson(value: bytes) -> Any:
     attempt_id = data.get("attempt_id") or f"n{number}"
     if not isinstance(attempt_id, str) or len(attempt_id) > 64:
         raise records.RecordError("attempt_id")
-    return (changes._webhook_id(data["webhook_id"]), changes._time(data["started_at"]),
-            float(data["duration_ms"]), changes._time(data["received_at"]),
-            changes._uuid(data["subscription_id"]), changes._opt_int(data.get("status_code")),
-            changes._opt_str(data.get("error")), changes._opt_str(data.get("response_excerpt")),
-            changes._opt_time(data.get("next_attempt_at")))
+    return (
+        changes._webhook_id(data["webhook_id"]),
+        changes._time(data["started_at"]),
+        float(data["duration_ms"]),
+        changes._time(data["received_at"]),
+        changes._uuid(data["subscription_id"]),
+        changes._opt_int(data.get("status_code")),
+        changes._opt_str(data.get("error")),
+        changes._opt_str(data.get("response_excerpt")),
+        changes._opt_time(data.get("next_attempt_at")),
+    )
 
 
 def with_msgspec(value: bytes) -> Any:

@@ -26,8 +26,11 @@ def schema(name: str) -> dict[str, Any]:
     generated = msgspec.json.schema(struct)
     defs = generated.get("$defs", {})
     root = defs.pop(struct.__name__)
-    document = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-                "$id": f"{BASE_ID}{name}.schema.json", **root}
+    document = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"{BASE_ID}{name}.schema.json",
+        **root,
+    }
     if defs:
         document["$defs"] = defs
     return _tidy(document)
@@ -36,8 +39,12 @@ def schema(name: str) -> dict[str, Any]:
 def _tidy(node: Any) -> Any:
     """Descriptions taken from docstrings on one line each."""
     if isinstance(node, dict):
-        return {key: " ".join(value.split()) if key == "description" and isinstance(value, str)
-                else _tidy(value) for key, value in node.items()}
+        return {
+            key: " ".join(value.split())
+            if key == "description" and isinstance(value, str)
+            else _tidy(value)
+            for key, value in node.items()
+        }
     if isinstance(node, list):
         return [_tidy(item) for item in node]
     return node
@@ -54,8 +61,11 @@ def path(name: str) -> Path:
 
 def stale() -> list[str]:
     """Names whose committed schema file differs from the generated one."""
-    return [name for name in JSON_RECORDS
-            if not path(name).exists() or path(name).read_text() != text(name)]
+    return [
+        name
+        for name in JSON_RECORDS
+        if not path(name).exists() or path(name).read_text() != text(name)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,8 +40,9 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-_TEXT_NUMBERS = json.JSONDecoder(parse_int=_keep_text, parse_float=_keep_text,
-                                 parse_constant=_refuse_constant, strict=True)
+_TEXT_NUMBERS = json.JSONDecoder(
+    parse_int=_keep_text, parse_float=_keep_text, parse_constant=_refuse_constant, strict=True
+)
 
 
 def _text(data: bytes) -> str:

@@ -59,22 +59,41 @@ WEBHOOK_ID_PATTERN = "^[ -~]+" + _END
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}" + _END
 MAX_ATTEMPT = 1000
 
-EventType = Annotated[str, Meta(
-    min_length=1, max_length=MAX_EVENT_TYPE_LENGTH, pattern=EVENT_TYPE_PATTERN[:-1] + _END,
-    description="1-200 printable ASCII characters, no space at either end (it is sent as the "
-                "X-Webhook-Event-Type header).")]
-WebhookId = Annotated[str, Meta(
-    min_length=1, max_length=MAX_ID_LENGTH, pattern=WEBHOOK_ID_PATTERN,
-    description="Stable id sent as webhook-id; receivers de-duplicate on it. Printable ASCII "
-                "(it is sent as a header).")]
+EventType = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_EVENT_TYPE_LENGTH,
+        pattern=EVENT_TYPE_PATTERN[:-1] + _END,
+        description="1-200 printable ASCII characters, no space at either end (it is sent as the "
+        "X-Webhook-Event-Type header).",
+    ),
+]
+WebhookId = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=WEBHOOK_ID_PATTERN,
+        description="Stable id sent as webhook-id; receivers de-duplicate on it. Printable ASCII "
+        "(it is sent as a header).",
+    ),
+]
 Uuid = Annotated[str, Meta(pattern=UUID_PATTERN, extra_json_schema={"format": "uuid"})]
 # RFC 3339 date-time as JSON Schema's format reads it (T and Z in either case, seconds, an
 # optional fraction, a zone); whether the day exists (29th-31st) is checked apart.
 TIMESTAMP_PATTERN = (
     "^(?!0000)[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3])"
-    ":[0-5][0-9]:[0-5][0-9]([.][0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])" + _END)
-Timestamp = Annotated[str, Meta(pattern=TIMESTAMP_PATTERN, extra_json_schema={
-    "format": "date-time"}, description="RFC 3339 with a time zone.")]
+    ":[0-5][0-9]:[0-5][0-9]([.][0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])" + _END
+)
+Timestamp = Annotated[
+    str,
+    Meta(
+        pattern=TIMESTAMP_PATTERN,
+        extra_json_schema={"format": "date-time"},
+        description="RFC 3339 with a time zone.",
+    ),
+]
 # JSON Schema's integer: a number with no fractional part (so 1.0 is the integer 1).
 Attempt = Annotated[float, Meta(ge=0, le=MAX_ATTEMPT, multiple_of=1)]
 
@@ -98,27 +117,49 @@ class IngestRecord(_Record):
     wm-due-at headers carry the rest."""
 
     event_type: EventType
-    payload: Annotated[msgspec.Raw, Meta(
-        description="Any JSON value; its exact bytes are delivered as the request body.")]
-    webhook_id: Annotated[WebhookId, Meta(
-        description="Stable id sent as webhook-id; receivers de-duplicate on it. Printable "
-                    "ASCII (it is sent as a header). When absent, derived from the record's "
-                    "topic, partition and offset.")] \
-        | UnsetType = UNSET
-    subscription_id: Annotated[Uuid | None, Meta(
-        description="Target subscription. Null or absent: fan-out to every active subscription "
-                    "whose event_types contains event_type (or is empty).")] = None
-    received_at: Annotated[Timestamp, Meta(
-        description="When the webhook was accepted. When absent, the record's Kafka "
-                    "timestamp.")] | UnsetType = UNSET
-    metadata: Annotated[dict[str, Any], Meta(
-        description="Free-form ingest metadata (source, remote address, idempotency "
-                    "key).")] = {}
-    attempt: Annotated[Attempt, Meta(
-        description="Attempts already made; set by the retry ladder. Producers leave it "
-                    "out.")] = 0
-    due_at: Annotated[Timestamp | None, Meta(
-        description="When the retry was due; set by the retry ladder.")] = None
+    payload: Annotated[
+        msgspec.Raw,
+        Meta(description="Any JSON value; its exact bytes are delivered as the request body."),
+    ]
+    webhook_id: (
+        Annotated[
+            WebhookId,
+            Meta(
+                description="Stable id sent as webhook-id; receivers de-duplicate on it. Printable "
+                "ASCII (it is sent as a header). When absent, derived from the record's "
+                "topic, partition and offset."
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    subscription_id: Annotated[
+        Uuid | None,
+        Meta(
+            description="Target subscription. Null or absent: fan-out to every active subscription "
+            "whose event_types contains event_type (or is empty)."
+        ),
+    ] = None
+    received_at: (
+        Annotated[
+            Timestamp,
+            Meta(
+                description="When the webhook was accepted. When absent, the record's Kafka "
+                "timestamp."
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    metadata: Annotated[
+        dict[str, Any],
+        Meta(description="Free-form ingest metadata (source, remote address, idempotency key)."),
+    ] = {}
+    attempt: Annotated[
+        Attempt,
+        Meta(description="Attempts already made; set by the retry ladder. Producers leave it out."),
+    ] = 0
+    due_at: Annotated[
+        Timestamp | None, Meta(description="When the retry was due; set by the retry ladder.")
+    ] = None
 
 
 class AttemptEvent(_Record):
@@ -129,22 +170,37 @@ class AttemptEvent(_Record):
     subscription_id: Uuid
     event_type: str
     target_url: str
-    attempt_number: Annotated[int, Meta(
-        ge=1, le=len(RETRY_TIERS) + 1, description="1-based: the first attempt, then one per "
-                                                   "retry tier.")]
+    attempt_number: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=len(RETRY_TIERS) + 1,
+            description="1-based: the first attempt, then one per retry tier.",
+        ),
+    ]
     started_at: Timestamp
     duration_ms: Annotated[float, Meta(ge=0)]
     status_code: int | None
     error: str | None
-    response_excerpt: Annotated[str, Meta(
-        max_length=4096, description="The first 4 KiB of the response body.")] | None
+    response_excerpt: (
+        Annotated[str, Meta(max_length=4096, description="The first 4 KiB of the response body.")]
+        | None
+    )
     outcome: Outcome
     next_attempt_at: Timestamp | None
     received_at: Timestamp
-    attempt_id: Annotated[str, Meta(
-        min_length=1, max_length=64,
-        description="Unique per HTTP request: an attempt redone after a crash has its own id "
-                    "(and the same attempt_number).")] | UnsetType = UNSET
+    attempt_id: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=64,
+                description="Unique per HTTP request: an attempt redone after a crash has its own id "
+                "(and the same attempt_number).",
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class WebhookJson(_Record):
@@ -166,8 +222,10 @@ class DeadLetterSource(msgspec.Struct):
     topic: str | UnsetType = UNSET
     partition: int | UnsetType = UNSET
     offset: int | UnsetType = UNSET
-    headers: Annotated[dict[str, str], Meta(
-        description="The unreadable record's headers, as text.")] | UnsetType = UNSET
+    headers: (
+        Annotated[dict[str, str], Meta(description="The unreadable record's headers, as text.")]
+        | UnsetType
+    ) = UNSET
 
 
 class DeadLetter(_Record):
@@ -178,13 +236,19 @@ class DeadLetter(_Record):
     failed_at: Timestamp
     webhook_id: str | None
     subscription_id: str | None
-    record: Annotated[WebhookJson | None, Meta(
-        description="The webhook as it last was, when it could be read.")]
-    raw: Annotated[str | None, Meta(
-        description="The undecodable value as text (replacement characters), when it could "
-                    "not.")]
-    source: Annotated[DeadLetterSource, Meta(
-        description="Topic, partition and offset (and headers) of the record that failed.")]
+    record: Annotated[
+        WebhookJson | None, Meta(description="The webhook as it last was, when it could be read.")
+    ]
+    raw: Annotated[
+        str | None,
+        Meta(
+            description="The undecodable value as text (replacement characters), when it could not."
+        ),
+    ]
+    source: Annotated[
+        DeadLetterSource,
+        Meta(description="Topic, partition and offset (and headers) of the record that failed."),
+    ]
 
 
 class SubscriptionRecord(_Record):
@@ -195,20 +259,31 @@ class SubscriptionRecord(_Record):
 
     id: Uuid
     target_url: Annotated[str, Meta(extra_json_schema={"format": "uri"})]
-    secret_key_encrypted: Annotated[str, Meta(
-        pattern="^gAAAAA[A-Za-z0-9_-]+=*" + _END,
-        description="The signing secret as a Fernet token (https://github.com/fernet/spec) under "
-                    "the newest key of WM_SECRET_KEYS / WM_SECRET_KEYS_FILE (webhookmaster/"
-                    "secret_box.py). It decrypts to the empty string when the subscription has "
-                    "no secret (ingest unsigned, deliveries unsigned).")]
+    secret_key_encrypted: Annotated[
+        str,
+        Meta(
+            pattern="^gAAAAA[A-Za-z0-9_-]+=*" + _END,
+            description="The signing secret as a Fernet token (https://github.com/fernet/spec) under "
+            "the newest key of WM_SECRET_KEYS / WM_SECRET_KEYS_FILE (webhookmaster/"
+            "secret_box.py). It decrypts to the empty string when the subscription has "
+            "no secret (ingest unsigned, deliveries unsigned).",
+        ),
+    ]
     event_types: list[Annotated[str, Meta(min_length=1)]]
     is_active: bool
     created_at: Timestamp
     updated_at: Timestamp
-    secret_key: Annotated[str, Meta(
-        extra_json_schema={"deprecated": True},
-        description="Records written before secrets were encrypted: the secret in plain text. "
-                    "Never written any more.")] | UnsetType = UNSET
+    secret_key: (
+        Annotated[
+            str,
+            Meta(
+                extra_json_schema={"deprecated": True},
+                description="Records written before secrets were encrypted: the secret in plain text. "
+                "Never written any more.",
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 def _is_timestamp(t: msgspec.inspect.Type) -> bool:
@@ -228,11 +303,14 @@ def _time_fields(record: type[msgspec.Struct]) -> tuple[str, ...]:
 
 _TIME_FIELDS: dict[type, tuple[str, ...]] = {
     record: _time_fields(record)
-    for record in (IngestRecord, AttemptEvent, WebhookJson, DeadLetter, SubscriptionRecord)}
+    for record in (IngestRecord, AttemptEvent, WebhookJson, DeadLetter, SubscriptionRecord)
+}
 # The JSON record formats, by the name of their schema file (schemas/<name>.schema.json).
 JSON_RECORDS: dict[str, type[msgspec.Struct]] = {
-    "ingest_record": IngestRecord, "attempt_event": AttemptEvent,
-    "dead_letter": DeadLetter, "subscription": SubscriptionRecord,
+    "ingest_record": IngestRecord,
+    "attempt_event": AttemptEvent,
+    "dead_letter": DeadLetter,
+    "subscription": SubscriptionRecord,
 }
 
 
@@ -294,10 +372,12 @@ class Webhook:
 
     def headers(self) -> list[tuple[str, bytes]]:
         """The record headers that carry everything but the body."""
-        headers = [(H_EVENT_TYPE, self.event_type.encode()),
-                   (H_WEBHOOK_ID, self.webhook_id.encode()),
-                   (H_RECEIVED_AT, self.received_at.encode()),
-                   (H_METADATA, self.metadata)]
+        headers = [
+            (H_EVENT_TYPE, self.event_type.encode()),
+            (H_WEBHOOK_ID, self.webhook_id.encode()),
+            (H_RECEIVED_AT, self.received_at.encode()),
+            (H_METADATA, self.metadata),
+        ]
         if self.subscription_id is not None:
             headers.append((H_SUBSCRIPTION_ID, self.subscription_id.encode()))
         if self.attempt:
@@ -311,11 +391,16 @@ class Webhook:
 
     def to_json(self) -> dict[str, Any]:
         """The :class:`WebhookJson` form."""
-        return {"webhook_id": self.webhook_id, "subscription_id": self.subscription_id,
-                "event_type": self.event_type,
-                "body": self.body.decode("utf-8", errors="replace"),
-                "received_at": self.received_at, "metadata": orjson.loads(self.metadata),
-                "attempt": self.attempt, "due_at": self.due_at}
+        return {
+            "webhook_id": self.webhook_id,
+            "subscription_id": self.subscription_id,
+            "event_type": self.event_type,
+            "body": self.body.decode("utf-8", errors="replace"),
+            "received_at": self.received_at,
+            "metadata": orjson.loads(self.metadata),
+            "attempt": self.attempt,
+            "due_at": self.due_at,
+        }
 
 
 def event_type_problem(value: object) -> str | None:
@@ -346,9 +431,14 @@ def webhook_id_problem(value: Any) -> str | None:
     return None
 
 
-def parse_webhook(value: bytes | None, headers: Sequence[tuple[str, bytes | None]] | None,
-                  fallback_id: str | Callable[[], str],
-                  fallback_time: str | Callable[[], str], *, check_body: bool = True) -> Webhook:
+def parse_webhook(
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]] | None,
+    fallback_id: str | Callable[[], str],
+    fallback_time: str | Callable[[], str],
+    *,
+    check_body: bool = True,
+) -> Webhook:
     """A webhook record in either form (headers, or the JSON envelope). ``fallback_id`` and
     ``fallback_time`` (values, or functions computed only when needed) stand in for the webhook
     id and received time when a direct producer left them out. ``check_body``: refuse a header
@@ -374,9 +464,13 @@ def _header_text(found: dict[str, bytes | None], name: str) -> str | None:
         raise RecordError(f"header {name} is not UTF-8") from None
 
 
-def _from_headers(value: bytes, found: dict[str, bytes | None],
-                  fallback_id: str | Callable[[], str],
-                  fallback_time: str | Callable[[], str], check_body: bool) -> Webhook:
+def _from_headers(
+    value: bytes,
+    found: dict[str, bytes | None],
+    fallback_id: str | Callable[[], str],
+    fallback_time: str | Callable[[], str],
+    check_body: bool,
+) -> Webhook:
     if check_body:
         try:
             json_text.check(value)
@@ -398,17 +492,22 @@ def _from_headers(value: bytes, found: dict[str, bytes | None],
     return _checked(
         webhook_id=_header_text(found, H_WEBHOOK_ID) or _value(fallback_id),
         subscription_id=_header_text(found, H_SUBSCRIPTION_ID),
-        event_type=_header_text(found, H_EVENT_TYPE), body=value,
+        event_type=_header_text(found, H_EVENT_TYPE),
+        body=value,
         received_at=_header_text(found, H_RECEIVED_AT) or _value(fallback_time),
-        metadata=metadata or b"{}", attempt=attempt, due_at=_header_text(found, H_DUE_AT))
+        metadata=metadata or b"{}",
+        attempt=attempt,
+        due_at=_header_text(found, H_DUE_AT),
+    )
 
 
 _ENVELOPE_FIELDS = frozenset(IngestRecord.__struct_fields__)
 _ENVELOPE = msgspec.json.Decoder(IngestRecord)
 
 
-def _from_envelope(value: bytes, fallback_id: str | Callable[[], str],
-                   fallback_time: str | Callable[[], str]) -> Webhook:
+def _from_envelope(
+    value: bytes, fallback_id: str | Callable[[], str], fallback_time: str | Callable[[], str]
+) -> Webhook:
     try:
         members = json_text.members(value)  # exact bytes; one JSON object; no name twice
     except json_text.NotAnObject:
@@ -423,10 +522,15 @@ def _from_envelope(value: bytes, fallback_id: str | Callable[[], str],
     webhook_id = _value(fallback_id) if record.webhook_id is UNSET else record.webhook_id
     received_at = _value(fallback_time) if record.received_at is UNSET else record.received_at
     return _checked(
-        webhook_id=webhook_id, subscription_id=record.subscription_id,
-        event_type=record.event_type, body=members["payload"], received_at=received_at,
-        metadata=members.get("metadata", b"{}"), attempt=int(record.attempt),
-        due_at=record.due_at)
+        webhook_id=webhook_id,
+        subscription_id=record.subscription_id,
+        event_type=record.event_type,
+        body=members["payload"],
+        received_at=received_at,
+        metadata=members.get("metadata", b"{}"),
+        attempt=int(record.attempt),
+        due_at=record.due_at,
+    )
 
 
 def _decode_envelope(value: bytes, members: dict[str, bytes]) -> IngestRecord:
@@ -464,13 +568,29 @@ def _explain(members: dict[str, bytes]) -> None:
     attempt = data.get("attempt", 0)
     if isinstance(attempt, float) and attempt.is_integer():
         attempt = int(attempt)
-    _checked(webhook_id=data.get("webhook_id", "-"), subscription_id=data.get("subscription_id"),
-             event_type=data.get("event_type"), body=b"", received_at=data.get("received_at",
-             "1970-01-01T00:00:00Z"), metadata=b"{}", attempt=attempt, due_at=data.get("due_at"))
+    _checked(
+        webhook_id=data.get("webhook_id", "-"),
+        subscription_id=data.get("subscription_id"),
+        event_type=data.get("event_type"),
+        body=b"",
+        received_at=data.get("received_at", "1970-01-01T00:00:00Z"),
+        metadata=b"{}",
+        attempt=attempt,
+        due_at=data.get("due_at"),
+    )
 
 
-def _checked(*, webhook_id: Any, subscription_id: Any, event_type: Any, body: bytes,
-             received_at: Any, metadata: bytes, attempt: Any, due_at: Any) -> Webhook:
+def _checked(
+    *,
+    webhook_id: Any,
+    subscription_id: Any,
+    event_type: Any,
+    body: bytes,
+    received_at: Any,
+    metadata: bytes,
+    attempt: Any,
+    due_at: Any,
+) -> Webhook:
     problem = event_type_problem(event_type)
     if problem:
         raise RecordError(f"event_type {problem}")
@@ -485,9 +605,16 @@ def _checked(*, webhook_id: Any, subscription_id: Any, event_type: Any, body: by
         raise RecordError("attempt must be an integer from 0 to 1000")
     if due_at is not None and (not isinstance(due_at, str) or not _is_time(due_at)):
         raise RecordError("due_at must be an RFC 3339 timestamp or null")
-    return Webhook(webhook_id=webhook_id, subscription_id=subscription_id,
-                   event_type=event_type, body=body, received_at=received_at,
-                   metadata=metadata, attempt=attempt, due_at=due_at)
+    return Webhook(
+        webhook_id=webhook_id,
+        subscription_id=subscription_id,
+        event_type=event_type,
+        body=body,
+        received_at=received_at,
+        metadata=metadata,
+        attempt=attempt,
+        due_at=due_at,
+    )
 
 
 def webhook_from_json(data: Any, fallback_id: str, fallback_time: str) -> Webhook:
@@ -503,10 +630,14 @@ def webhook_from_json(data: Any, fallback_id: str, fallback_time: str) -> Webhoo
     metadata = data.get("metadata") or {}
     return _checked(
         webhook_id=data.get("webhook_id", fallback_id),
-        subscription_id=data.get("subscription_id"), event_type=data.get("event_type"),
-        body=body.encode(), received_at=data.get("received_at", fallback_time),
-        metadata=orjson.dumps(metadata), attempt=data.get("attempt", 0),
-        due_at=data.get("due_at"))
+        subscription_id=data.get("subscription_id"),
+        event_type=data.get("event_type"),
+        body=body.encode(),
+        received_at=data.get("received_at", fallback_time),
+        metadata=orjson.dumps(metadata),
+        attempt=data.get("attempt", 0),
+        due_at=data.get("due_at"),
+    )
 
 
 def parse_subscription(value: bytes) -> SubscriptionRecord:
@@ -514,8 +645,6 @@ def parse_subscription(value: bytes) -> SubscriptionRecord:
     if not isinstance(data, dict) or not _is_uuid(data.get("id")):
         raise RecordError("subscription record needs an id")
     return data  # type: ignore[return-value]
-
-
 
 
 def _value(given: str | Callable[[], str]) -> str:
@@ -540,7 +669,19 @@ def _day_exists(value: str) -> bool:
     return day != "29" or month != "02" or calendar.isleap(int(value[:4]))
 
 
-_LAST_DAY = {"01": "31", "02": "29", "03": "31", "04": "30", "05": "31", "06": "30",
-             "07": "31", "08": "31", "09": "30", "10": "31", "11": "30", "12": "31"}
+_LAST_DAY = {
+    "01": "31",
+    "02": "29",
+    "03": "31",
+    "04": "30",
+    "05": "31",
+    "06": "30",
+    "07": "31",
+    "08": "31",
+    "09": "30",
+    "10": "31",
+    "11": "30",
+    "12": "31",
+}
 _UUID = re.compile(UUID_PATTERN)
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)

@@ -42,30 +42,58 @@ def catalogue(
     retention_ms: int = RETENTION_72H_MS,
 ) -> list[TopicSpec]:
     """Every topic WebhookMaster uses, with its configs."""
-    data = {"cleanup.policy": "delete", "retention.ms": str(retention_ms),
-            "max.message.bytes": str(MAX_MESSAGE_BYTES)}
+    data = {
+        "cleanup.policy": "delete",
+        "retention.ms": str(retention_ms),
+        "max.message.bytes": str(MAX_MESSAGE_BYTES),
+    }
     specs = [
-        TopicSpec(name(prefix, INGEST), partitions, dict(data),
-                  "Webhooks accepted for delivery (gateway or direct producers)."),
+        TopicSpec(
+            name(prefix, INGEST),
+            partitions,
+            dict(data),
+            "Webhooks accepted for delivery (gateway or direct producers).",
+        ),
     ]
     for suffix, delay in RETRY_TIERS:
-        specs.append(TopicSpec(name(prefix, suffix), partitions, dict(data),
-                               f"Webhooks waiting {delay} s before their next attempt."))
+        specs.append(
+            TopicSpec(
+                name(prefix, suffix),
+                partitions,
+                dict(data),
+                f"Webhooks waiting {delay} s before their next attempt.",
+            )
+        )
     specs += [
-        TopicSpec(name(prefix, DEAD_LETTER), partitions, dict(data),
-                  "Webhooks that failed for good, and records that could not be read."),
-        TopicSpec(name(prefix, ATTEMPTS), partitions, dict(data),
-                  "One event per delivery attempt, with its outcome."),
+        TopicSpec(
+            name(prefix, DEAD_LETTER),
+            partitions,
+            dict(data),
+            "Webhooks that failed for good, and records that could not be read.",
+        ),
+        TopicSpec(
+            name(prefix, ATTEMPTS),
+            partitions,
+            dict(data),
+            "One event per delivery attempt, with its outcome.",
+        ),
         # Compacted state: retention.ms is set like every topic but, with cleanup.policy=compact
         # alone, Kafka never deletes the latest record of a key by age; tombstones go after
         # delete.retention.ms. Segments roll hourly, so that records superseded by a rewrite
         # (a secret once in plain text, or under a retired key) are compacted away within hours,
         # not only when a 1 GB segment fills or after the broker's 7-day default.
-        TopicSpec(name(prefix, SUBSCRIPTIONS), 1,
-                  {"cleanup.policy": "compact", "retention.ms": str(retention_ms),
-                   "min.compaction.lag.ms": "0", "delete.retention.ms": "86400000",
-                   "segment.ms": "3600000"},
-                  "Subscriptions by id (compacted; a tombstone deletes)."),
+        TopicSpec(
+            name(prefix, SUBSCRIPTIONS),
+            1,
+            {
+                "cleanup.policy": "compact",
+                "retention.ms": str(retention_ms),
+                "min.compaction.lag.ms": "0",
+                "delete.retention.ms": "86400000",
+                "segment.ms": "3600000",
+            },
+            "Subscriptions by id (compacted; a tombstone deletes).",
+        ),
     ]
     return specs
 

@@ -24,8 +24,12 @@ from schemas import records
 from schemas.records import RecordError, Status
 from schemas.topics import ATTEMPTS, DEAD_LETTER, INGEST, SUBSCRIPTIONS
 
-PENDING, IN_PROGRESS, DELIVERED, FAILED = (Status.PENDING, Status.IN_PROGRESS, Status.DELIVERED,
-                                           Status.FAILED)
+PENDING, IN_PROGRESS, DELIVERED, FAILED = (
+    Status.PENDING,
+    Status.IN_PROGRESS,
+    Status.DELIVERED,
+    Status.FAILED,
+)
 STATUSES = tuple(Status)
 TERMINAL = 10_000
 DEAD_LETTER_STEP = 1_000
@@ -174,7 +178,7 @@ def decode(batch_records: list[KafkaRecord], prefix: str, cutoff: datetime) -> B
     skipped, as are records that do not match their schema."""
     batch = Batch()
     for rec in batch_records:
-        suffix = rec.topic[len(prefix):] if rec.topic.startswith(prefix) else rec.topic
+        suffix = rec.topic[len(prefix) :] if rec.topic.startswith(prefix) else rec.topic
         batch.newest_ms = max(batch.newest_ms, rec.timestamp_ms)
         decoder = _DECODERS.get(suffix)
         if decoder is None:
@@ -194,10 +198,19 @@ def decode(batch_records: list[KafkaRecord], prefix: str, cutoff: datetime) -> B
 
 
 def unprojectable(rec: KafkaRecord, reason: str) -> Unprojectable:
-    raw = None if rec.value is None else \
-        rec.value[:RAW_TEXT_LIMIT * 4].decode("utf-8", errors="replace")[:RAW_TEXT_LIMIT]
-    return Unprojectable(topic=rec.topic, partition=rec.partition, offset=rec.offset,
-                         seen_at=datetime.now(UTC), reason=reason, raw=raw)
+    raw = (
+        None
+        if rec.value is None
+        else rec.value[: RAW_TEXT_LIMIT * 4].decode("utf-8", errors="replace")[:RAW_TEXT_LIMIT]
+    )
+    return Unprojectable(
+        topic=rec.topic,
+        partition=rec.partition,
+        offset=rec.offset,
+        seen_at=datetime.now(UTC),
+        reason=reason,
+        raw=raw,
+    )
 
 
 def _kafka_time(rec: KafkaRecord) -> datetime:
@@ -263,18 +276,28 @@ def _ingest_change(record: records.Webhook, updated: datetime) -> WebhookChange:
         status, step = IN_PROGRESS, 10 * record.attempt - 5
         next_retry = _opt_time(record.due_at)
     return WebhookChange(
-        id=record.webhook_id, created_at=_time(record.received_at),
-        subscription_id=_opt_uuid(record.subscription_id), event_type=record.event_type,
-        payload=record.body.decode("utf-8", errors="replace"), status=status,
-        progress=progress(status, step), attempt_count=record.attempt, last_status_code=None,
-        code_from_attempt=False, last_error=None, next_retry_at=next_retry, delivered_at=None,
-        updated_at=updated)
+        id=record.webhook_id,
+        created_at=_time(record.received_at),
+        subscription_id=_opt_uuid(record.subscription_id),
+        event_type=record.event_type,
+        payload=record.body.decode("utf-8", errors="replace"),
+        status=status,
+        progress=progress(status, step),
+        attempt_count=record.attempt,
+        last_status_code=None,
+        code_from_attempt=False,
+        last_error=None,
+        next_retry_at=next_retry,
+        delivered_at=None,
+        updated_at=updated,
+    )
 
 
 def _decode_ingest(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> bool:
     fallback_id = records.derived_id(rec.topic, f"{rec.partition}/{rec.offset}")
-    record = records.parse_webhook(rec.value, rec.headers, fallback_id,
-                                   records.iso(_kafka_time(rec)), check_body=False)
+    record = records.parse_webhook(
+        rec.value, rec.headers, fallback_id, records.iso(_kafka_time(rec)), check_body=False
+    )
     change = _ingest_change(record, _time(record.received_at))
     if change.created_at <= cutoff:
         return False
@@ -297,24 +320,44 @@ def _decode_attempt(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> bool:
     if not isinstance(attempt_id, str) or len(attempt_id) > 64:
         raise RecordError("attempt_id must be a string of at most 64 characters")
     row = AttemptRow(
-        webhook_id=_webhook_id(data["webhook_id"]), attempt_id=attempt_id, attempt_number=number,
-        received_at=_time(data["received_at"]), subscription_id=_uuid(data["subscription_id"]),
-        event_type=str(data["event_type"]), target_url=str(data["target_url"]),
-        started_at=started, duration_ms=duration, status_code=_opt_int(data.get("status_code")),
-        error=_opt_str(data.get("error")), response_excerpt=_opt_str(data.get("response_excerpt")),
-        outcome=outcome, next_attempt_at=_opt_time(data.get("next_attempt_at")))
+        webhook_id=_webhook_id(data["webhook_id"]),
+        attempt_id=attempt_id,
+        attempt_number=number,
+        received_at=_time(data["received_at"]),
+        subscription_id=_uuid(data["subscription_id"]),
+        event_type=str(data["event_type"]),
+        target_url=str(data["target_url"]),
+        started_at=started,
+        duration_ms=duration,
+        status_code=_opt_int(data.get("status_code")),
+        error=_opt_str(data.get("error")),
+        response_excerpt=_opt_str(data.get("response_excerpt")),
+        outcome=outcome,
+        next_attempt_at=_opt_time(data.get("next_attempt_at")),
+    )
     if row.received_at <= cutoff:
         return False
     finished = started + timedelta(milliseconds=duration)
     status = {"delivered": DELIVERED, "retrying": IN_PROGRESS, "failed": FAILED}[outcome]
     batch.attempts.append(row)
-    batch.webhooks.append(WebhookChange(
-        id=row.webhook_id, created_at=row.received_at, subscription_id=row.subscription_id,
-        event_type=row.event_type, payload=None, status=status,
-        progress=progress(status, 10 * number), attempt_count=number,
-        last_status_code=row.status_code, code_from_attempt=True, last_error=row.error,
-        next_retry_at=row.next_attempt_at if status == IN_PROGRESS else None,
-        delivered_at=finished if status == DELIVERED else None, updated_at=finished))
+    batch.webhooks.append(
+        WebhookChange(
+            id=row.webhook_id,
+            created_at=row.received_at,
+            subscription_id=row.subscription_id,
+            event_type=row.event_type,
+            payload=None,
+            status=status,
+            progress=progress(status, 10 * number),
+            attempt_count=number,
+            last_status_code=row.status_code,
+            code_from_attempt=True,
+            last_error=row.error,
+            next_retry_at=row.next_attempt_at if status == IN_PROGRESS else None,
+            delivered_at=finished if status == DELIVERED else None,
+            updated_at=finished,
+        )
+    )
     return True
 
 
@@ -329,20 +372,35 @@ def _decode_dead_letter(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> boo
     webhook_id = data.get("webhook_id")
     record = data.get("record")
     row = DeadLetterRow(
-        partition=rec.partition, offset=rec.offset, failed_at=failed_at, reason=reason,
-        raw=_opt_str(data.get("raw")), source=_json_text(data.get("source") or {}),
+        partition=rec.partition,
+        offset=rec.offset,
+        failed_at=failed_at,
+        reason=reason,
+        raw=_opt_str(data.get("raw")),
+        source=_json_text(data.get("source") or {}),
         webhook_id=None if webhook_id is None else _webhook_id(webhook_id),
         subscription_id=_opt_uuid(data.get("subscription_id")),
-        record=None if record is None else _json_text(record))
+        record=None if record is None else _json_text(record),
+    )
     batch.dead_letters.append(row)
     if row.webhook_id is None:
         return True
     change = WebhookChange(
-        id=row.webhook_id, created_at=failed_at, subscription_id=row.subscription_id,
-        event_type=None, payload=None, status=FAILED,
-        progress=progress(FAILED, DEAD_LETTER_STEP), attempt_count=0, last_status_code=None,
-        code_from_attempt=False, last_error=reason, next_retry_at=None, delivered_at=None,
-        updated_at=failed_at)
+        id=row.webhook_id,
+        created_at=failed_at,
+        subscription_id=row.subscription_id,
+        event_type=None,
+        payload=None,
+        status=FAILED,
+        progress=progress(FAILED, DEAD_LETTER_STEP),
+        attempt_count=0,
+        last_status_code=None,
+        code_from_attempt=False,
+        last_error=reason,
+        next_retry_at=None,
+        delivered_at=None,
+        updated_at=failed_at,
+    )
     parsed = None
     if isinstance(record, dict):
         try:
@@ -366,9 +424,14 @@ def _decode_subscription(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> bo
     if rec.value is None:
         if rec.key is None:
             raise RecordError("tombstone without a key")
-        batch.subscriptions.append(SubscriptionChange(
-            id=uuid.UUID(rec.key.decode()), offset=rec.offset, timestamp=_kafka_time(rec),
-            row=None))
+        batch.subscriptions.append(
+            SubscriptionChange(
+                id=uuid.UUID(rec.key.decode()),
+                offset=rec.offset,
+                timestamp=_kafka_time(rec),
+                row=None,
+            )
+        )
         return True
     data = records.parse_subscription(rec.value)
     event_types = data.get("event_types") or []
@@ -377,11 +440,20 @@ def _decode_subscription(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> bo
     target_url = data["target_url"]
     if not isinstance(target_url, str):
         raise RecordError("target_url must be a string")
-    batch.subscriptions.append(SubscriptionChange(
-        id=uuid.UUID(data["id"]), offset=rec.offset, timestamp=_kafka_time(rec),
-        row={"target_url": target_url, "event_types": event_types,
-             "is_active": bool(data.get("is_active", True)),
-             "created_at": _time(data["created_at"]), "updated_at": _time(data["updated_at"])}))
+    batch.subscriptions.append(
+        SubscriptionChange(
+            id=uuid.UUID(data["id"]),
+            offset=rec.offset,
+            timestamp=_kafka_time(rec),
+            row={
+                "target_url": target_url,
+                "event_types": event_types,
+                "is_active": bool(data.get("is_active", True)),
+                "created_at": _time(data["created_at"]),
+                "updated_at": _time(data["updated_at"]),
+            },
+        )
+    )
     return True
 
 

@@ -63,8 +63,9 @@ class ProjectorConsumer:
         self._stop = threading.Event()
         self._warned: dict[str, float] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projector-kafka")
-        self._config = consumer_config(settings, group_id(settings), error_cb=self._on_error,
-                                       **{"fetch.wait.max.ms": 100})
+        self._config = consumer_config(
+            settings, group_id(settings), error_cb=self._on_error, **{"fetch.wait.max.ms": 100}
+        )
         self._consumer = Consumer(self._config)
         self._progress_at = time.monotonic()  # last record consumed or batch committed
         self._checked_at = time.monotonic()
@@ -103,19 +104,25 @@ class ProjectorConsumer:
         self.store.stopping.set()
 
     def _subscribe(self) -> None:
-        self._consumer.subscribe(self.topics, on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self._consumer.subscribe(
+            self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
 
     async def run(self) -> None:
         """Consume, write, commit, until :meth:`stop`."""
         await self._call(self._subscribe)
-        log.info("status projector consuming %s (group %s)", ", ".join(self.topics),
-                 group_id(self.settings))
+        log.info(
+            "status projector consuming %s (group %s)",
+            ", ".join(self.topics),
+            group_id(self.settings),
+        )
         try:
             while not self._stop.is_set():
-                messages = await self._call(self._consumer.consume,
-                                            self.settings.projector_batch_size,
-                                            self.settings.projector_batch_wait_s)
+                messages = await self._call(
+                    self._consumer.consume,
+                    self.settings.projector_batch_size,
+                    self.settings.projector_batch_wait_s,
+                )
                 recs = self._records(messages)
                 if not recs:
                     await self._watch()
@@ -124,8 +131,9 @@ class ProjectorConsumer:
                 try:
                     await self.store.write(recs)
                 except Stopping:
-                    log.warning("stopping with %d records unwritten; they stay uncommitted",
-                                len(recs))
+                    log.warning(
+                        "stopping with %d records unwritten; they stay uncommitted", len(recs)
+                    )
                     break
                 await self._commit(recs)
                 self._progress_at = time.monotonic()
@@ -149,8 +157,12 @@ class ProjectorConsumer:
         if found is None or found[0] != self._suspect:
             self._suspect = found[0] if found else None
             return
-        log.warning("the Kafka consumer fetched nothing for %.0f s although %s; replacing it "
-                    "(it resumes from the committed offsets)", now - self._progress_at, found[1])
+        log.warning(
+            "the Kafka consumer fetched nothing for %.0f s although %s; replacing it "
+            "(it resumes from the committed offsets)",
+            now - self._progress_at,
+            found[1],
+        )
         await self._call(self._replace)
         self._suspect = None
         self._progress_at = time.monotonic()
@@ -164,18 +176,25 @@ class ProjectorConsumer:
                 return None
             positions = self._consumer.position(assignment)
             unread = [tp for tp in positions if tp.offset < 0]
-            committed = {(tp.topic, tp.partition): tp.offset for tp in
-                         (self._consumer.committed(unread, timeout=QUERY_TIMEOUT_S)
-                          if unread else [])}
+            committed = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in (
+                    self._consumer.committed(unread, timeout=QUERY_TIMEOUT_S) if unread else []
+                )
+            }
             for tp in positions:
                 low, high = self._consumer.get_watermark_offsets(
-                    tp, timeout=QUERY_TIMEOUT_S, cached=False)
-                start = max(low, tp.offset if tp.offset >= 0 else
-                            committed.get((tp.topic, tp.partition), -1))
+                    tp, timeout=QUERY_TIMEOUT_S, cached=False
+                )
+                start = max(
+                    low,
+                    tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), -1),
+                )
                 if high > start:
-                    return (("lag", tp.topic, tp.partition, start),
-                            f"{tp.topic} [{tp.partition}] has records from offset {start} "
-                            f"to {high}")
+                    return (
+                        ("lag", tp.topic, tp.partition, start),
+                        f"{tp.topic} [{tp.partition}] has records from offset {start} to {high}",
+                    )
             return None
         except KafkaException as exc:
             if _cluster_answers(self.settings):
@@ -190,8 +209,9 @@ class ProjectorConsumer:
         self._consumer = Consumer(self._config)
         self._subscribe()
         self.replaced += 1
-        threading.Thread(target=_close_quietly, args=(old,), name="projector-kafka-close",
-                         daemon=True).start()
+        threading.Thread(
+            target=_close_quietly, args=(old,), name="projector-kafka-close", daemon=True
+        ).start()
 
     def _records(self, messages: list[Message]) -> list[KafkaRecord]:
         recs = []
@@ -203,9 +223,17 @@ class ProjectorConsumer:
                 if err.code() != KafkaError._PARTITION_EOF:
                     self._warn_limited(f"consume: {err.str()}")
                 continue
-            recs.append(KafkaRecord(msg.topic(), msg.partition(), msg.offset(),
-                                    msg.timestamp()[1], msg.key(), msg.value(),
-                                    tuple(msg.headers() or ())))
+            recs.append(
+                KafkaRecord(
+                    msg.topic(),
+                    msg.partition(),
+                    msg.offset(),
+                    msg.timestamp()[1],
+                    msg.key(),
+                    msg.value(),
+                    tuple(msg.headers() or ()),
+                )
+            )
         return recs
 
     def _warn_limited(self, text: str) -> None:
@@ -226,8 +254,10 @@ class ProjectorConsumer:
             await self._call(self._consumer.commit, offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             # Written but not committed: projected again later, harmlessly (idempotent).
-            log.warning("offset commit failed (%s); those records will be projected again",
-                        exc.args[0].str() if exc.args else exc)
+            log.warning(
+                "offset commit failed (%s); those records will be projected again",
+                exc.args[0].str() if exc.args else exc,
+            )
         await self._call(self._update_lag)
 
     def _update_lag(self) -> None:
@@ -258,8 +288,13 @@ def _close_quietly(consumer: Consumer) -> None:
 
 def _cluster_answers(settings: Settings) -> bool:
     """True when a new client gets the cluster's metadata."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap, "log_level": 0,
-                         "socket.connection.setup.timeout.ms": 2000})
+    admin = AdminClient(
+        {
+            "bootstrap.servers": settings.bootstrap,
+            "log_level": 0,
+            "socket.connection.setup.timeout.ms": 2000,
+        }
+    )
     try:
         admin.list_topics(timeout=QUERY_TIMEOUT_S)
     except KafkaException:

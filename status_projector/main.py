@@ -21,16 +21,19 @@ def run(settings: Settings) -> int:
     return lifecycle.run(serve(settings), settings.uvloop)
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None,
-                port: int | None = None) -> int:
+async def serve(
+    settings: Settings, stop: asyncio.Event | None = None, port: int | None = None
+) -> int:
     """Project until SIGTERM/SIGINT (or ``stop`` is set); returns the exit code. ``/readyz``
     answers 200 once the consumer joined its group and while PostgreSQL answers."""
     loop = asyncio.get_running_loop()
     store = Store(settings)
     consumer = ProjectorConsumer(settings, store)
     runner = await health_server.serve(
-        settings.health_host, settings.projector_port if port is None else port,
-        lambda: consumer.joined and store.db_ok)
+        settings.health_host,
+        settings.projector_port if port is None else port,
+        lambda: consumer.joined and store.db_ok,
+    )
     helpers = [loop.create_task(housekeeping(settings, store))]
     relay = lifecycle.on_stop(stop, consumer.stop)
     if relay is not None:
@@ -62,4 +65,3 @@ async def housekeeping(settings: Settings, store: Store) -> None:
             next_retention = loop.time() + settings.retention_interval_s
         await store.ping()
         await asyncio.sleep(PING_INTERVAL_S)
-

@@ -66,7 +66,8 @@ async def create(conn: asyncpg.Connection, days: set[datetime]) -> list[str]:
                     continue
                 await conn.execute(
                     f'CREATE TABLE "{name}" PARTITION OF "{table}" FOR VALUES FROM '
-                    f"('{_bound(day)}') TO ('{_bound(day + timedelta(days=1))}')")
+                    f"('{_bound(day)}') TO ('{_bound(day + timedelta(days=1))}')"
+                )
                 created.append(name)
     if created:
         log.info("created partitions %s", ", ".join(created))
@@ -76,7 +77,8 @@ async def create(conn: asyncpg.Connection, days: set[datetime]) -> list[str]:
 async def _partitions(conn: asyncpg.Connection) -> list[str]:
     rows = await conn.fetch(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent IN ('webhooks'::regclass, 'delivery_attempts'::regclass)")
+        "WHERE i.inhparent IN ('webhooks'::regclass, 'delivery_attempts'::regclass)"
+    )
     return [r["relname"] for r in rows]
 
 
@@ -87,8 +89,9 @@ class RetentionResult:
     created: list[str]
 
 
-async def run_retention(conn: asyncpg.Connection, retention_ms: int,
-                        now: datetime | None = None) -> RetentionResult:
+async def run_retention(
+    conn: asyncpg.Connection, retention_ms: int, now: datetime | None = None
+) -> RetentionResult:
     """Drop the partitions whose every row is older than the retention (counting their rows),
     delete old dead letters and unprojectable records, and create the partitions of today
     and the coming days."""
@@ -116,8 +119,9 @@ async def run_retention(conn: asyncpg.Connection, retention_ms: int,
     today = day_of(now)
     created = await create(conn, {today + timedelta(days=i) for i in range(DAYS_AHEAD + 1)})
     if dropped or removed["dead_letters"] or removed["unprojectable"]:
-        log.info("retention: dropped %s, removed rows %s", ", ".join(dropped) or "no partition",
-                 removed)
+        log.info(
+            "retention: dropped %s, removed rows %s", ", ".join(dropped) or "no partition", removed
+        )
     return RetentionResult(dropped, removed, created)
 
 

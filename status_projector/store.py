@@ -38,9 +38,16 @@ class Store:
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
-                self.settings.dsn, min_size=0, max_size=2, timeout=5, command_timeout=60,
-                server_settings={"search_path": self.settings.db_schema,
-                                 "application_name": "wm-status-projector"})
+                self.settings.dsn,
+                min_size=0,
+                max_size=2,
+                timeout=5,
+                command_timeout=60,
+                server_settings={
+                    "search_path": self.settings.db_schema,
+                    "application_name": "wm-status-projector",
+                },
+            )
         return self._pool
 
     async def close(self) -> None:
@@ -75,9 +82,14 @@ class Store:
                 failures += 1
                 if self.stopping.is_set():
                     raise Stopping() from exc
-                log.warning("writing a batch of %d records failed (try %d): %s: %s; "
-                            "retrying in %.1f s", len(recs), failures, type(exc).__name__,
-                            exc, delay)
+                log.warning(
+                    "writing a batch of %d records failed (try %d): %s: %s; retrying in %.1f s",
+                    len(recs),
+                    failures,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
                 await self._sleep(delay)
                 if self.stopping.is_set():
                     raise Stopping() from exc

@@ -128,8 +128,10 @@ def _fold_pair(a: WebhookChange, b: WebhookChange) -> WebhookChange | None:
         subscription_id=a.subscription_id if a.subscription_id is not None else b.subscription_id,
         event_type=a.event_type if a.event_type is not None else b.event_type,
         payload=a.payload if a.payload is not None else b.payload,
-        status=status_src.status, last_error=status_src.last_error,
-        next_retry_at=status_src.next_retry_at, delivered_at=status_src.delivered_at,
+        status=status_src.status,
+        last_error=status_src.last_error,
+        next_retry_at=status_src.next_retry_at,
+        delivered_at=status_src.delivered_at,
         progress=max(a.progress, b.progress),
         last_status_code=code_src.last_status_code,
         code_from_attempt=a.code_from_attempt or b.code_from_attempt,
@@ -142,10 +144,25 @@ def _attempt_rows(attempts: list[AttemptRow]) -> list[tuple]:
     """One row per attempt id (one statement cannot insert a key twice), in key order (rows
     lock in the same order everywhere)."""
     unique = {(a.webhook_id, a.attempt_id, a.received_at): a for a in attempts}
-    return [(a.webhook_id, a.attempt_id, a.attempt_number, a.received_at, a.subscription_id,
-             a.event_type, a.target_url, a.started_at, a.duration_ms, a.status_code, a.error,
-             a.response_excerpt, a.outcome, a.next_attempt_at)
-            for _, a in sorted(unique.items(), key=lambda item: item[0])]
+    return [
+        (
+            a.webhook_id,
+            a.attempt_id,
+            a.attempt_number,
+            a.received_at,
+            a.subscription_id,
+            a.event_type,
+            a.target_url,
+            a.started_at,
+            a.duration_ms,
+            a.status_code,
+            a.error,
+            a.response_excerpt,
+            a.outcome,
+            a.next_attempt_at,
+        )
+        for _, a in sorted(unique.items(), key=lambda item: item[0])
+    ]
 
 
 def _columns(rows: list[tuple]) -> list[list]:
@@ -154,16 +171,36 @@ def _columns(rows: list[tuple]) -> list[list]:
 
 
 def webhook_args(c: WebhookChange) -> tuple:
-    return (c.id, c.created_at, c.subscription_id, c.event_type, c.payload, c.status, c.progress,
-            c.attempt_count, c.last_status_code, c.code_from_attempt, c.last_error,
-            c.next_retry_at, c.delivered_at, c.updated_at)
+    return (
+        c.id,
+        c.created_at,
+        c.subscription_id,
+        c.event_type,
+        c.payload,
+        c.status,
+        c.progress,
+        c.attempt_count,
+        c.last_status_code,
+        c.code_from_attempt,
+        c.last_error,
+        c.next_retry_at,
+        c.delivered_at,
+        c.updated_at,
+    )
 
 
 def _subscription_args(c: SubscriptionChange) -> tuple:
     assert c.row is not None
     r = c.row
-    return (c.id, r["target_url"], r["event_types"], r["is_active"], r["created_at"],
-            r["updated_at"], c.offset)
+    return (
+        c.id,
+        r["target_url"],
+        r["event_types"],
+        r["is_active"],
+        r["created_at"],
+        r["updated_at"],
+        c.offset,
+    )
 
 
 async def expand(conn: asyncpg.Connection, batch: Batch) -> list[WebhookChange]:
@@ -175,8 +212,13 @@ async def expand(conn: asyncpg.Connection, batch: Batch) -> list[WebhookChange]:
         template = fan.change
         for row in await conn.fetch(MATCHING_SUBSCRIPTIONS, template.event_type):
             sub_id = row["id"]
-            changes.append(replace(template, id=records.derived_id(template.id, str(sub_id)),
-                                   subscription_id=sub_id))
+            changes.append(
+                replace(
+                    template,
+                    id=records.derived_id(template.id, str(sub_id)),
+                    subscription_id=sub_id,
+                )
+            )
     if batch.orphans:
         ids = [o.change.id for o in batch.orphans]
         found = {r["id"]: r["created_at"] for r in await conn.fetch(CREATED_AT_BY_ID, ids)}
@@ -195,20 +237,42 @@ async def write(conn: asyncpg.Connection, batch: Batch) -> None:
             await conn.execute(UPSERT_SUBSCRIPTION, *_subscription_args(sub))
     # Rows in key order: two projectors writing the same rows lock them in the same order (no
     # deadlock). The upserts commute, so the order of one row's events does not matter.
-    webhooks = fold(sorted(batch.webhooks + await expand(conn, batch),
-                           key=lambda c: (c.id, c.created_at, c.progress)))
+    webhooks = fold(
+        sorted(
+            batch.webhooks + await expand(conn, batch),
+            key=lambda c: (c.id, c.created_at, c.progress),
+        )
+    )
     if webhooks:
         await conn.executemany(UPSERT_WEBHOOK, [webhook_args(c) for c in webhooks])
     if batch.attempts:
         await conn.execute(INSERT_ATTEMPTS, *_columns(_attempt_rows(batch.attempts)))
     if batch.dead_letters:
-        await conn.executemany(INSERT_DEAD_LETTER, [
-            (d.partition, d.offset, d.failed_at, d.reason, d.raw, d.source, d.webhook_id,
-             d.subscription_id, d.record) for d in batch.dead_letters])
+        await conn.executemany(
+            INSERT_DEAD_LETTER,
+            [
+                (
+                    d.partition,
+                    d.offset,
+                    d.failed_at,
+                    d.reason,
+                    d.raw,
+                    d.source,
+                    d.webhook_id,
+                    d.subscription_id,
+                    d.record,
+                )
+                for d in batch.dead_letters
+            ],
+        )
     if batch.unprojectable:
-        await conn.executemany(INSERT_UNPROJECTABLE, [
-            (u.topic, u.partition, u.offset, u.seen_at, u.reason, u.raw)
-            for u in batch.unprojectable])
+        await conn.executemany(
+            INSERT_UNPROJECTABLE,
+            [
+                (u.topic, u.partition, u.offset, u.seen_at, u.reason, u.raw)
+                for u in batch.unprojectable
+            ],
+        )
 
 
 def split(batch: Batch) -> list[Batch]:
@@ -242,8 +306,15 @@ async def write_skipping_bad(conn: asyncpg.Connection, batch: Batch) -> Counter[
     return skipped
 
 
-KINDS = ("subscriptions", "webhooks", "attempts", "fanouts", "orphans", "dead_letters",
-         "unprojectable")
+KINDS = (
+    "subscriptions",
+    "webhooks",
+    "attempts",
+    "fanouts",
+    "orphans",
+    "dead_letters",
+    "unprojectable",
+)
 NUL = "\x00"
 JSON_TEXT = frozenset({"payload", "source", "record"})  # fields that hold JSON text
 # A \u0000 escape (after an even number of backslashes) in JSON text: jsonb refuses it.
@@ -263,6 +334,7 @@ def _clean(value: Any) -> Any:
 
 def sanitized(batch: Batch) -> Batch:
     """A copy of ``batch`` (one change) without NUL characters in its text and JSON."""
+
     def fix(item: Any) -> Any:
         fields = {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
         for name, value in fields.items():
@@ -291,5 +363,8 @@ def without_payload(batch: Batch) -> Batch:
 
 
 # Errors caused by a record's content (SQLSTATE classes 22, 23 and 54): retrying cannot help.
-DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
-               asyncpg.ProgramLimitExceededError)
+DATA_ERRORS = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,
+)

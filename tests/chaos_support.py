@@ -34,8 +34,9 @@ def payload(rng: random.Random, seq: int) -> bytes:
     whitespace, a float with a trailing zero, a unicode escape, a nested array."""
     z = rng.randint(0, 10**9)
     tag = "".join(rng.choice("abcdefgh") for _ in range(rng.randint(3, 12)))
-    return (f'{{"seq": {seq},  "z": {z},\t"a": [1, 2.50, {{"k" : "v"}}],\n'
-            f' "s": "caf\\u00e9 {tag}"  }}').encode()
+    return (
+        f'{{"seq": {seq},  "z": {z},\t"a": [1, 2.50, {{"k" : "v"}}],\n "s": "caf\\u00e9 {tag}"  }}'
+    ).encode()
 
 
 def seq_of(body: bytes | None) -> int | None:
@@ -149,9 +150,16 @@ class Load:
     clients; an item answered otherwise than 202 (the broker away: 503) is tried again, for at
     most ``give_up_s``. Progress is in :attr:`result`."""
 
-    def __init__(self, url: str, items: list[Item], rate: float, workers: int,
-                 event_type: str, fanout_subs: dict[str, dict[str, Any]],
-                 give_up_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        items: list[Item],
+        rate: float,
+        workers: int,
+        event_type: str,
+        fanout_subs: dict[str, dict[str, Any]],
+        give_up_s: float = 120.0,
+    ) -> None:
         self.url = url
         self.items = items
         self.rate = rate
@@ -166,8 +174,9 @@ class Load:
         """Wait until ``count`` items are done (accepted or given up), at most ``timeout``."""
         async with self._progress:
             try:
-                await asyncio.wait_for(self._progress.wait_for(
-                    lambda: self.result.items_done >= count), timeout)
+                await asyncio.wait_for(
+                    self._progress.wait_for(lambda: self.result.items_done >= count), timeout
+                )
             except TimeoutError:
                 return False
         return True
@@ -179,12 +188,14 @@ class Load:
         started = time.monotonic()
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            await asyncio.gather(*(self._worker(session, queue, started)
-                                   for _ in range(self.workers)))
+            await asyncio.gather(
+                *(self._worker(session, queue, started) for _ in range(self.workers))
+            )
         return self.result
 
-    async def _worker(self, session: aiohttp.ClientSession,
-                      queue: asyncio.Queue[tuple[int, Item]], started: float) -> None:
+    async def _worker(
+        self, session: aiohttp.ClientSession, queue: asyncio.Queue[tuple[int, Item]], started: float
+    ) -> None:
         while not queue.empty():
             index, item = queue.get_nowait()
             due = started + index / self.rate
@@ -212,15 +223,25 @@ class Load:
         if item.kind == "ingest":
             assert item.sub is not None
             url = f"{self.url}/api/ingest/{item.sub['id']}/"
-            headers = {"Content-Type": "application/json", "X-Hub-Signature-256":
-                       signing.hub_signature(item.sub["secret_key"], item.body)}
+            headers = {
+                "Content-Type": "application/json",
+                "X-Hub-Signature-256": signing.hub_signature(item.sub["secret_key"], item.body),
+            }
             params = {"event_type": self.event_type}
             data = item.body
         else:
-            url, headers, params = f"{self.url}/api/events/", {
-                "Content-Type": "application/json"}, {}
-            data = (b'{"event_type": "' + self.event_type.encode() + b'", "payload": '
-                    + item.body + b"}")
+            url, headers, params = (
+                f"{self.url}/api/events/",
+                {"Content-Type": "application/json"},
+                {},
+            )
+            data = (
+                b'{"event_type": "'
+                + self.event_type.encode()
+                + b'", "payload": '
+                + item.body
+                + b"}"
+            )
         try:
             async with session.post(url, data=data, headers=headers, params=params) as resp:
                 return resp.status, await resp.json(content_type=None)
@@ -231,14 +252,16 @@ class Load:
         if item.kind == "ingest":
             assert item.sub is not None
             self.result.accepted[answer["id"]] = Accepted(
-                answer["id"], item.seq, item.body, "ingest", item.sub["id"])
+                answer["id"], item.seq, item.body, "ingest", item.sub["id"]
+            )
             return
         # a fan-out's webhook ids derive from the event id and each subscription's id
         for sub_id in self.fanout_subs:
             webhook_id = records.derived_id(answer["event_id"], sub_id)
             if webhook_id in answer["ids"]:
                 self.result.accepted[webhook_id] = Accepted(
-                    webhook_id, item.seq, item.body, "event", sub_id)
+                    webhook_id, item.seq, item.body, "event", sub_id
+                )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,8 +271,14 @@ class Load:
 def offset_gaps(settings: Settings, group: str, topics: list[str]) -> list[str]:
     """Partitions of ``topics`` whose committed offset for ``group`` is below the high
     watermark, as readable lines (empty: every record is committed)."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": group,
-                         "enable.auto.commit": False, "log_level": 3})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "log_level": 3,
+        }
+    )
     gaps = []
     try:
         metadata = consumer.list_topics(timeout=10)
@@ -258,8 +287,10 @@ def offset_gaps(settings: Settings, group: str, topics: list[str]) -> list[str]:
             _low, high = consumer.get_watermark_offsets(tp, timeout=10)
             committed = tp.offset if tp.offset >= 0 else 0
             if committed < high:
-                gaps.append(f"{group} {tp.topic}[{tp.partition}]: committed "
-                            f"{tp.offset if tp.offset >= 0 else 'none'} < high watermark {high}")
+                gaps.append(
+                    f"{group} {tp.topic}[{tp.partition}]: committed "
+                    f"{tp.offset if tp.offset >= 0 else 'none'} < high watermark {high}"
+                )
     finally:
         consumer.close()
     return gaps

@@ -59,7 +59,8 @@ def wm_settings(base_settings: Settings) -> Iterator[Settings]:
     """Settings isolated for one test: unique topic prefix (topics created) and a fresh schema."""
     tag = uuid.uuid4().hex[:10]
     settings = settings_mod.load(
-        clean_env(**TEST_ENV), topic_prefix=f"t{tag}.", db_schema=f"t_{tag}")
+        clean_env(**TEST_ENV), topic_prefix=f"t{tag}.", db_schema=f"t_{tag}"
+    )
     topics_admin.ensure_topics(settings)
     asyncio.run(migrate.migrate_url(settings.dsn, settings.db_schema))
     yield settings
@@ -80,7 +81,8 @@ async def _drop_schema(settings: Settings) -> None:
 async def db(wm_settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     """A connection whose search_path is the test's schema."""
     conn = await asyncpg.connect(
-        wm_settings.dsn, server_settings={"search_path": wm_settings.db_schema})
+        wm_settings.dsn, server_settings={"search_path": wm_settings.db_schema}
+    )
     yield conn
     await conn.close()
 
@@ -99,9 +101,13 @@ async def gateway(wm_settings: Settings) -> AsyncIterator[LiveGateway]:
 def settings(wm_settings: Settings) -> Settings:
     """Delivery settings: loopback targets allowed, a one-second ladder, short timeouts (a test
     module may define its own)."""
-    return dataclasses.replace(wm_settings, allowed_cidrs="127.0.0.0/8",
-                               retry_ladder="1,1,1,1,1", request_timeout_s=2.0,
-                               connect_timeout_s=1.0)
+    return dataclasses.replace(
+        wm_settings,
+        allowed_cidrs="127.0.0.0/8",
+        retry_ladder="1,1,1,1,1",
+        request_timeout_s=2.0,
+        connect_timeout_s=1.0,
+    )
 
 
 @pytest.fixture

@@ -50,38 +50,54 @@ class LiveGateway:
     session: aiohttp.ClientSession
     settings: Settings
 
-    async def call(self, method: str, path: str, *, json_body: Any = None,
-                   data: Any = None, headers: Mapping[str, str] | None = None,
-                   params: Mapping[str, str] | None = None) -> Reply:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Reply:
         if json_body is not None:
             data = json.dumps(json_body).encode()
             headers = {"Content-Type": "application/json", **(headers or {})}
-        async with self.session.request(method, self.url + path, data=data, headers=headers,
-                                        params=params) as resp:
+        async with self.session.request(
+            method, self.url + path, data=data, headers=headers, params=params
+        ) as resp:
             return Reply(resp.status, resp.headers, await resp.read())
 
-    async def create_subscription(self, headers: Mapping[str, str] | None = None,
-                                  **fields: Any) -> dict[str, Any]:
+    async def create_subscription(
+        self, headers: Mapping[str, str] | None = None, **fields: Any
+    ) -> dict[str, Any]:
         body = {"target_url": "https://example.com/hook", **fields}
         reply = await self.call("POST", "/api/subscriptions/", json_body=body, headers=headers)
         assert reply.status == 201, reply.body
         return reply.json
 
-    async def ingest(self, sub: Mapping[str, Any], body: bytes, event_type: str | None = "e",
-                     headers: Mapping[str, str] | None = None, sign: bool = True) -> Reply:
+    async def ingest(
+        self,
+        sub: Mapping[str, Any],
+        body: bytes,
+        event_type: str | None = "e",
+        headers: Mapping[str, str] | None = None,
+        sign: bool = True,
+    ) -> Reply:
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         if sign and sub.get("secret_key"):
             all_headers["X-Hub-Signature-256"] = signing.hub_signature(sub["secret_key"], body)
         params = {"event_type": event_type} if event_type is not None else None
-        return await self.call("POST", f"/api/ingest/{sub['id']}/", data=body,
-                               headers=all_headers, params=params)
+        return await self.call(
+            "POST", f"/api/ingest/{sub['id']}/", data=body, headers=all_headers, params=params
+        )
 
 
 @asynccontextmanager
 async def running_gateway(
-        settings: Settings,
-        configure: Callable[[web.Application], None] | None = None,
-        wait: bool = True,
+    settings: Settings,
+    configure: Callable[[web.Application], None] | None = None,
+    wait: bool = True,
 ) -> AsyncIterator[LiveGateway]:
     """Serve a gateway for ``settings`` on a free loopback port until the block ends; ready
     (table loaded, Kafka answering) when the block starts unless ``wait`` is false.
@@ -89,8 +105,9 @@ async def running_gateway(
     app = create_app(settings)
     if configure is not None:
         configure(app)
-    runner = HardenedAppRunner(app, access_log=None, shutdown_timeout=15,
-                               read_timeout=settings.request_read_timeout_s)
+    runner = HardenedAppRunner(
+        app, access_log=None, shutdown_timeout=15, read_timeout=settings.request_read_timeout_s
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -104,8 +121,9 @@ async def running_gateway(
         await runner.cleanup()
 
 
-async def poll(check: Callable[[], Awaitable[bool]], timeout: float = 15.0,
-               interval: float = 0.05) -> bool:
+async def poll(
+    check: Callable[[], Awaitable[bool]], timeout: float = 15.0, interval: float = 0.05
+) -> bool:
     """Await ``check()`` until it is true or ``timeout`` passes (for state that another
     process or thread propagates, with no event to await)."""
     deadline = time.monotonic() + timeout
@@ -118,8 +136,7 @@ async def poll(check: Callable[[], Awaitable[bool]], timeout: float = 15.0,
 
 async def read_topic(settings: Settings, suffix: str, count: int, timeout: float = 30.0) -> list:
     """``count`` records of ``<prefix><suffix>``, read in a thread (the loop keeps serving)."""
-    return await asyncio.to_thread(consume, settings, settings.topic(suffix), count,
-                                   timeout)
+    return await asyncio.to_thread(consume, settings, settings.topic(suffix), count, timeout)
 
 
 async def ingest_records(settings: Settings, count: int) -> list:
@@ -152,8 +169,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_cli(env: Mapping[str, str], *args: str,
-            timeout: float = 240) -> subprocess.CompletedProcess:
+def run_cli(
+    env: Mapping[str, str], *args: str, timeout: float = 240
+) -> subprocess.CompletedProcess:
     """``webhookmaster <args>`` in a process of its own."""
-    return subprocess.run([sys.executable, "-m", "webhookmaster.cli", *args], env=dict(env),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "webhookmaster.cli", *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -44,8 +44,7 @@ def wait_for(check, timeout: float = 15.0, interval: float = 0.05) -> bool:
 def webhook_view(msg: Message) -> dict[str, Any]:
     """A webhook record (either form) as a dict: its fields, ``body`` (the exact bytes) and
     ``payload`` (the body parsed, integers exact)."""
-    record = records.parse_webhook(msg.value(), msg.headers(), "unused", "unused",
-                                   check_body=False)
+    record = records.parse_webhook(msg.value(), msg.headers(), "unused", "unused", check_body=False)
     view: dict[str, Any] = dict(record.to_json())
     view["body"] = record.body
     view["payload"] = json.loads(record.body)

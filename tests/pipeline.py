@@ -22,19 +22,29 @@ from webhookmaster.settings import Settings
 
 
 def producer(settings: Settings) -> Producer:
-    return Producer({"bootstrap.servers": settings.bootstrap, "acks": "all",
-                     "linger.ms": 5})
+    return Producer({"bootstrap.servers": settings.bootstrap, "acks": "all", "linger.ms": 5})
 
 
-def create_subscription(settings: Settings, target_url: str, *, secret: str | None = None,
-                        event_types: list[str] | None = None, active: bool = True) -> str:
+def create_subscription(
+    settings: Settings,
+    target_url: str,
+    *,
+    secret: str | None = None,
+    event_types: list[str] | None = None,
+    active: bool = True,
+) -> str:
     """Produce a subscription record (as the gateway would) and return its id."""
     sub_id = str(uuid.uuid4())
     now = records.now_iso()
-    value = {"id": sub_id, "target_url": target_url,
-             "secret_key": signing.new_secret() if secret is None else secret,
-             "event_types": event_types or [], "is_active": active,
-             "created_at": now, "updated_at": now}
+    value = {
+        "id": sub_id,
+        "target_url": target_url,
+        "secret_key": signing.new_secret() if secret is None else secret,
+        "event_types": event_types or [],
+        "is_active": active,
+        "created_at": now,
+        "updated_at": now,
+    }
     p = producer(settings)
     p.produce(settings.topic(SUBSCRIPTIONS), orjson.dumps(value), sub_id)
     assert p.flush(30) == 0
@@ -47,15 +57,25 @@ def delete_subscription(settings: Settings, sub_id: str) -> None:
     assert p.flush(30) == 0
 
 
-def ingest_record(sub_id: str | None, payload: Any = None, event_type: str = "order.created",
-                  webhook_id: str | None = None) -> dict[str, Any]:
-    return {"webhook_id": webhook_id or str(uuid.uuid4()), "subscription_id": sub_id,
-            "event_type": event_type, "payload": {"n": 1} if payload is None else payload,
-            "received_at": records.now_iso(), "metadata": {"source": "test"}}
+def ingest_record(
+    sub_id: str | None,
+    payload: Any = None,
+    event_type: str = "order.created",
+    webhook_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "webhook_id": webhook_id or str(uuid.uuid4()),
+        "subscription_id": sub_id,
+        "event_type": event_type,
+        "payload": {"n": 1} if payload is None else payload,
+        "received_at": records.now_iso(),
+        "metadata": {"source": "test"},
+    }
 
 
-def produce_ingest(settings: Settings, *values: dict[str, Any] | bytes,
-                   partition: int | None = None) -> None:
+def produce_ingest(
+    settings: Settings, *values: dict[str, Any] | bytes, partition: int | None = None
+) -> None:
     p = producer(settings)
     for value in values:
         raw = value if isinstance(value, bytes) else orjson.dumps(value)
@@ -71,14 +91,16 @@ async def read(settings: Settings, suffix: str, count: int, timeout: float = 30)
     """The first ``count`` records of a topic, as JSON (webhook records as
     :func:`webhook_view`), read with a fresh group."""
     msgs: list[Message] = await asyncio.to_thread(
-        consume, settings, settings.topic(suffix), count, timeout)
+        consume, settings, settings.topic(suffix), count, timeout
+    )
     webhooks = suffix == INGEST or suffix.startswith("retry.")
     return [webhook_view(m) if webhooks else orjson.loads(m.value()) for m in msgs]
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, agents: int = 1,
-                  scheduler: bool = True) -> AsyncIterator[list[asyncio.Event]]:
+async def running(
+    settings: Settings, agents: int = 1, scheduler: bool = True
+) -> AsyncIterator[list[asyncio.Event]]:
     """Agents (and the scheduler) running in this event loop; stopped and awaited on exit.
     Yields each agent's stop event."""
     stops = [asyncio.Event() for _ in range(agents)]

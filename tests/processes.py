@@ -36,8 +36,13 @@ class Component:
 
     def start(self) -> Component:
         out = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.component.argv(), env=self.env, stdout=out,
-                                     stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+        self.proc = subprocess.Popen(
+            self.component.argv(),
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+        )
         out.close()
         return self
 
@@ -53,8 +58,9 @@ class Component:
         while (await asyncio.to_thread(self.get, "/readyz"))[0] != 200:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n"
-                                     + self.log.read_text()[-3000:])
+                raise AssertionError(
+                    f"{self.name} exited {self.proc.returncode}:\n" + self.log.read_text()[-3000:]
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.name} not ready:\n" + self.log.read_text()[-3000:])
             await asyncio.sleep(0.1)
@@ -62,8 +68,11 @@ class Component:
     def metric(self, name: str) -> float:
         """Sum of every sample of ``name`` on the component's /metrics."""
         _, text = self.get("/metrics")
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name) and not line.startswith("#"))
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name) and not line.startswith("#")
+        )
 
     def kill(self) -> None:
         assert self.proc is not None

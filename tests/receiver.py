@@ -81,8 +81,9 @@ class Receiver:
             await self._runner.cleanup()
 
 
-async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-                method: str) -> tuple[web.AppRunner, int]:
+async def serve(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], method: str
+) -> tuple[web.AppRunner, int]:
     """Serve ``handler`` for every path (``method``: "*" or one method) on a free loopback
     port; returns the runner (clean it up to stop) and the port."""
     app = web.Application()

@@ -25,21 +25,46 @@ RUN_TIMEOUT_S = 600
 # Conformance to the document, and schema-invalid input refused. Not positive_data_acceptance:
 # schema-valid requests can still be refused for what a schema cannot say (an opaque cursor
 # that is not one of ours, a missing or wrong X-Hub-Signature-256), with a documented 400/401.
-CHECKS = ",".join([
-    "not_a_server_error", "status_code_conformance", "content_type_conformance",
-    "response_headers_conformance", "response_schema_conformance", "negative_data_rejection",
-])
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "negative_data_rejection",
+    ]
+)
 
 
 async def _schemathesis(gateway: LiveGateway, phases: str, workdir: Path) -> tuple[int, str]:
     """Run the schemathesis CLI (in ``workdir``: it keeps a cache there) against ``gateway``."""
-    args = [sys.executable, "-m", "schemathesis.cli", "run",
-            f"{gateway.url}/api/openapi.json", "--phases", phases, "--checks", CHECKS,
-            "--max-examples", MAX_EXAMPLES, "--generation-deterministic",
-            "--workers", "1", "--request-timeout", "30",
-            "--suppress-health-check", "all", "--no-color", "--output-truncate", "false"]
+    args = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{gateway.url}/api/openapi.json",
+        "--phases",
+        phases,
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        MAX_EXAMPLES,
+        "--generation-deterministic",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "30",
+        "--suppress-health-check",
+        "all",
+        "--no-color",
+        "--output-truncate",
+        "false",
+    ]
     proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=workdir)
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=workdir
+    )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT_S)
     except TimeoutError:
@@ -49,8 +74,7 @@ async def _schemathesis(gateway: LiveGateway, phases: str, workdir: Path) -> tup
     return proc.returncode or 0, out.decode(errors="replace")
 
 
-async def test_every_operation_matches_the_document(gateway: LiveGateway,
-                                                    tmp_path: Path) -> None:
+async def test_every_operation_matches_the_document(gateway: LiveGateway, tmp_path: Path) -> None:
     code, output = await _schemathesis(gateway, "examples,coverage,fuzzing", tmp_path)
     assert code == 0, output[-20_000:]
     # every operation schemathesis loaded was selected and tested
@@ -60,8 +84,7 @@ async def test_every_operation_matches_the_document(gateway: LiveGateway,
     assert int(tested.group(1)) == int(loaded.group(1)) == int(loaded.group(2)) > 10
 
 
-async def test_stateful_sequences_match_the_document(gateway: LiveGateway,
-                                                     tmp_path: Path) -> None:
+async def test_stateful_sequences_match_the_document(gateway: LiveGateway, tmp_path: Path) -> None:
     code, output = await _schemathesis(gateway, "stateful", tmp_path)
     assert code == 0, output[-20_000:]
     covered = re.search(r"API Links:\s+(\d+) covered", output)

@@ -124,18 +124,26 @@ class Stack:
         return codes
 
     def logs(self, name: str) -> str:
-        return "\n".join(f"--- {c.log.name}\n{c.log.read_text(errors='replace')[-1500:]}"
-                         for c in self.all if c.name == name)
+        return "\n".join(
+            f"--- {c.log.name}\n{c.log.read_text(errors='replace')[-1500:]}"
+            for c in self.all
+            if c.name == name
+        )
 
 
 def isolated_settings(base: Settings) -> Settings:
     """Like the ``wm_settings`` fixture (own topic prefix and schema), for a module fixture."""
     tag = uuid.uuid4().hex[:10]
-    settings = settings_mod.load(clean_env(**TEST_ENV), topic_prefix=f"c{tag}.",
-                                 db_schema=f"c_{tag}")
-    return dataclasses.replace(settings, allowed_cidrs="127.0.0.0/8", retry_ladder=LADDER,
-                               max_in_flight=MAX_IN_FLIGHT,
-                               max_in_flight_per_subscription=MAX_IN_FLIGHT)
+    settings = settings_mod.load(
+        clean_env(**TEST_ENV), topic_prefix=f"c{tag}.", db_schema=f"c_{tag}"
+    )
+    return dataclasses.replace(
+        settings,
+        allowed_cidrs="127.0.0.0/8",
+        retry_ladder=LADDER,
+        max_in_flight=MAX_IN_FLIGHT,
+        max_in_flight_per_subscription=MAX_IN_FLIGHT,
+    )
 
 
 def plan(subs: list[dict[str, Any]]) -> list[Item]:
@@ -158,8 +166,10 @@ async def create_subscriptions(url: str, receiver: ChaosReceiver) -> list[dict[s
     subs = []
     async with aiohttp.ClientSession() as session:
         for k in range(SUBSCRIPTIONS_N):
-            body = {"target_url": receiver.url(f"/s{k}"),
-                    "event_types": [] if k % 2 == 0 else [EVENT_TYPE, "other.type"]}
+            body = {
+                "target_url": receiver.url(f"/s{k}"),
+                "event_types": [] if k % 2 == 0 else [EVENT_TYPE, "other.type"],
+            }
             async with session.post(f"{url}/api/subscriptions/", json=body) as resp:
                 assert resp.status == 201, await resp.text()
                 subs.append(await resp.json())
@@ -178,8 +188,10 @@ async def inject_faults(stack: Stack, load: Load, receiver: ChaosReceiver, run: 
     async def at(fraction: float, what: str) -> bool:
         if await load.wait_items(int(total * fraction), TRIGGER_S):
             return True
-        run.problems.append(f"fault '{what}' never triggered: {load.result.items_done} of "
-                            f"{total} items done after {TRIGGER_S:.0f} s")
+        run.problems.append(
+            f"fault '{what}' never triggered: {load.result.items_done} of "
+            f"{total} items done after {TRIGGER_S:.0f} s"
+        )
         return False
 
     def kill(name: str) -> None:
@@ -205,8 +217,10 @@ async def inject_faults(stack: Stack, load: Load, receiver: ChaosReceiver, run: 
         if await receiver.wait_for(lambda: len(receiver.delivered) >= flowing, TRIGGER_S):
             kill("agent")
         else:
-            run.problems.append(f"deliveries did not resume after the broker restart: "
-                                f"{len(receiver.delivered)} delivered, waited for {flowing}")
+            run.problems.append(
+                f"deliveries did not resume after the broker restart: "
+                f"{len(receiver.delivered)} delivered, waited for {flowing}"
+            )
     if await at(0.85, "scheduler and projector kill 2"):
         kill("scheduler")
         kill("projector")
@@ -216,13 +230,21 @@ def read_attempt_events(settings: Settings) -> dict[str, set[Any]]:
     """Every record of the attempts topic, read up to the high watermarks: the distinct
     published outcomes per webhook id (an identical record published twice counts once)."""
     topic = settings.topic(ATTEMPTS)
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "chaos-read",
-                         "enable.auto.commit": False, "log_level": 3})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap,
+            "group.id": "chaos-read",
+            "enable.auto.commit": False,
+            "log_level": 3,
+        }
+    )
     events: dict[str, set[Any]] = {}
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in parts}
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in parts
+        }
         consumer.assign([TopicPartition(topic, p, 0) for p in parts])
         positions = dict.fromkeys(parts, 0)
         deadline = time.monotonic() + 60
@@ -233,8 +255,7 @@ def read_attempt_events(settings: Settings) -> dict[str, set[Any]]:
                 positions[msg.partition()] = msg.offset() + 1
                 event = orjson.loads(msg.value())
                 key = event.get("attempt_id") or (event["attempt_number"], event["started_at"])
-                events.setdefault(event["webhook_id"], set()).add(
-                    (key, event.get("status_code")))
+                events.setdefault(event["webhook_id"], set()).add((key, event.get("status_code")))
         assert all(positions[p] >= ends[p] for p in parts), f"attempts not read: {positions}"
     finally:
         consumer.close()
@@ -244,10 +265,13 @@ def read_attempt_events(settings: Settings) -> dict[str, set[Any]]:
 def groups(settings: Settings) -> dict[str, list[str]]:
     """Each component's consumer group and the topics it consumes."""
     tiers = [t.topic for t in retry_ladder.tiers(settings.topic_prefix, settings.retry_ladder)]
-    return {settings.group(AGENT_GROUP): [settings.topic(INGEST)],
-            settings.group(SCHEDULER_GROUP): tiers,
-            projector_group(settings): [settings.topic(s) for s in
-                                        (INGEST, ATTEMPTS, DEAD_LETTER, SUBSCRIPTIONS)]}
+    return {
+        settings.group(AGENT_GROUP): [settings.topic(INGEST)],
+        settings.group(SCHEDULER_GROUP): tiers,
+        projector_group(settings): [
+            settings.topic(s) for s in (INGEST, ATTEMPTS, DEAD_LETTER, SUBSCRIPTIONS)
+        ],
+    }
 
 
 async def all_gaps(settings: Settings) -> list[str]:
@@ -258,22 +282,24 @@ async def all_gaps(settings: Settings) -> list[str]:
 
 
 async def read_statuses(conn: asyncpg.Connection, ids: list[str]) -> dict[str, asyncpg.Record]:
-    rows = await conn.fetch("SELECT id, status, delivered_at, attempt_count FROM webhooks "
-                            "WHERE id = ANY($1::text[])", ids)
+    rows = await conn.fetch(
+        "SELECT id, status, delivered_at, attempt_count FROM webhooks WHERE id = ANY($1::text[])",
+        ids,
+    )
     return {r["id"]: r for r in rows}
 
 
 @pytest.fixture(scope="module")
-async def chaos(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-                ) -> AsyncIterator[Run]:
+async def chaos(
+    base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Run]:
     settings = isolated_settings(base_settings)
     topics_admin.ensure_topics(settings)
     await migrate.migrate_url(settings.dsn, settings.db_schema)
     log_dir = tmp_path_factory.mktemp("chaos")
     receiver = await ChaosReceiver().start()
     stack = Stack(settings, log_dir)
-    conn = await asyncpg.connect(settings.dsn,
-                                 server_settings={"search_path": settings.db_schema})
+    conn = await asyncpg.connect(settings.dsn, server_settings={"search_path": settings.db_schema})
     t0 = time.monotonic()
     try:
         gateway = stack.start("gateway")
@@ -304,33 +330,40 @@ async def chaos(base_settings: Settings, tmp_path_factory: pytest.TempPathFactor
 
         async def statuses_final() -> bool:
             run.statuses = await read_statuses(conn, ids)
-            return all(r["status"] == "DELIVERED" for r in run.statuses.values()) and \
-                len(run.statuses) == len(ids)
+            return all(r["status"] == "DELIVERED" for r in run.statuses.values()) and len(
+                run.statuses
+            ) == len(ids)
 
         await wait_until(statuses_final, SETTLE_S, interval=0.5)
         run.seconds["statuses settled"] = time.monotonic() - settle
-        for row in await conn.fetch("SELECT webhook_id, count(*) AS n FROM delivery_attempts "
-                                    "WHERE webhook_id = ANY($1::text[]) GROUP BY webhook_id",
-                                    ids):
+        for row in await conn.fetch(
+            "SELECT webhook_id, count(*) AS n FROM delivery_attempts "
+            "WHERE webhook_id = ANY($1::text[]) GROUP BY webhook_id",
+            ids,
+        ):
             run.rows[row["webhook_id"]] = row["n"]
         run.events = await asyncio.to_thread(read_attempt_events, settings)
         run.posts = {k: list(v) for k, v in receiver.by_id.items()}
         run.delivered = set(receiver.delivered)
         codes = await stack.stop()
-        run.problems += [f"{name} exited {code} on SIGTERM" for name, code in codes.items()
-                         if code != 0]
+        run.problems += [
+            f"{name} exited {code} on SIGTERM" for name, code in codes.items() if code != 0
+        ]
         run.seconds["total"] = time.monotonic() - t0
-        print(f"\nchaos: {len(ids)} webhooks accepted, {len(receiver.posts)} POSTs, "
-              f"{sum(len(v) for v in run.events.values())} attempts published, "
-              f"{sum(run.rows.values())} attempt rows, "
-              f"faults: {'; '.join(run.faults)}; seconds: "
-              + ", ".join(f"{k} {v:.1f}" for k, v in run.seconds.items()))
+        print(
+            f"\nchaos: {len(ids)} webhooks accepted, {len(receiver.posts)} POSTs, "
+            f"{sum(len(v) for v in run.events.values())} attempts published, "
+            f"{sum(run.rows.values())} attempt rows, "
+            f"faults: {'; '.join(run.faults)}; seconds: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in run.seconds.items())
+        )
         yield run
     finally:
         await stack.stop()
         await receiver.stop()
-        await conn.execute(f"DROP SCHEMA IF EXISTS {migrate.quote_ident(settings.db_schema)} "
-                           "CASCADE")
+        await conn.execute(
+            f"DROP SCHEMA IF EXISTS {migrate.quote_ident(settings.db_schema)} CASCADE"
+        )
         await conn.close()
         if kafka_broker.responds(settings, timeout=30):
             topics_admin.delete_topics(settings)
@@ -341,8 +374,7 @@ async def _no_gaps(settings: Settings) -> bool:
 
 
 def _sample(items: list[str], n: int = 15) -> str:
-    return "\n  ".join(items[:n]) + (f"\n  ... and {len(items) - n} more" if len(items) > n
-                                     else "")
+    return "\n  ".join(items[:n]) + (f"\n  ... and {len(items) - n} more" if len(items) > n else "")
 
 
 def test_every_fault_was_injected(chaos: Run) -> None:
@@ -351,43 +383,56 @@ def test_every_fault_was_injected(chaos: Run) -> None:
 
 
 def test_nothing_accepted_is_lost_or_altered(chaos: Run) -> None:
-    assert not chaos.given_up, (f"{len(chaos.given_up)} items never accepted: "
-                                f"{chaos.given_up[:20]}; last refusals: {chaos.refused[-5:]}")
+    assert not chaos.given_up, (
+        f"{len(chaos.given_up)} items never accepted: "
+        f"{chaos.given_up[:20]}; last refusals: {chaos.refused[-5:]}"
+    )
     assert len(chaos.accepted) == N_INGEST + N_EVENTS * SUBSCRIPTIONS_N
     lost = [i for i in chaos.accepted if i not in chaos.posts]
-    assert not lost, f"{len(lost)} accepted webhooks never reached the receiver:\n  " + \
-        _sample([f"{i} (seq {chaos.accepted[i].seq}, {chaos.accepted[i].kind})" for i in lost])
+    assert not lost, f"{len(lost)} accepted webhooks never reached the receiver:\n  " + _sample(
+        [f"{i} (seq {chaos.accepted[i].seq}, {chaos.accepted[i].kind})" for i in lost]
+    )
     altered = []
     for webhook_id, accepted in chaos.accepted.items():
         for post in chaos.posts[webhook_id]:
             if post.body is None:
                 continue  # its sender went away mid-request
-            same = (post.body == accepted.body if accepted.kind == "ingest"
-                    else json.loads(post.body) == json.loads(accepted.body))
+            same = (
+                post.body == accepted.body
+                if accepted.kind == "ingest"
+                else json.loads(post.body) == json.loads(accepted.body)
+            )
             if not same:
-                altered.append(f"{webhook_id} ({accepted.kind}): accepted {accepted.body!r}, "
-                               f"delivered {post.body!r}")
-    assert not altered, (f"{len(altered)} POSTs whose body differs from the bytes accepted "
-                         "(ingest: byte for byte; fan-out: the same JSON):\n  "
-                         + _sample(altered, 5))
+                altered.append(
+                    f"{webhook_id} ({accepted.kind}): accepted {accepted.body!r}, "
+                    f"delivered {post.body!r}"
+                )
+    assert not altered, (
+        f"{len(altered)} POSTs whose body differs from the bytes accepted "
+        "(ingest: byte for byte; fan-out: the same JSON):\n  " + _sample(altered, 5)
+    )
 
 
 def test_statuses_are_final_and_right(chaos: Run) -> None:
     undelivered = [i for i in chaos.accepted if i not in chaos.delivered]
-    assert not undelivered, (f"{len(undelivered)} webhooks the receiver never answered 2xx:"
-                             "\n  " + _sample(undelivered))
+    assert not undelivered, (
+        f"{len(undelivered)} webhooks the receiver never answered 2xx:\n  " + _sample(undelivered)
+    )
     wrong = []
     for webhook_id in chaos.accepted:
         row = chaos.statuses.get(webhook_id)
         if row is None:
             wrong.append(f"{webhook_id}: no row in webhooks")
         elif row["status"] != "DELIVERED" or row["delivered_at"] is None:
-            wrong.append(f"{webhook_id}: {row['status']}, delivered_at {row['delivered_at']}, "
-                         f"{row['attempt_count']} attempts; receiver answered "
-                         f"{[p.status for p in chaos.posts.get(webhook_id, [])]}")
-    assert not wrong, (f"{len(wrong)} of {len(chaos.accepted)} webhooks without the final "
-                       "status DELIVERED although the receiver answered 2xx:\n  "
-                       + _sample(wrong))
+            wrong.append(
+                f"{webhook_id}: {row['status']}, delivered_at {row['delivered_at']}, "
+                f"{row['attempt_count']} attempts; receiver answered "
+                f"{[p.status for p in chaos.posts.get(webhook_id, [])]}"
+            )
+    assert not wrong, (
+        f"{len(wrong)} of {len(chaos.accepted)} webhooks without the final "
+        "status DELIVERED although the receiver answered 2xx:\n  " + _sample(wrong)
+    )
 
 
 def test_attempt_history_matches_the_receiver(chaos: Run) -> None:
@@ -402,6 +447,7 @@ def test_attempt_history_matches_the_receiver(chaos: Run) -> None:
     - in all, at most kills x 4 x WM_MAX_IN_FLIGHT POSTs are unrecorded: an agent holds at
       most 4 x max_in_flight records (delivering or publishing), one request each.
     """
+
     def exposed(post: Any) -> bool:
         return any(k - EXPOSURE_S <= post.at <= k + MARGIN_S for k in chaos.agent_kills)
 
@@ -417,15 +463,19 @@ def test_attempt_history_matches_the_receiver(chaos: Run) -> None:
         if events > len(posts):
             wrong.append(f"{webhook_id}: more attempts than requests: {seen}")
         if len(posts) - events > sum(map(exposed, posts)):
-            wrong.append(f"{webhook_id}: requests without an outcome away from any agent "
-                         f"kill: {seen}")
+            wrong.append(
+                f"{webhook_id}: requests without an outcome away from any agent kill: {seen}"
+            )
         unrecorded += max(0, len(posts) - rows)
     bound = len(chaos.agent_kills) * 4 * MAX_IN_FLIGHT
-    assert not wrong, (f"{len(wrong)} webhooks whose attempt history is not what happened:\n  "
-                       + _sample(wrong))
+    assert not wrong, (
+        f"{len(wrong)} webhooks whose attempt history is not what happened:\n  " + _sample(wrong)
+    )
     assert unrecorded <= bound, f"{unrecorded} POSTs without an attempt row (bound {bound})"
 
 
 def test_no_partition_is_left_behind(chaos: Run) -> None:
-    assert not chaos.gaps, ("committed offsets still below the high watermark "
-                            f"{SETTLE_S:.0f} s after the load:\n  " + _sample(chaos.gaps))
+    assert not chaos.gaps, (
+        "committed offsets still below the high watermark "
+        f"{SETTLE_S:.0f} s after the load:\n  " + _sample(chaos.gaps)
+    )

@@ -14,8 +14,7 @@ from webhookmaster.components import BY_NAME, COMPONENTS, Component
 
 
 def test_cli_has_one_subcommand_per_component() -> None:
-    [sub] = [a for a in cli.build_parser()._actions
-             if isinstance(a, argparse._SubParsersAction)]
+    [sub] = [a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     assert [c.name for c in COMPONENTS] == [n for n in sub.choices if n in BY_NAME]
     assert len(BY_NAME) == len(COMPONENTS) == 4
 

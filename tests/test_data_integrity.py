@@ -34,17 +34,24 @@ from webhookmaster.settings import Settings
 WAIT = 60.0
 # Valid JSON that a parse-and-serialise pipeline alters: an integer beyond 64 bits, a number
 # beyond a double, duplicate keys, odd whitespace, escapes (a lone surrogate included).
-TRICKY = (b'{ "big" : 123456789012345678901234567890, "dup": 1, "dup": 2,\n'
-          b'  "huge": 1e400, "esc": "caf\\u00e9 \\ud83d\\ude00 \\ud800", "raw": "caf\xc3\xa9",'
-          b'\t"list": [ 1 ,2 ] }  ')
+TRICKY = (
+    b'{ "big" : 123456789012345678901234567890, "dup": 1, "dup": 2,\n'
+    b'  "huge": 1e400, "esc": "caf\\u00e9 \\ud83d\\ude00 \\ud800", "raw": "caf\xc3\xa9",'
+    b'\t"list": [ 1 ,2 ] }  '
+)
 
 
 def nested(depth: int) -> bytes:
     return b"[" * depth + b'{"deep": true}' + b"]" * depth
 
 
-def produce_raw(settings: Settings, value: bytes, headers: list[tuple[str, bytes]],
-                key: str, partition: int | None = None) -> None:
+def produce_raw(
+    settings: Settings,
+    value: bytes,
+    headers: list[tuple[str, bytes]],
+    key: str,
+    partition: int | None = None,
+) -> None:
     """A direct producer's record in the header form."""
     p = producer(settings)
     kwargs = {} if partition is None else {"partition": partition}
@@ -59,8 +66,10 @@ def envelope(record: dict, payload: bytes) -> bytes:
 
 
 def header_form(sub: str, event_type: str = "order.created", **extra: str) -> list:
-    headers = [(records.H_EVENT_TYPE, event_type.encode()),
-               (records.H_SUBSCRIPTION_ID, sub.encode())]
+    headers = [
+        (records.H_EVENT_TYPE, event_type.encode()),
+        (records.H_SUBSCRIPTION_ID, sub.encode()),
+    ]
     headers += [(name, value.encode()) for name, value in extra.items()]
     return headers
 
@@ -74,8 +83,10 @@ async def committed_to_end(settings: Settings, partition: int) -> bool:
 
     def check() -> tuple[int, int]:
         from confluent_kafka import ConsumerGroupTopicPartitions
+
         futures = admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, partition)])])
+            [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, partition)])]
+        )
         [result] = futures.values()
         [tp] = result.result(timeout=10).topic_partitions
         probe = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "probe"})
@@ -97,17 +108,21 @@ async def committed_to_end(settings: Settings, partition: int) -> bool:
 
 
 async def test_hostile_records_are_dead_lettered_and_the_partition_moves_on(
-        settings: Settings, receiver: Receiver) -> None:
+    settings: Settings, receiver: Receiver
+) -> None:
     sub = create_subscription(settings, receiver.url("/p"))
     injected = ingest_record(sub, event_type="a\r\nX-Injected: yes")
     bad_id = ingest_record(sub, webhook_id="id\nwith-newline")
     deep_id = ingest_record(sub)
     good = ingest_record(sub)
     async with running(settings, scheduler=False):
-        for value in (records.dumps(injected), records.dumps(bad_id),
-                      envelope(deep_id, nested(600))):
+        for value in (
+            records.dumps(injected),
+            records.dumps(bad_id),
+            envelope(deep_id, nested(600)),
+        ):
             produce_raw(settings, value, [], sub, partition=0)
-        produce_raw(settings, b"{\"a\": 1}", header_form(sub, "nul\x00type"), sub, partition=0)
+        produce_raw(settings, b'{"a": 1}', header_form(sub, "nul\x00type"), sub, partition=0)
         produce_raw(settings, b"{not json", header_form(sub), sub, partition=0)
         produce_raw(settings, records.dumps(good), [], sub, partition=0)
         assert await receiver.wait_for(lambda: len(receiver.on("/p")) == 2, WAIT)
@@ -126,7 +141,8 @@ async def test_hostile_records_are_dead_lettered_and_the_partition_moves_on(
 
 
 async def test_an_unexpected_error_ends_in_a_dead_letter_not_an_open_offset(
-        settings: Settings, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: Settings, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sub = create_subscription(settings, receiver.url("/e"))
     doomed, good = ingest_record(sub), ingest_record(sub)
     real = http_delivery.headers_for
@@ -149,15 +165,15 @@ async def test_an_unexpected_error_ends_in_a_dead_letter_not_an_open_offset(
 
 
 async def test_direct_records_are_delivered_byte_for_byte_and_signed_over_those_bytes(
-        settings: Settings, receiver: Receiver) -> None:
+    settings: Settings, receiver: Receiver
+) -> None:
     secret = signing.new_secret()
     sub = create_subscription(settings, receiver.url("/exact"), secret=secret)
     receiver.script("/exact", Reply(500), Reply(500))  # the first two attempts fail: retried
     as_headers = "hdr-" + records.derived_id("a", "b")
     as_envelope = ingest_record(sub, webhook_id="env-" + records.derived_id("c", "d"))
     async with running(settings):
-        produce_raw(settings, TRICKY, header_form(sub, **{records.H_WEBHOOK_ID: as_headers}),
-                    sub)
+        produce_raw(settings, TRICKY, header_form(sub, **{records.H_WEBHOOK_ID: as_headers}), sub)
         produce_raw(settings, envelope(as_envelope, TRICKY), [], sub)
         assert await receiver.wait_for(lambda: len(receiver.on("/exact")) == 4, WAIT)
     hits = receiver.on("/exact")
@@ -171,28 +187,33 @@ async def test_direct_records_are_delivered_byte_for_byte_and_signed_over_those_
 
 
 async def test_gateway_ingest_and_fan_out_deliver_the_accepted_bytes(
-        settings: Settings, receiver: Receiver) -> None:
+    settings: Settings, receiver: Receiver
+) -> None:
     async with running_gateway(settings) as gateway, running(settings, scheduler=False):
-        sub = await gateway.create_subscription(target_url=receiver.url("/gw"),
-                                                event_types=["exact"])
+        sub = await gateway.create_subscription(
+            target_url=receiver.url("/gw"), event_types=["exact"]
+        )
         deep = nested(1000)
         for body in (TRICKY, deep):
             reply = await gateway.ingest(sub, body, event_type="exact")
             assert reply.status == 202, reply.body
         too_deep = await gateway.ingest(sub, nested(1030), event_type="exact")
         assert too_deep.status == 400 and too_deep.json["error"] == "validation_error"
-        fan = await gateway.call("POST", "/api/events/", data=(
-            b'{"payload" :  ' + TRICKY + b', "event_type": "exact"}'))
+        fan = await gateway.call(
+            "POST", "/api/events/", data=(b'{"payload" :  ' + TRICKY + b', "event_type": "exact"}')
+        )
         assert fan.status == 202, fan.body
-        twice = await gateway.call("POST", "/api/events/", data=(
-            b'{"event_type": "exact", "payload": 1, "payload": 2}'))
+        twice = await gateway.call(
+            "POST", "/api/events/", data=(b'{"event_type": "exact", "payload": 1, "payload": 2}')
+        )
         assert twice.status == 400 and twice.json["error"] == "validation_error"
         assert await receiver.wait_for(lambda: len(receiver.on("/gw")) == 3, WAIT)
     assert sorted(h.body for h in receiver.on("/gw")) == sorted([TRICKY, deep, TRICKY.strip()])
 
 
 async def test_a_replay_after_the_subscription_is_gone_leaves_delivered_webhooks_delivered(
-        settings: Settings, receiver: Receiver, db: asyncpg.Connection) -> None:
+    settings: Settings, receiver: Receiver, db: asyncpg.Connection
+) -> None:
     sub = create_subscription(settings, receiver.url("/replay"))
     batch = [ingest_record(sub) for _ in range(50)]
     ids = [r["webhook_id"] for r in batch]
@@ -204,8 +225,12 @@ async def test_a_replay_after_the_subscription_is_gone_leaves_delivered_webhooks
             assert await receiver.wait_for(lambda: len(receiver.hits) == 50, WAIT)
 
         async def delivered() -> bool:
-            return await db.fetchval("SELECT count(*) FROM webhooks WHERE id = ANY($1) AND "
-                                     "status = 'DELIVERED'", ids) == 50
+            return (
+                await db.fetchval(
+                    "SELECT count(*) FROM webhooks WHERE id = ANY($1) AND status = 'DELIVERED'", ids
+                )
+                == 50
+            )
 
         assert await poll(delivered, timeout=WAIT)
         delete_subscription(settings, sub)
@@ -217,8 +242,12 @@ async def test_a_replay_after_the_subscription_is_gone_leaves_delivered_webhooks
         assert {letter["webhook_id"] for letter in letters} == set(ids)
 
         async def recorded() -> bool:
-            return await db.fetchval("SELECT count(*) FROM dead_letters WHERE webhook_id = "
-                                     "ANY($1)", ids) == 50
+            return (
+                await db.fetchval(
+                    "SELECT count(*) FROM dead_letters WHERE webhook_id = ANY($1)", ids
+                )
+                == 50
+            )
 
         assert await poll(recorded, timeout=WAIT)
     finally:
@@ -234,7 +263,8 @@ def rewind_agents(settings: Settings) -> None:
     topic = settings.topic(INGEST)
     admin = admin_client(settings)
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
-    request = ConsumerGroupTopicPartitions(settings.group(AGENTS_GROUP),
-                                           [TopicPartition(topic, p, 0) for p in partitions])
+    request = ConsumerGroupTopicPartitions(
+        settings.group(AGENTS_GROUP), [TopicPartition(topic, p, 0) for p in partitions]
+    )
     for future in admin.alter_consumer_group_offsets([request]).values():
         future.result(timeout=30)

@@ -27,8 +27,9 @@ WAIT = 60.0
 
 
 def outcomes(events: list[dict], webhook_id: str) -> list[tuple[int, str]]:
-    return sorted((e["attempt_number"], e["outcome"]) for e in events
-                  if e["webhook_id"] == webhook_id)
+    return sorted(
+        (e["attempt_number"], e["outcome"]) for e in events if e["webhook_id"] == webhook_id
+    )
 
 
 async def test_delivered_first_time_signed(settings: Settings, receiver: Receiver) -> None:
@@ -63,14 +64,18 @@ async def test_500_500_200_three_attempts(settings: Settings, receiver: Receiver
         assert await receiver.wait_for(lambda: len(receiver.on("/flaky")) == 3, WAIT)
         events = await read(settings, ATTEMPTS, 3)
     assert outcomes(events, record["webhook_id"]) == [
-        (1, "retrying"), (2, "retrying"), (3, "delivered")]
+        (1, "retrying"),
+        (2, "retrying"),
+        (3, "delivered"),
+    ]
     hits = receiver.on("/flaky")
     assert {h.headers["webhook-id"] for h in hits} == {record["webhook_id"]}  # stable id
     assert hits[1].at - hits[0].at >= 1.0 and hits[2].at - hits[1].at >= 1.0
 
 
 async def test_always_failing_six_attempts_then_dead_letter(
-        settings: Settings, receiver: Receiver) -> None:
+    settings: Settings, receiver: Receiver
+) -> None:
     sub = create_subscription(settings, receiver.url("/down"))
     receiver.script("/down", then=Reply(500, "nope"))
     record = ingest_record(sub)
@@ -80,8 +85,13 @@ async def test_always_failing_six_attempts_then_dead_letter(
         events = await read(settings, ATTEMPTS, 6)
         [letter] = await read(settings, DEAD_LETTER, 1)
     assert outcomes(events, record["webhook_id"]) == [
-        (1, "retrying"), (2, "retrying"), (3, "retrying"), (4, "retrying"), (5, "retrying"),
-        (6, "failed")]
+        (1, "retrying"),
+        (2, "retrying"),
+        (3, "retrying"),
+        (4, "retrying"),
+        (5, "retrying"),
+        (6, "failed"),
+    ]
     assert letter["webhook_id"] == record["webhook_id"]
     assert "gave up after 6 attempt(s)" in letter["reason"] and "HTTP 500" in letter["reason"]
     assert letter["record"]["attempt"] == 6
@@ -90,7 +100,8 @@ async def test_always_failing_six_attempts_then_dead_letter(
 
 
 async def test_timeout_and_connection_refused_are_failures(
-        settings: Settings, receiver: Receiver) -> None:
+    settings: Settings, receiver: Receiver
+) -> None:
     slow = create_subscription(settings, receiver.url("/slow"))
     receiver.script("/slow", Reply(200, delay_s=5))  # longer than the 2 s request timeout
     refused = create_subscription(settings, "http://127.0.0.1:9/nothing-listens")
@@ -119,9 +130,11 @@ async def test_redirect_is_not_followed(settings: Settings, receiver: Receiver) 
 
 
 async def test_retry_after_moves_to_a_longer_tier(
-        wm_settings: Settings, receiver: Receiver) -> None:
-    settings = dataclasses.replace(wm_settings, allowed_cidrs="127.0.0.0/8",
-                                   retry_ladder="1,3,6,9,12")
+    wm_settings: Settings, receiver: Receiver
+) -> None:
+    settings = dataclasses.replace(
+        wm_settings, allowed_cidrs="127.0.0.0/8", retry_ladder="1,3,6,9,12"
+    )
     sub = create_subscription(settings, receiver.url("/busy"))
     receiver.script("/busy", Reply(429, headers={"Retry-After": "2"}))
     record = ingest_record(sub)
@@ -131,8 +144,9 @@ async def test_retry_after_moves_to_a_longer_tier(
         events = await read(settings, ATTEMPTS, 2)
         [retry] = await read(settings, "retry.30s", 1)  # tier 2 (3 s here), not tier 1
     first = next(e for e in events if e["attempt_number"] == 1)
-    gap = (records.parse_time(first["next_attempt_at"])
-           - records.parse_time(first["started_at"])).total_seconds()
+    gap = (
+        records.parse_time(first["next_attempt_at"]) - records.parse_time(first["started_at"])
+    ).total_seconds()
     assert 2.9 <= gap <= 4.0
     hits = receiver.on("/busy")
     assert hits[1].at - hits[0].at >= 2.9
@@ -140,7 +154,8 @@ async def test_retry_after_moves_to_a_longer_tier(
 
 
 async def test_ssrf_guard_refuses_loopback_by_default(
-        wm_settings: Settings, receiver: Receiver) -> None:
+    wm_settings: Settings, receiver: Receiver
+) -> None:
     settings = dataclasses.replace(wm_settings, allowed_cidrs="", retry_ladder="1,1,1,1,1")
     by_ip = create_subscription(settings, receiver.url("/ip"))
     by_name = create_subscription(settings, f"http://localhost:{receiver.port}/name")
@@ -152,14 +167,14 @@ async def test_ssrf_guard_refuses_loopback_by_default(
     for event in events:
         assert event["outcome"] == "failed" and event["attempt_number"] == 1
         assert "SSRF guard" in event["error"]
-    assert {ltr["webhook_id"] for ltr in letters} == {ip_rec["webhook_id"],
-                                                    name_rec["webhook_id"]}
+    assert {ltr["webhook_id"] for ltr in letters} == {ip_rec["webhook_id"], name_rec["webhook_id"]}
     assert all("not retried" in ltr["reason"] for ltr in letters)
     assert receiver.hits == []
 
 
 async def test_malformed_record_dead_lettered_next_one_delivered(
-        settings: Settings, receiver: Receiver) -> None:
+    settings: Settings, receiver: Receiver
+) -> None:
     sub = create_subscription(settings, receiver.url("/next"))
     good = ingest_record(sub)
     async with running(settings, scheduler=False):
@@ -174,7 +189,8 @@ async def test_malformed_record_dead_lettered_next_one_delivered(
 
 
 async def test_direct_produce_without_id_gets_a_stable_one(
-        settings: Settings, receiver: Receiver) -> None:
+    settings: Settings, receiver: Receiver
+) -> None:
     sub = create_subscription(settings, receiver.url("/direct"))
     receiver.script("/direct", Reply(500))
     bare = {"subscription_id": sub, "event_type": "user.signup", "payload": [1, 2, 3]}
@@ -187,7 +203,8 @@ async def test_direct_produce_without_id_gets_a_stable_one(
 
 
 async def test_fan_out_to_matching_active_subscriptions(
-        settings: Settings, receiver: Receiver) -> None:
+    settings: Settings, receiver: Receiver
+) -> None:
     every = create_subscription(settings, receiver.url("/every"))
     orders = create_subscription(settings, receiver.url("/orders"), event_types=["order.paid"])
     create_subscription(settings, receiver.url("/users"), event_types=["user.signup"])
@@ -196,16 +213,20 @@ async def test_fan_out_to_matching_active_subscriptions(
     async with running(settings, scheduler=False):
         produce_ingest(settings, event)
         assert await receiver.wait_for(
-            lambda: len(receiver.on("/every")) == 1 and len(receiver.on("/orders")) == 1, WAIT)
+            lambda: len(receiver.on("/every")) == 1 and len(receiver.on("/orders")) == 1, WAIT
+        )
         attempts = await read(settings, ATTEMPTS, 2)
     assert receiver.on("/users") == [] and receiver.on("/off") == []
     ids = {e["subscription_id"]: e["webhook_id"] for e in attempts}
-    assert ids == {every: records.derived_id(event["webhook_id"], every),
-                   orders: records.derived_id(event["webhook_id"], orders)}
+    assert ids == {
+        every: records.derived_id(event["webhook_id"], every),
+        orders: records.derived_id(event["webhook_id"], orders),
+    }
 
 
 async def test_deleted_and_inactive_subscriptions_fail_with_reason(
-        settings: Settings, receiver: Receiver) -> None:
+    settings: Settings, receiver: Receiver
+) -> None:
     gone = create_subscription(settings, receiver.url("/gone"))
     delete_subscription(settings, gone)
     off = create_subscription(settings, receiver.url("/off"), active=False)
@@ -220,12 +241,17 @@ async def test_deleted_and_inactive_subscriptions_fail_with_reason(
 
 
 async def test_slow_subscription_does_not_starve_others(
-        wm_settings: Settings, receiver: Receiver) -> None:
+    wm_settings: Settings, receiver: Receiver
+) -> None:
     import asyncio
 
-    settings = dataclasses.replace(wm_settings, allowed_cidrs="127.0.0.0/8",
-                                   max_in_flight=16, max_in_flight_per_subscription=4,
-                                   request_timeout_s=30)
+    settings = dataclasses.replace(
+        wm_settings,
+        allowed_cidrs="127.0.0.0/8",
+        max_in_flight=16,
+        max_in_flight_per_subscription=4,
+        request_timeout_s=30,
+    )
     release = asyncio.Event()
     slow = create_subscription(settings, receiver.url("/slow"))
     fast = create_subscription(settings, receiver.url("/fast"))
@@ -235,8 +261,9 @@ async def test_slow_subscription_does_not_starve_others(
     async with running(settings, scheduler=False):
         produce_ingest(settings, *slow_recs, *fast_recs)
         # every fast webhook is delivered while the slow ones hold their 4 slots
-        assert await receiver.wait_for(lambda: len(receiver.on("/fast")) == 20
-                                       and len(receiver.on("/slow")) >= 4, WAIT)
+        assert await receiver.wait_for(
+            lambda: len(receiver.on("/fast")) == 20 and len(receiver.on("/slow")) >= 4, WAIT
+        )
         assert len(receiver.on("/slow")) == 4  # the per-subscription cap
         release.set()
         assert await receiver.wait_for(lambda: len(receiver.on("/slow")) == 20, WAIT)
@@ -244,9 +271,12 @@ async def test_slow_subscription_does_not_starve_others(
 
 def test_canonical_standard_webhooks_vector() -> None:
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-    signature = signing.standard_signature(signing.key_bytes(secret),
-                                           "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
-                                           b'{"test": 2432232314}')
+    signature = signing.standard_signature(
+        signing.key_bytes(secret),
+        "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        1614265330,
+        b'{"test": 2432232314}',
+    )
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
@@ -256,7 +286,8 @@ def test_non_whsec_secret_uses_utf8_bytes() -> None:
 
 
 async def test_scheduler_pauses_full_partitions_and_hands_back_in_order(
-        settings: Settings, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: Settings, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from retry_scheduler import metrics as scheduler_metrics
     from retry_scheduler import scheduler as scheduler_mod
 

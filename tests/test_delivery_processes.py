@@ -20,8 +20,9 @@ from webhookmaster.settings import Settings
 
 @pytest.fixture
 def settings(wm_settings: Settings) -> Settings:
-    return dataclasses.replace(wm_settings, allowed_cidrs="127.0.0.0/8",
-                               retry_ladder="1,1,1,1,1", topic_partitions=3)
+    return dataclasses.replace(
+        wm_settings, allowed_cidrs="127.0.0.0/8", retry_ladder="1,1,1,1,1", topic_partitions=3
+    )
 
 
 @pytest.fixture
@@ -50,9 +51,9 @@ def ids_seen(receiver: Receiver, path: str) -> Counter[str]:
     return Counter(h.headers["webhook-id"] for h in receiver.on(path))
 
 
-async def test_sigkill_mid_batch_loses_nothing(settings: Settings, receiver: Receiver,
-                                               tmp_path: Path, components: list[Component]
-                                               ) -> None:
+async def test_sigkill_mid_batch_loses_nothing(
+    settings: Settings, receiver: Receiver, tmp_path: Path, components: list[Component]
+) -> None:
     sub = create_subscription(settings, receiver.url("/bulk"))
     batch = [ingest_record(sub, payload={"i": i}) for i in range(2000)]
     produce_ingest(settings, *batch)
@@ -72,33 +73,42 @@ async def test_sigkill_mid_batch_loses_nothing(settings: Settings, receiver: Rec
     await again.terminate()
 
 
-async def test_two_agents_share_and_rebalance(settings: Settings, receiver: Receiver,
-                                              tmp_path: Path, components: list[Component]
-                                              ) -> None:
+async def test_two_agents_share_and_rebalance(
+    settings: Settings, receiver: Receiver, tmp_path: Path, components: list[Component]
+) -> None:
     sub = create_subscription(settings, receiver.url("/shared"))
     first = spawn("agent", settings, tmp_path, components)
     second = spawn("agent", settings, tmp_path, components)
     await asyncio.gather(first.wait_ready(), second.wait_ready())
-    await wait_metric(lambda: min(first.metric("webhookmaster_assigned_partitions"),
-                                  second.metric("webhookmaster_assigned_partitions")) > 0)
+    await wait_metric(
+        lambda: (
+            min(
+                first.metric("webhookmaster_assigned_partitions"),
+                second.metric("webhookmaster_assigned_partitions"),
+            )
+            > 0
+        )
+    )
     batch = [ingest_record(sub, payload={"i": i}) for i in range(1500)]
     for partition in range(3):  # every partition has work, whoever owns it
         produce_ingest(settings, *batch[partition:500:3], partition=partition)
     assert await receiver.wait_for(lambda: len(ids_seen(receiver, "/shared")) == 500, 60)
-    counts = [first.metric("webhookmaster_delivery_attempts_total"),
-              second.metric("webhookmaster_delivery_attempts_total")]
+    counts = [
+        first.metric("webhookmaster_delivery_attempts_total"),
+        second.metric("webhookmaster_delivery_attempts_total"),
+    ]
     assert all(c > 0 for c in counts), f"both agents deliver: {counts}"
     assert await first.terminate() == 0  # the survivor takes over every partition
     for partition in range(3):
-        produce_ingest(settings, *batch[500 + partition::3], partition=partition)
+        produce_ingest(settings, *batch[500 + partition :: 3], partition=partition)
     assert await receiver.wait_for(lambda: len(ids_seen(receiver, "/shared")) == 1500, 60)
     assert set(ids_seen(receiver, "/shared")) == {r["webhook_id"] for r in batch}
     await second.terminate()
 
 
 async def test_graceful_shutdown_finishes_in_flight_work(
-        settings: Settings, receiver: Receiver, tmp_path: Path, components: list[Component]
-        ) -> None:
+    settings: Settings, receiver: Receiver, tmp_path: Path, components: list[Component]
+) -> None:
     sub = create_subscription(settings, receiver.url("/slowish"))
     release = asyncio.Event()
     receiver.script("/slowish", then=Reply(200, hold=release))
@@ -118,15 +128,16 @@ async def test_graceful_shutdown_finishes_in_flight_work(
     await again.wait_ready()
     marker = ingest_record(sub)
     produce_ingest(settings, marker)
-    assert await receiver.wait_for(lambda: marker["webhook_id"] in ids_seen(receiver,
-                                                                             "/slowish"), 60)
+    assert await receiver.wait_for(
+        lambda: marker["webhook_id"] in ids_seen(receiver, "/slowish"), 60
+    )
     assert len(receiver.on("/slowish")) == 11
     await again.terminate()
 
 
 async def test_scheduler_sigkill_keeps_held_retries(
-        settings: Settings, receiver: Receiver, tmp_path: Path, components: list[Component]
-        ) -> None:
+    settings: Settings, receiver: Receiver, tmp_path: Path, components: list[Component]
+) -> None:
     slow_ladder = dataclasses.replace(settings, retry_ladder="4,4,4,4,4")
     sub = create_subscription(slow_ladder, receiver.url("/later"))
     receiver.script("/later", *[Reply(500)] * 5)
@@ -144,9 +155,9 @@ async def test_scheduler_sigkill_keeps_held_retries(
     await asyncio.gather(agent.terminate(), restarted.terminate())
 
 
-async def test_real_ladder_gaps_10s_then_30s(wm_settings: Settings, receiver: Receiver,
-                                             tmp_path: Path, components: list[Component]
-                                             ) -> None:
+async def test_real_ladder_gaps_10s_then_30s(
+    wm_settings: Settings, receiver: Receiver, tmp_path: Path, components: list[Component]
+) -> None:
     settings = dataclasses.replace(wm_settings, allowed_cidrs="127.0.0.0/8")
     assert settings.retry_ladder == "10,30,60,300,900"  # the shipped default
     sub = create_subscription(settings, receiver.url("/real"))

@@ -14,8 +14,18 @@ from webhookmaster import settings as settings_mod
 from webhookmaster.settings import PROJECT_ROOT, Settings
 
 COMPOSE_TOP = {"name", "services", "volumes", "networks", "configs", "secrets"}
-SERVICE_KEYS = {"image", "build", "command", "environment", "depends_on", "volumes", "ports",
-                "healthcheck", "restart", "deploy"}
+SERVICE_KEYS = {
+    "image",
+    "build",
+    "command",
+    "environment",
+    "depends_on",
+    "volumes",
+    "ports",
+    "healthcheck",
+    "restart",
+    "deploy",
+}
 KNOWN_ENV = {f.metadata["env"] for f in dataclasses.fields(Settings)}
 
 
@@ -27,16 +37,20 @@ def test_compose_structure() -> None:
     doc = compose()
     assert set(doc) <= COMPOSE_TOP | {k for k in doc if k.startswith("x-")}
     services = doc["services"]
-    assert {"kafka", "postgres", "init", "gateway", "agent", "scheduler",
-            "projector"} <= set(services)
+    assert {"kafka", "postgres", "init", "gateway", "agent", "scheduler", "projector"} <= set(
+        services
+    )
     declared_volumes = set(doc.get("volumes") or {})
     for name, svc in services.items():
         assert set(svc) <= SERVICE_KEYS, (name, set(svc) - SERVICE_KEYS)
         assert ("image" in svc) != ("build" in svc), name
         for dep, cond in (svc.get("depends_on") or {}).items():
             assert dep in services, (name, dep)
-            assert cond["condition"] in {"service_started", "service_healthy",
-                                         "service_completed_successfully"}
+            assert cond["condition"] in {
+                "service_started",
+                "service_healthy",
+                "service_completed_successfully",
+            }
             if cond["condition"] == "service_healthy":
                 assert "healthcheck" in services[dep], dep
         for volume in svc.get("volumes") or []:
@@ -67,8 +81,14 @@ def test_kafka_service_matches_catalogue_needs() -> None:
 
 def test_dockerfile_copies_every_package() -> None:
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
-    for package in ("webhookmaster", "schemas", "ingest_gateway", "delivery_agents",
-                    "retry_scheduler", "status_projector"):
+    for package in (
+        "webhookmaster",
+        "schemas",
+        "ingest_gateway",
+        "delivery_agents",
+        "retry_scheduler",
+        "status_projector",
+    ):
         assert f"COPY {package} ./{package}" in dockerfile
         assert (PROJECT_ROOT / package / "__init__.py").exists(), package
 
@@ -79,8 +99,12 @@ def test_configuration_doc_table_is_current() -> None:
 
 
 K8S = PROJECT_ROOT / "deploy" / "kubernetes"
-PORT_VARS = {"gateway": "WM_GATEWAY_PORT", "agent": "WM_AGENT_PORT",
-             "scheduler": "WM_SCHEDULER_PORT", "projector": "WM_PROJECTOR_PORT"}
+PORT_VARS = {
+    "gateway": "WM_GATEWAY_PORT",
+    "agent": "WM_AGENT_PORT",
+    "scheduler": "WM_SCHEDULER_PORT",
+    "projector": "WM_PROJECTOR_PORT",
+}
 
 
 def k8s_documents() -> list[dict]:
@@ -106,12 +130,15 @@ def test_kubernetes_workloads_match_the_cli_and_settings() -> None:
     assert config["WM_HEALTH_HOST"] == "0.0.0.0" and config["WM_GATEWAY_HOST"] == "0.0.0.0"
     choices = cli.build_parser()._subparsers._group_actions[0].choices
     deployments = [d for d in docs if d["kind"] == "Deployment"]
-    assert {d["spec"]["template"]["spec"]["containers"][0]["args"][0]
-            for d in deployments} == set(PORT_VARS)
+    assert {d["spec"]["template"]["spec"]["containers"][0]["args"][0] for d in deployments} == set(
+        PORT_VARS
+    )
     for dep in deployments:
         spec = dep["spec"]
-        assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"][
-            "labels"].items()
+        assert (
+            spec["selector"]["matchLabels"].items()
+            <= spec["template"]["metadata"]["labels"].items()
+        )
         [container] = spec["template"]["spec"]["containers"]
         component = container["args"][0]
         assert component in choices
@@ -129,11 +156,14 @@ def test_kubernetes_workloads_match_the_cli_and_settings() -> None:
 
 def test_prometheus_scrapes_the_local_stack_ports() -> None:
     prom = yaml.safe_load((PROJECT_ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
-    targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"]
-               for t in sc["targets"]}
+    targets = {
+        t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
+    }
     defaults = Settings()
-    assert targets == {f"127.0.0.1:{getattr(defaults, p)}" for p in
-                       ("gateway_port", "agent_port", "scheduler_port", "projector_port")}
+    assert targets == {
+        f"127.0.0.1:{getattr(defaults, p)}"
+        for p in ("gateway_port", "agent_port", "scheduler_port", "projector_port")
+    }
     for rule_file in prom.get("rule_files", []):
         rules = yaml.safe_load((PROJECT_ROOT / "deploy" / "prometheus" / rule_file).read_text())
         assert rules["groups"] and all(r["expr"] for g in rules["groups"] for r in g["rules"])
@@ -152,10 +182,10 @@ def test_grafana_dashboard_queries_real_metrics() -> None:
     import webhookmaster.consumer_thread  # noqa: F401
 
     families = {metric.name for metric in REGISTRY.collect()}
-    exposed = {f + suffix for f in families
-               for suffix in ("", "_total", "_count", "_sum", "_bucket")}
-    dashboard = json.loads((PROJECT_ROOT / "deploy" / "grafana" / "webhookmaster.json")
-                           .read_text())
+    exposed = {
+        f + suffix for f in families for suffix in ("", "_total", "_count", "_sum", "_bucket")
+    }
+    dashboard = json.loads((PROJECT_ROOT / "deploy" / "grafana" / "webhookmaster.json").read_text())
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
             for name in re.findall(r"webhookmaster_[a-z_]+", target["expr"]):

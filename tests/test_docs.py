@@ -33,19 +33,31 @@ def anchors(path: Path) -> set[str]:
 
 
 def relative_links(path: Path) -> list[str]:
-    return [target for target in LINK.findall(prose(path))
-            if not re.match(r"[a-z][a-z0-9+.-]*:", target)]
+    return [
+        target
+        for target in LINK.findall(prose(path))
+        if not re.match(r"[a-z][a-z0-9+.-]*:", target)
+    ]
 
 
 def test_readme_is_a_front_door() -> None:
     lines = README.read_text().splitlines()
     assert len(lines) <= 200, len(lines)
     text = README.read_text()
-    for command in ("make run", "make test", "/api/subscriptions/", "/api/ingest/",
-                    "/api/status/"):
+    for command in ("make run", "make test", "/api/subscriptions/", "/api/ingest/", "/api/status/"):
         assert command in text, command
-    for folder in ("ingest_gateway", "delivery_agents", "retry_scheduler", "status_projector",
-                   "schemas", "webhookmaster", "deploy", "bench", "tests", "docs"):
+    for folder in (
+        "ingest_gateway",
+        "delivery_agents",
+        "retry_scheduler",
+        "status_projector",
+        "schemas",
+        "webhookmaster",
+        "deploy",
+        "bench",
+        "tests",
+        "docs",
+    ):
         assert f"| `{folder}/` |" in text, folder
         assert (PROJECT_ROOT / folder).is_dir(), folder
 
@@ -71,8 +83,14 @@ def test_every_relative_link_resolves() -> None:
     assert checked >= 20, checked
 
 
-PACKAGES = ("ingest_gateway", "delivery_agents", "retry_scheduler", "status_projector",
-            "schemas", "webhookmaster")
+PACKAGES = (
+    "ingest_gateway",
+    "delivery_agents",
+    "retry_scheduler",
+    "status_projector",
+    "schemas",
+    "webhookmaster",
+)
 
 
 def exposed_metrics() -> tuple[set[str], set[str]]:
@@ -87,8 +105,9 @@ def exposed_metrics() -> tuple[set[str], set[str]]:
                 module = path.relative_to(PROJECT_ROOT).with_suffix("").parts
                 importlib.import_module(".".join(module))
     families = {m.name for m in REGISTRY.collect() if m.name.startswith("webhookmaster_")}
-    exposed = {f + suffix for f in families
-               for suffix in ("", "_total", "_count", "_sum", "_bucket")}
+    exposed = {
+        f + suffix for f in families for suffix in ("", "_total", "_count", "_sum", "_bucket")
+    }
     return families, exposed
 
 

@@ -23,8 +23,7 @@ WAIT = 60.0
 
 @pytest.fixture
 def settings(wm_settings: Settings) -> Settings:
-    return dataclasses.replace(wm_settings, allowed_cidrs="127.0.0.0/8",
-                               retry_ladder="1,1,1,1,1")
+    return dataclasses.replace(wm_settings, allowed_cidrs="127.0.0.0/8", retry_ladder="1,1,1,1,1")
 
 
 @contextlib.asynccontextmanager
@@ -40,8 +39,9 @@ async def pipeline(settings: Settings) -> AsyncIterator[LiveGateway]:
         assert await asyncio.wait_for(projector, 30) == 0
 
 
-async def status_of(gateway: LiveGateway, webhook_id: str,
-                    until: Any = lambda body: True) -> dict[str, Any]:
+async def status_of(
+    gateway: LiveGateway, webhook_id: str, until: Any = lambda body: True
+) -> dict[str, Any]:
     """The status API's answer once it is 200 and ``until(body)`` holds (bounded)."""
     found: dict[str, Any] = {}
 
@@ -62,8 +62,7 @@ async def ingest(gateway: LiveGateway, sub: dict[str, Any], payload: Any) -> str
     return reply.json["id"]
 
 
-async def test_delivered_retried_and_failed_webhooks_in_the_status_api(
-        settings: Settings) -> None:
+async def test_delivered_retried_and_failed_webhooks_in_the_status_api(settings: Settings) -> None:
     receiver = await Receiver().start()
     receiver.script("/flaky", Reply(500, "first"), Reply(503, "second"))
     receiver.script("/down", then=Reply(500, "always"))
@@ -78,21 +77,25 @@ async def test_delivered_retried_and_failed_webhooks_in_the_status_api(
 
             done = await status_of(gateway, ok_id, lambda b: b["status"] == "DELIVERED")
             retried = await status_of(gateway, flaky_id, lambda b: b["status"] == "DELIVERED")
-            failed = await status_of(gateway, down_id,
-                                     lambda b: b["status"] == "FAILED"
-                                     and len(b["delivery_attempts"]) == 6)
+            failed = await status_of(
+                gateway,
+                down_id,
+                lambda b: b["status"] == "FAILED" and len(b["delivery_attempts"]) == 6,
+            )
     finally:
         await receiver.stop()
 
     assert done["payload"] == {"n": 1} and done["subscription"] == ok["id"]
     assert done["subscription_url"] == receiver.url("/ok")
-    assert [(a["attempt_number"], a["is_success"], a["status_code"])
-            for a in done["delivery_attempts"]] == [(1, True, 200)]
+    assert [
+        (a["attempt_number"], a["is_success"], a["status_code"]) for a in done["delivery_attempts"]
+    ] == [(1, True, 200)]
     assert done["retry_count"] == 0 and done["delivered_at"] is not None
 
-    assert [(a["attempt_number"], a["is_success"], a["status_code"])
-            for a in retried["delivery_attempts"]] == [(1, False, 500), (2, False, 503),
-                                                       (3, True, 200)]
+    assert [
+        (a["attempt_number"], a["is_success"], a["status_code"])
+        for a in retried["delivery_attempts"]
+    ] == [(1, False, 500), (2, False, 503), (3, True, 200)]
     assert retried["retry_count"] == 2 and retried["next_retry_at"] is None
 
     assert [a["attempt_number"] for a in failed["delivery_attempts"]] == [1, 2, 3, 4, 5, 6]
@@ -112,8 +115,9 @@ async def test_history_pages_through_a_subscription(settings: Settings) -> None:
             cursor = None
             while True:
                 params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
-                reply = await gateway.call("GET", f"/api/subscriptions/{sub['id']}/history/",
-                                           params=params)
+                reply = await gateway.call(
+                    "GET", f"/api/subscriptions/{sub['id']}/history/", params=params
+                )
                 assert reply.status == 200, reply.body
                 pages.append([item["id"] for item in reply.json["items"]])
                 cursor = reply.json["next_cursor"]

@@ -29,12 +29,24 @@ async def keyed(wm_settings: Settings) -> AsyncIterator[LiveGateway]:
 async def test_api_routes_need_a_key(keyed: LiveGateway) -> None:
     sub = await keyed.create_subscription(headers=GOOD)
     item = f"/api/subscriptions/{sub['id']}/"
-    routes = [("GET", "/api/subscriptions/"), ("POST", "/api/subscriptions/"),
-              ("GET", item), ("PUT", item), ("PATCH", item), ("DELETE", item),
-              ("POST", "/api/events/"), ("GET", "/api/no-such-route/")]
-    bad_headers = [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "key-one"},
-                   {"Authorization": "Basic a2V5LW9uZTo="}, {"Authorization": "Bearer "},
-                   {"Authorization": "Bearer key-one,key-two"}]
+    routes = [
+        ("GET", "/api/subscriptions/"),
+        ("POST", "/api/subscriptions/"),
+        ("GET", item),
+        ("PUT", item),
+        ("PATCH", item),
+        ("DELETE", item),
+        ("POST", "/api/events/"),
+        ("GET", "/api/no-such-route/"),
+    ]
+    bad_headers = [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "key-one"},
+        {"Authorization": "Basic a2V5LW9uZTo="},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Bearer key-one,key-two"},
+    ]
     for method, path in routes:
         for headers in bad_headers:
             reply = await keyed.call(method, path, json_body={}, headers=headers)
@@ -45,8 +57,9 @@ async def test_api_routes_need_a_key(keyed: LiveGateway) -> None:
     assert (await keyed.call("GET", item, headers=GOOD)).json == sub
     lower = {"Authorization": "bearer key-one"}
     assert (await keyed.call("GET", "/api/subscriptions/", headers=lower)).status == 200
-    fanout = await keyed.call("POST", "/api/events/", headers=GOOD,
-                              json_body={"event_type": "e", "payload": 1})
+    fanout = await keyed.call(
+        "POST", "/api/events/", headers=GOOD, json_body={"event_type": "e", "payload": 1}
+    )
     assert fanout.status == 202
     assert (await keyed.call("DELETE", item, headers=GOOD)).status == 204
 
@@ -77,12 +90,18 @@ async def test_ingest_accepts_a_signature_or_a_key(keyed: LiveGateway) -> None:
 async def test_ingest_without_secret_needs_a_key(keyed: LiveGateway) -> None:
     sub_id = str(uuid.uuid4())
     now = records.now_iso()
-    record = {"id": sub_id, "target_url": "https://example.com/", "secret_key": "",
-              "event_types": [], "is_active": True, "created_at": now, "updated_at": now}
+    record = {
+        "id": sub_id,
+        "target_url": "https://example.com/",
+        "secret_key": "",
+        "event_types": [],
+        "is_active": True,
+        "created_at": now,
+        "updated_at": now,
+    }
     producer = AsyncProducer(producer_config(keyed.settings))
     try:
-        await producer.send(keyed.settings.topic(SUBSCRIPTIONS),
-                            orjson.dumps(record), sub_id)
+        await producer.send(keyed.settings.topic(SUBSCRIPTIONS), orjson.dumps(record), sub_id)
     finally:
         producer.close()
 
@@ -98,8 +117,7 @@ async def test_ingest_without_secret_needs_a_key(keyed: LiveGateway) -> None:
     assert (await keyed.ingest(target, b"{}", headers=GOOD)).status == 202
 
 
-async def test_ingest_authenticates_before_it_looks_the_subscription_up(
-        keyed: LiveGateway) -> None:
+async def test_ingest_authenticates_before_it_looks_the_subscription_up(keyed: LiveGateway) -> None:
     """An unknown id answers what a subscription with a secret would answer to the same
     credentials, so an unauthenticated caller cannot tell whether it exists; a valid API key
     then learns 404."""
@@ -109,17 +127,19 @@ async def test_ingest_authenticates_before_it_looks_the_subscription_up(
     attempts = [
         ({}, 400, "signature_required"),
         ({"Authorization": "Bearer wrong"}, 401, "unauthorized"),
-        ({"X-Hub-Signature-256": signing.hub_signature("guess", body)}, 401,
-         "invalid_signature"),
+        ({"X-Hub-Signature-256": signing.hub_signature("guess", body)}, 401, "invalid_signature"),
     ]
     for headers, status, error in attempts:
-        replies = [await keyed.ingest(target, body, headers=headers, sign=False)
-                   for target in (known, unknown)]
+        replies = [
+            await keyed.ingest(target, body, headers=headers, sign=False)
+            for target in (known, unknown)
+        ]
         assert [r.status for r in replies] == [status, status], headers
         assert replies[0].json == replies[1].json, headers
         assert replies[1].json["error"] == error
-        assert replies[0].headers.get("WWW-Authenticate") == \
-            replies[1].headers.get("WWW-Authenticate")
+        assert replies[0].headers.get("WWW-Authenticate") == replies[1].headers.get(
+            "WWW-Authenticate"
+        )
     reply = await keyed.ingest(unknown, body, headers=GOOD)
     assert reply.status == 404 and reply.json["error"] == "not_found"
     assert (await keyed.ingest(known, body, headers=GOOD)).status == 202

@@ -29,8 +29,9 @@ ODD_PAYLOAD = {"order": 42, "items": [1, 2, 3], "note": "caf\u00e9"}
 
 async def test_ingest_202_and_the_record_on_the_topic(gateway: LiveGateway) -> None:
     sub = await gateway.create_subscription()
-    reply = await gateway.ingest(sub, ODD_BODY, event_type="order.created",
-                                 headers={"Idempotency-Key": "key-1"})
+    reply = await gateway.ingest(
+        sub, ODD_BODY, event_type="order.created", headers={"Idempotency-Key": "key-1"}
+    )
     assert reply.status == 202, reply.body
     assert set(reply.json) == {"id", "status"} and reply.json["status"] == "accepted"
     assert uuid.UUID(reply.json["id"]).version == 4
@@ -43,9 +44,12 @@ async def test_ingest_202_and_the_record_on_the_topic(gateway: LiveGateway) -> N
     assert record["subscription_id"] == sub["id"]
     assert record["event_type"] == "order.created"
     assert record["payload"] == ODD_PAYLOAD
-    assert record["metadata"] == {"source": "gateway", "remote_addr": "127.0.0.1",
-                                  "content_type": "application/json",
-                                  "idempotency_key": "key-1"}
+    assert record["metadata"] == {
+        "source": "gateway",
+        "remote_addr": "127.0.0.1",
+        "content_type": "application/json",
+        "idempotency_key": "key-1",
+    }
     received = records.parse_time(record["received_at"])
     assert received.tzinfo is not None
 
@@ -68,8 +72,11 @@ async def test_signature_rules(gateway: LiveGateway) -> None:
         ({}, 400, "signature_required"),
         ({"X-Hub-Signature-256": reserialised}, 401, "invalid_signature"),
         ({"X-Hub-Signature-256": "sha256=" + "0" * 64}, 401, "invalid_signature"),
-        ({"X-Hub-Signature-256": signing.hub_signature("other", ODD_BODY)}, 401,
-         "invalid_signature"),
+        (
+            {"X-Hub-Signature-256": signing.hub_signature("other", ODD_BODY)},
+            401,
+            "invalid_signature",
+        ),
         ({"X-Hub-Signature-256": "garbage"}, 401, "invalid_signature"),
         # an API key is no credential when no keys are configured
         ({"Authorization": "Bearer anything"}, 400, "signature_required"),
@@ -102,8 +109,7 @@ async def test_inactive_subscription_is_409(gateway: LiveGateway) -> None:
     sub = await gateway.create_subscription(is_active=False)
     reply = await gateway.ingest(sub, b"{}")
     assert reply.status == 409 and reply.json["error"] == "subscription_inactive"
-    await gateway.call("PATCH", f"/api/subscriptions/{sub['id']}/",
-                       json_body={"is_active": True})
+    await gateway.call("PATCH", f"/api/subscriptions/{sub['id']}/", json_body={"is_active": True})
     assert (await gateway.ingest(sub, b"{}")).status == 202  # read-your-writes
 
 
@@ -129,7 +135,7 @@ async def test_create_then_ingest_at_once(gateway: LiveGateway) -> None:
 
 async def _chunks(data: bytes, size: int = 256) -> AsyncIterator[bytes]:
     for i in range(0, len(data), size):
-        yield data[i:i + size]
+        yield data[i : i + size]
 
 
 def _json_of_size(size: int) -> bytes:
@@ -149,9 +155,12 @@ async def test_body_size_limit(wm_settings: Settings) -> None:
         assert declared.status == 413 and declared.json["error"] == "payload_too_large"
         # chunked: no Content-Length, the bytes read decide
         chunked = await gw.call(
-            "POST", f"/api/ingest/{sub['id']}/", data=_chunks(_json_of_size(4096)),
+            "POST",
+            f"/api/ingest/{sub['id']}/",
+            data=_chunks(_json_of_size(4096)),
             params={"event_type": "e"},
-            headers={"X-Hub-Signature-256": signing.hub_signature(sub["secret_key"], b"")})
+            headers={"X-Hub-Signature-256": signing.hub_signature(sub["secret_key"], b"")},
+        )
         assert chunked.status == 413 and chunked.json["error"] == "payload_too_large"
         fanout = await gw.call("POST", "/api/events/", data=_chunks(_json_of_size(2048)))
         assert fanout.status == 413
@@ -166,16 +175,21 @@ async def test_default_limit_is_one_mebibyte(gateway: LiveGateway) -> None:
     assert len(msg.value()) == 1_048_576 and json.loads(msg.value())["pad"]
 
 
-async def test_subscription_without_secret_is_open_without_api_keys(
-        gateway: LiveGateway) -> None:
+async def test_subscription_without_secret_is_open_without_api_keys(gateway: LiveGateway) -> None:
     sub_id = str(uuid.uuid4())
     now = records.now_iso()
-    record = {"id": sub_id, "target_url": "https://example.com/", "secret_key": "",
-              "event_types": [], "is_active": True, "created_at": now, "updated_at": now}
+    record = {
+        "id": sub_id,
+        "target_url": "https://example.com/",
+        "secret_key": "",
+        "event_types": [],
+        "is_active": True,
+        "created_at": now,
+        "updated_at": now,
+    }
     producer = AsyncProducer(producer_config(gateway.settings))
     try:  # an outside writer: the gateway learns it by following the topic
-        await producer.send(gateway.settings.topic(SUBSCRIPTIONS),
-                            orjson.dumps(record), sub_id)
+        await producer.send(gateway.settings.topic(SUBSCRIPTIONS), orjson.dumps(record), sub_id)
     finally:
         producer.close()
 
@@ -192,14 +206,17 @@ async def test_fan_out_to_matching_active_subscriptions(gateway: LiveGateway) ->
     catch_all = await gateway.create_subscription()
     await gateway.create_subscription(event_types=["order.deleted"])
     await gateway.create_subscription(event_types=["order.created"], is_active=False)
-    reply = await gateway.call("POST", "/api/events/", json_body={
-        "event_type": "order.created", "payload": {"n": 1}})
+    reply = await gateway.call(
+        "POST", "/api/events/", json_body={"event_type": "order.created", "payload": {"n": 1}}
+    )
     assert reply.status == 202, reply.body
     body = reply.json
     assert body["status"] == "accepted"
     event_id = body["event_id"]
-    expected = {records.derived_id(event_id, typed["id"]): typed["id"],
-                records.derived_id(event_id, catch_all["id"]): catch_all["id"]}
+    expected = {
+        records.derived_id(event_id, typed["id"]): typed["id"],
+        records.derived_id(event_id, catch_all["id"]): catch_all["id"],
+    }
     assert sorted(body["ids"]) == sorted(expected)
     got = await ingest_records(gateway.settings, 2)
     assert len(got) == 2
@@ -212,8 +229,9 @@ async def test_fan_out_to_matching_active_subscriptions(gateway: LiveGateway) ->
 
 async def test_fan_out_without_matches_is_202_with_no_ids(gateway: LiveGateway) -> None:
     await gateway.create_subscription(event_types=["a"])
-    reply = await gateway.call("POST", "/api/events/",
-                               json_body={"event_type": "zzz", "payload": None})
+    reply = await gateway.call(
+        "POST", "/api/events/", json_body={"event_type": "zzz", "payload": None}
+    )
     assert reply.status == 202
     assert reply.json["ids"] == [] and reply.json["status"] == "accepted"
 

@@ -13,8 +13,20 @@ from tests.gateway_helpers import LiveGateway, ingest_records
 from tests.kafka_helpers import webhook_view
 from webhookmaster import signing
 
-BAD_EVENT_TYPES = ["a\r\nX-Injected: yes", "a\nb", "a\rb", "a\x00b", "tab\there", "del\x7f",
-                   "c1\x85", "caf\u00e9", " lead", "trail ", "x" * 201, ""]
+BAD_EVENT_TYPES = [
+    "a\r\nX-Injected: yes",
+    "a\nb",
+    "a\rb",
+    "a\x00b",
+    "tab\there",
+    "del\x7f",
+    "c1\x85",
+    "caf\u00e9",
+    " lead",
+    "trail ",
+    "x" * 201,
+    "",
+]
 GOOD_EVENT_TYPES = ["order.created", "a b", "x" * 200, "!~", "A-Z_0-9:/@"]
 
 
@@ -36,8 +48,11 @@ def test_event_type_problem_refuses_non_strings() -> None:
 async def test_header_injection_in_event_type_is_400_everywhere(gateway: LiveGateway) -> None:
     sub = await gateway.create_subscription()
     raw = await gateway.call(
-        "POST", f"/api/ingest/{sub['id']}/?event_type=a%0D%0AX-Injected:%20yes", data=b"{}",
-        headers={"X-Hub-Signature-256": _sign(sub, b"{}"), "Content-Type": "application/json"})
+        "POST",
+        f"/api/ingest/{sub['id']}/?event_type=a%0D%0AX-Injected:%20yes",
+        data=b"{}",
+        headers={"X-Hub-Signature-256": _sign(sub, b"{}"), "Content-Type": "application/json"},
+    )
     assert raw.status == 400, raw.body
     assert raw.headers["Content-Type"].startswith("application/json")
     assert (raw.json["error"], raw.json["field"]) == ("validation_error", "event_type")
@@ -45,12 +60,15 @@ async def test_header_injection_in_event_type_is_400_everywhere(gateway: LiveGat
         reply = await gateway.ingest(sub, b"{}", event_type=value)
         assert reply.status == 400, value
         assert (reply.json["error"], reply.json["field"]) == ("validation_error", "event_type")
-        fan = await gateway.call("POST", "/api/events/",
-                                 json_body={"event_type": value, "payload": {}})
+        fan = await gateway.call(
+            "POST", "/api/events/", json_body={"event_type": value, "payload": {}}
+        )
         assert fan.status == 400, value
         assert (fan.json["error"], fan.json["field"]) == ("validation_error", "event_type")
-        for method, path in (("POST", "/api/subscriptions/"),
-                             ("PUT", f"/api/subscriptions/{sub['id']}/")):
+        for method, path in (
+            ("POST", "/api/subscriptions/"),
+            ("PUT", f"/api/subscriptions/{sub['id']}/"),
+        ):
             body = {"target_url": "https://example.com/", "event_types": ["ok", value]}
             reply = await gateway.call(method, path, json_body=body)
             assert reply.status == 400, (method, value)
@@ -67,11 +85,22 @@ def _sign(sub: dict, body: bytes) -> str:
     return signing.hub_signature(sub["secret_key"], body)
 
 
-NON_CANONICAL = ["http://2130706433/", "http://127.1/", "http://0177.0.0.1/", "http://0/",
-                 "http://0x7f.0.0.1/", "https://0x7f000001/", "http://10.1:8080/x",
-                 "http://127.0.0.010/"]
-IRIS = ["https://exämple.com/", "https://example.com/pfad/ä", "https://例え.jp/",
-        "https://example.com/\u00a0x"]
+NON_CANONICAL = [
+    "http://2130706433/",
+    "http://127.1/",
+    "http://0177.0.0.1/",
+    "http://0/",
+    "http://0x7f.0.0.1/",
+    "https://0x7f000001/",
+    "http://10.1:8080/x",
+    "http://127.0.0.010/",
+]
+IRIS = [
+    "https://exämple.com/",
+    "https://example.com/pfad/ä",
+    "https://例え.jp/",
+    "https://example.com/\u00a0x",
+]
 
 
 @pytest.mark.parametrize("url", NON_CANONICAL + IRIS)
@@ -81,9 +110,16 @@ async def test_target_url_refused(gateway: LiveGateway, url: str) -> None:
     assert (reply.json["error"], reply.json["field"]) == ("validation_error", "target_url")
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:9/x", "https://192.0.2.1/",
-                                 "https://xn--exmple-cua.com/p%C3%A4", "http://[::1]:8080/",
-                                 "https://example.com/a?b=c"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/x",
+        "https://192.0.2.1/",
+        "https://xn--exmple-cua.com/p%C3%A4",
+        "http://[::1]:8080/",
+        "https://example.com/a?b=c",
+    ],
+)
 async def test_target_url_accepted(gateway: LiveGateway, url: str) -> None:
     reply = await gateway.call("POST", "/api/subscriptions/", json_body={"target_url": url})
     assert reply.status == 201, reply.body
@@ -93,8 +129,11 @@ async def test_empty_query_values_are_absent(gateway: LiveGateway) -> None:
     await gateway.create_subscription()
     listed = await gateway.call("GET", "/api/subscriptions/?cursor=")
     assert listed.status == 200 and len(listed.json["items"]) == 1
-    for path in ("/api/webhooks/?event_type=", "/api/webhooks/?cursor=",
-                 "/api/webhooks/?event_type=&cursor="):
+    for path in (
+        "/api/webhooks/?event_type=",
+        "/api/webhooks/?cursor=",
+        "/api/webhooks/?event_type=&cursor=",
+    ):
         reply = await gateway.call("GET", path)
         assert reply.status == 200, (path, reply.body)
         assert reply.json == {"items": [], "next_cursor": None}
@@ -103,12 +142,13 @@ async def test_empty_query_values_are_absent(gateway: LiveGateway) -> None:
 async def test_limit_maximum_is_the_documented_one(gateway: LiveGateway) -> None:
     doc = (await gateway.call("GET", "/api/openapi.json")).json
     sub = await gateway.create_subscription()
-    paths = {"/api/subscriptions/": "/api/subscriptions/",
-             "/api/webhooks/": "/api/webhooks/",
-             "/api/subscriptions/{id}/history/": f"/api/subscriptions/{sub['id']}/history/"}
+    paths = {
+        "/api/subscriptions/": "/api/subscriptions/",
+        "/api/webhooks/": "/api/webhooks/",
+        "/api/subscriptions/{id}/history/": f"/api/subscriptions/{sub['id']}/history/",
+    }
     for template, path in paths.items():
-        [limit] = [p for p in doc["paths"][template]["get"]["parameters"]
-                   if p["name"] == "limit"]
+        [limit] = [p for p in doc["paths"][template]["get"]["parameters"] if p["name"] == "limit"]
         maximum = limit["schema"]["maximum"]
         ok = await gateway.call("GET", path, params={"limit": str(maximum)})
         assert ok.status in (200, 404), (template, ok.body)  # history: no webhook yet

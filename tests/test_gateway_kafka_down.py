@@ -32,9 +32,14 @@ CLIENTS = 50
 def private_kafka(base_settings: Settings) -> Iterator[tuple[Settings, dict[str, str]]]:
     """A second broker with its own state folder and ports, the catalogue applied."""
     state = state_dir(f"gw-kafka-{uuid.uuid4().hex[:8]}")
-    env = clean_env(WM_STATE_DIR=str(state), WM_KAFKA_PORT=str(free_port()),
-                    WM_KAFKA_CONTROLLER_PORT=str(free_port()), WM_PG_PORT=str(free_port()),
-                    WM_CACHE_DIR=base_settings.cache_dir, WM_TOPIC_PARTITIONS="2")
+    env = clean_env(
+        WM_STATE_DIR=str(state),
+        WM_KAFKA_PORT=str(free_port()),
+        WM_KAFKA_CONTROLLER_PORT=str(free_port()),
+        WM_PG_PORT=str(free_port()),
+        WM_CACHE_DIR=base_settings.cache_dir,
+        WM_TOPIC_PARTITIONS="2",
+    )
     settings = settings_mod.load(env)
     try:
         kafka_broker.start(settings)
@@ -46,8 +51,12 @@ def private_kafka(base_settings: Settings) -> Iterator[tuple[Settings, dict[str,
 
 
 def _produce_errors(text: str) -> float:
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == "webhookmaster_gateway_produce_errors_total")
+    return sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "webhookmaster_gateway_produce_errors_total"
+    )
 
 
 async def _timed(coro) -> tuple[float, object]:
@@ -57,7 +66,8 @@ async def _timed(coro) -> tuple[float, object]:
 
 
 async def test_broker_down_gives_503_with_retry_after(
-        private_kafka: tuple[Settings, dict[str, str]]) -> None:
+    private_kafka: tuple[Settings, dict[str, str]],
+) -> None:
     settings, env = private_kafka
     async with running_gateway(settings) as gw:
         sub = await gw.create_subscription()
@@ -71,12 +81,21 @@ async def test_broker_down_gives_503_with_retry_after(
         async def writes() -> list:
             return await asyncio.gather(
                 _timed(gw.ingest(sub, b'{"after": "down"}')),
-                _timed(gw.call("POST", "/api/events/",
-                               json_body={"event_type": "e", "payload": {}})),
-                _timed(gw.call("POST", "/api/subscriptions/",
-                               json_body={"target_url": "https://example.com/"})),
-                _timed(gw.call("PATCH", f"/api/subscriptions/{sub['id']}/",
-                               json_body={"is_active": False})),
+                _timed(
+                    gw.call("POST", "/api/events/", json_body={"event_type": "e", "payload": {}})
+                ),
+                _timed(
+                    gw.call(
+                        "POST",
+                        "/api/subscriptions/",
+                        json_body={"target_url": "https://example.com/"},
+                    )
+                ),
+                _timed(
+                    gw.call(
+                        "PATCH", f"/api/subscriptions/{sub['id']}/", json_body={"is_active": False}
+                    )
+                ),
             )
 
         for elapsed, reply in await asyncio.wait_for(writes(), BOUND_S + 10):
@@ -97,7 +116,8 @@ async def test_broker_down_gives_503_with_retry_after(
 
 
 async def test_writes_fail_fast_once_kafka_is_known_down(
-        private_kafka: tuple[Settings, dict[str, str]]) -> None:
+    private_kafka: tuple[Settings, dict[str, str]],
+) -> None:
     settings, env = private_kafka
     async with running_gateway(settings) as gw:
         sub = await gw.create_subscription()
@@ -109,12 +129,14 @@ async def test_writes_fail_fast_once_kafka_is_known_down(
 
         assert await poll(not_ready, timeout=15)
         writes = [gw.ingest(sub, b'{"n": %d}' % i) for i in range(CLIENTS)]
-        writes += [gw.call("POST", "/api/events/", json_body={"event_type": "e", "payload": 1}),
-                   gw.call("POST", "/api/subscriptions/",
-                           json_body={"target_url": "https://example.com/"}),
-                   gw.call("DELETE", f"/api/subscriptions/{sub['id']}/")]
-        results = await asyncio.wait_for(
-            asyncio.gather(*(_timed(w) for w in writes)), BOUND_S + 10)
+        writes += [
+            gw.call("POST", "/api/events/", json_body={"event_type": "e", "payload": 1}),
+            gw.call(
+                "POST", "/api/subscriptions/", json_body={"target_url": "https://example.com/"}
+            ),
+            gw.call("DELETE", f"/api/subscriptions/{sub['id']}/"),
+        ]
+        results = await asyncio.wait_for(asyncio.gather(*(_timed(w) for w in writes)), BOUND_S + 10)
         for elapsed, reply in results:
             assert reply.status == 503, reply.body
             assert reply.json["error"] == "kafka_unavailable"
@@ -137,8 +159,7 @@ async def test_purge_fails_queued_records_at_once(base_settings: Settings) -> No
         assert await poll(queued, timeout=10)
         assert not any(s.done() for s in sends)
         producer.purge_queued()
-        results = await asyncio.wait_for(
-            asyncio.gather(*sends, return_exceptions=True), FAST_S)
+        results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), FAST_S)
         assert all(isinstance(r, ProduceError) for r in results), results
     finally:
         await asyncio.to_thread(producer.close, 1.0)

@@ -29,20 +29,29 @@ async def test_openapi_document_is_valid_and_covers_every_route(gateway: LiveGat
     doc = reply.json
     validate(doc)
     assert doc["openapi"].startswith("3.1")
-    documented = {(_normalise(path), method.upper())
-                  for path, item in doc["paths"].items()
-                  for method in item if method != "parameters"}
-    registered = {(_normalise(route.resource.canonical), route.method)
-                  for route in gateway.app.router.routes()
-                  if route.method != "HEAD" and route.resource is not None}
+    documented = {
+        (_normalise(path), method.upper())
+        for path, item in doc["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
+    registered = {
+        (_normalise(route.resource.canonical), route.method)
+        for route in gateway.app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
     assert registered <= documented, registered - documented
     missing = documented - registered
     assert not missing, missing
     for path in STATUS_PATHS:
         assert any(_normalise(p) == path for p in doc["paths"]), path
     status = doc["components"]["schemas"]["WebhookStatus"]
-    assert status["properties"]["status"]["enum"] == ["PENDING", "IN_PROGRESS", "DELIVERED",
-                                                      "FAILED"]
+    assert status["properties"]["status"]["enum"] == [
+        "PENDING",
+        "IN_PROGRESS",
+        "DELIVERED",
+        "FAILED",
+    ]
     for item in doc["paths"].values():  # every documented answer says what it carries
         for method, op in item.items():
             if method != "parameters":
@@ -71,8 +80,11 @@ async def test_not_ready_while_the_table_is_not_loaded(wm_settings: Settings) ->
         ready = await gw.call("GET", "/readyz")
         assert ready.status == 503 and ready.json == {"status": "not ready"}
         assert (await gw.call("GET", "/healthz")).status == 200
-        for method, path in (("GET", "/api/subscriptions/"), ("POST", "/api/events/"),
-                             ("POST", f"/api/ingest/{uuid.uuid4()}/?event_type=e")):
+        for method, path in (
+            ("GET", "/api/subscriptions/"),
+            ("POST", "/api/events/"),
+            ("POST", f"/api/ingest/{uuid.uuid4()}/?event_type=e"),
+        ):
             reply = await gw.call(method, path, json_body={"event_type": "e", "payload": 1})
             assert reply.status == 503, path
             assert reply.json["error"] == "not_ready" and "Retry-After" in reply.headers
@@ -84,14 +96,27 @@ async def test_metrics_count_requests_and_ingest(gateway: LiveGateway) -> None:
     assert (await gateway.call("GET", "/nope")).status == 404
     reply = await gateway.call("GET", "/metrics")
     assert reply.status == 200
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(reply.body.decode())
-               for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(reply.body.decode())
+        for s in family.samples
+    }
     route = ("route", "/api/ingest/{subscription_id}/")
-    assert samples[("webhookmaster_gateway_requests_total",
-                    (("method", "POST"), route, ("status", "202")))] >= 1
-    assert samples[("webhookmaster_gateway_requests_total",
-                    (("method", "GET"), ("route", "unmatched"), ("status", "404")))] >= 1
+    assert (
+        samples[
+            ("webhookmaster_gateway_requests_total", (("method", "POST"), route, ("status", "202")))
+        ]
+        >= 1
+    )
+    assert (
+        samples[
+            (
+                "webhookmaster_gateway_requests_total",
+                (("method", "GET"), ("route", "unmatched"), ("status", "404")),
+            )
+        ]
+        >= 1
+    )
     assert samples[("webhookmaster_gateway_ingest_seconds_count", (("kind", "ingest"),))] >= 1
     assert samples[("webhookmaster_gateway_produce_seconds_count", (("topic", "ingest"),))] >= 1
     produced = ("webhookmaster_gateway_produce_seconds_count", (("topic", "subscriptions"),))

@@ -27,13 +27,19 @@ START_TIMEOUT_S = 60.0
 def _start(settings: Settings) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = clean_env(**to_env(dataclasses.replace(settings, gateway_port=port)))
-    proc = subprocess.Popen([sys.executable, "-m", "webhookmaster.cli", "gateway"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "webhookmaster.cli", "gateway"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
-def _http(method: str, url: str, body: bytes | None = None,
-          headers: dict[str, str] | None = None) -> tuple[int, Any]:
+def _http(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=15) as resp:
@@ -48,15 +54,22 @@ def _http(method: str, url: str, body: bytes | None = None,
 def test_serves_and_stops_cleanly(wm_settings: Settings, sig: signal.Signals) -> None:
     proc, url = _start(wm_settings)
     try:
-        assert wait_for(lambda: _http("GET", url + "/readyz")[0] == 200, START_TIMEOUT_S,
-                        interval=0.1), proc.stderr.read() if proc.poll() is not None else ""
-        status, sub = _http("POST", url + "/api/subscriptions/",
-                            json.dumps({"target_url": "https://example.com/"}).encode())
+        assert wait_for(
+            lambda: _http("GET", url + "/readyz")[0] == 200, START_TIMEOUT_S, interval=0.1
+        ), proc.stderr.read() if proc.poll() is not None else ""
+        status, sub = _http(
+            "POST",
+            url + "/api/subscriptions/",
+            json.dumps({"target_url": "https://example.com/"}).encode(),
+        )
         assert status == 201
         body = b'{"via": "process"}'
         status, accepted = _http(
-            "POST", f"{url}/api/ingest/{sub['id']}/?event_type=e", body,
-            {"X-Hub-Signature-256": signing.hub_signature(sub["secret_key"], body)})
+            "POST",
+            f"{url}/api/ingest/{sub['id']}/?event_type=e",
+            body,
+            {"X-Hub-Signature-256": signing.hub_signature(sub["secret_key"], body)},
+        )
         assert status == 202
         proc.send_signal(sig)
         assert proc.wait(timeout=30) == 0
@@ -69,8 +82,9 @@ def test_serves_and_stops_cleanly(wm_settings: Settings, sig: signal.Signals) ->
 
 
 def test_exits_1_when_the_table_cannot_load(wm_settings: Settings) -> None:
-    missing = dataclasses.replace(wm_settings, topic_prefix="no-such-prefix-" + wm_settings.
-                                  topic_prefix)
+    missing = dataclasses.replace(
+        wm_settings, topic_prefix="no-such-prefix-" + wm_settings.topic_prefix
+    )
     proc, _ = _start(missing)
     try:
         assert proc.wait(timeout=60) == 1

@@ -68,8 +68,9 @@ def _json_answer(raw: bytes) -> tuple[int, dict[str, str], dict]:
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in
-               (line.partition(":") for line in lines[1:])}
+    headers = {
+        k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])
+    }
     return status, headers, json.loads(body)
 
 
@@ -78,8 +79,13 @@ async def test_slow_clients_are_cut_off(strict: LiveGateway) -> None:
     endless = b"a" * 200
     line = [(b"POST /api/events/", endless)] * 15
     headers = [(b"POST /api/events/ HTTP/1.1\r\nHost: gw\r\nX-Slow: ", endless)] * 15
-    body = [(b"POST /api/events/ HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
-             b"Content-Length: 5000\r\n\r\n{\"event_type\": \"", endless)] * 15
+    body = [
+        (
+            b"POST /api/events/ HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 5000\r\n\r\n{"event_type": "',
+            endless,
+        )
+    ] * 15
     silent = [(b"", b"")] * 5
     clients = line + headers + body + silent
     results = await asyncio.gather(*(_trickle(port, head, drip) for head, drip in clients))
@@ -102,8 +108,13 @@ async def test_a_kept_alive_connection_survives_idle_time(strict: LiveGateway) -
             writer.write(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             assert head.startswith(b"HTTP/1.1 200"), head
-            length = int(next(h.split(b":")[1] for h in head.split(b"\r\n")
-                              if h.lower().startswith(b"content-length")))
+            length = int(
+                next(
+                    h.split(b":")[1]
+                    for h in head.split(b"\r\n")
+                    if h.lower().startswith(b"content-length")
+                )
+            )
             await asyncio.wait_for(reader.readexactly(length), 10)
             await asyncio.sleep(READ_TIMEOUT_S * 1.5)  # idle longer than the read timeout
     finally:
@@ -116,8 +127,10 @@ async def test_a_body_in_a_later_packet_then_idle_time_is_fine(strict: LiveGatew
     body = b'{"event_type": "e", "payload": 1}'
     reader, writer = await asyncio.open_connection("127.0.0.1", _port(strict))
     try:
-        writer.write(b"POST /api/events/ HTTP/1.1\r\nHost: gw\r\nContent-Type: "
-                     b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        writer.write(
+            b"POST /api/events/ HTTP/1.1\r\nHost: gw\r\nContent-Type: "
+            b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
         await writer.drain()
         await asyncio.sleep(READ_TIMEOUT_S / 4)
         writer.write(body)
@@ -131,27 +144,39 @@ async def test_a_body_in_a_later_packet_then_idle_time_is_fine(strict: LiveGatew
 
 async def _read_response(reader: asyncio.StreamReader) -> bytes:
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-    length = int(next(h.split(b":")[1] for h in head.split(b"\r\n")
-                      if h.lower().startswith(b"content-length")))
+    length = int(
+        next(
+            h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")
+        )
+    )
     return head + await asyncio.wait_for(reader.readexactly(length), 10)
 
 
 async def test_a_whole_request_within_the_deadline_is_served(strict: LiveGateway) -> None:
-    reply = await strict.call("POST", "/api/events/",
-                              json_body={"event_type": "e", "payload": {"ok": True}})
+    reply = await strict.call(
+        "POST", "/api/events/", json_body={"event_type": "e", "payload": {"ok": True}}
+    )
     assert reply.status == 202, reply.body
 
 
-@pytest.mark.parametrize(("request_bytes", "status"), [
-    (b"GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Big: " + b"v" * 9000 + b"\r\n\r\n", 431),
-    (b"GET /healthz HTTP/1.1\r\nHost: gw\r\n" + b"".join(
-        b"X-H%d: v\r\n" % i for i in range(200)) + b"\r\n", 431),
-    (b"GET /api/webhooks/?q=" + b"u" * 9000 + b" HTTP/1.1\r\nHost: gw\r\n\r\n", 431),
-    (b"GET /healthz HTTP/1.1\r\nHost: gw\r\nBad Header\r\n\r\n", 400),
-    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n", 400),
-])
-async def test_protocol_errors_are_json(strict: LiveGateway, request_bytes: bytes,
-                                        status: int) -> None:
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Big: " + b"v" * 9000 + b"\r\n\r\n", 431),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: gw\r\n"
+            + b"".join(b"X-H%d: v\r\n" % i for i in range(200))
+            + b"\r\n",
+            431,
+        ),
+        (b"GET /api/webhooks/?q=" + b"u" * 9000 + b" HTTP/1.1\r\nHost: gw\r\n\r\n", 431),
+        (b"GET /healthz HTTP/1.1\r\nHost: gw\r\nBad Header\r\n\r\n", 400),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n", 400),
+    ],
+)
+async def test_protocol_errors_are_json(
+    strict: LiveGateway, request_bytes: bytes, status: int
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", _port(strict))
     try:
         writer.write(request_bytes)

@@ -18,8 +18,7 @@ from tests.gateway_helpers import (
 from webhookmaster import secret_box
 from webhookmaster.settings import Settings
 
-FIELDS = {"id", "target_url", "secret_key", "event_types", "is_active", "created_at",
-          "updated_at"}
+FIELDS = {"id", "target_url", "secret_key", "event_types", "is_active", "created_at", "updated_at"}
 
 
 async def test_create_returns_201_with_generated_secret(gateway: LiveGateway) -> None:
@@ -36,10 +35,14 @@ async def test_create_returns_201_with_generated_secret(gateway: LiveGateway) ->
 
 
 async def test_create_writes_the_record_to_the_compacted_topic(gateway: LiveGateway) -> None:
-    sub = await gateway.create_subscription(secret_key="s3cret", event_types=["a", "b"],
-                                            is_active=False)
-    assert (sub["secret_key"], sub["event_types"], sub["is_active"]) == ("s3cret", ["a", "b"],
-                                                                         False)
+    sub = await gateway.create_subscription(
+        secret_key="s3cret", event_types=["a", "b"], is_active=False
+    )
+    assert (sub["secret_key"], sub["event_types"], sub["is_active"]) == (
+        "s3cret",
+        ["a", "b"],
+        False,
+    )
     [msg] = await subscription_records(gateway.settings, 1)
     assert msg.key().decode() == sub["id"]
     stored = validate_record(msg.value(), "subscription")
@@ -53,8 +56,9 @@ async def test_read_your_writes_on_the_same_instance(gateway: LiveGateway) -> No
     sub = await gateway.create_subscription(event_types=["x"])
     got = await gateway.call("GET", f"/api/subscriptions/{sub['id']}/")
     assert got.status == 200 and got.json == sub
-    patched = await gateway.call("PATCH", f"/api/subscriptions/{sub['id']}/",
-                                 json_body={"event_types": ["y"]})
+    patched = await gateway.call(
+        "PATCH", f"/api/subscriptions/{sub['id']}/", json_body={"event_types": ["y"]}
+    )
     assert patched.status == 200
     again = await gateway.call("GET", f"/api/subscriptions/{sub['id']}/")
     assert again.json["event_types"] == ["y"]
@@ -62,26 +66,37 @@ async def test_read_your_writes_on_the_same_instance(gateway: LiveGateway) -> No
 
 async def test_put_replaces_and_keeps_the_secret(gateway: LiveGateway) -> None:
     sub = await gateway.create_subscription(event_types=["a"], is_active=False)
-    reply = await gateway.call("PUT", f"/api/subscriptions/{sub['id']}/",
-                               json_body={"target_url": "http://other.example:8080/x"})
+    reply = await gateway.call(
+        "PUT",
+        f"/api/subscriptions/{sub['id']}/",
+        json_body={"target_url": "http://other.example:8080/x"},
+    )
     assert reply.status == 200
     new = reply.json
     assert new["target_url"] == "http://other.example:8080/x"
     assert new["event_types"] == [] and new["is_active"] is True  # defaults again
     assert new["secret_key"] == sub["secret_key"]
     assert new["created_at"] == sub["created_at"] and new["updated_at"] > sub["updated_at"]
-    missing = await gateway.call("PUT", f"/api/subscriptions/{sub['id']}/",
-                                 json_body={"is_active": True})
+    missing = await gateway.call(
+        "PUT", f"/api/subscriptions/{sub['id']}/", json_body={"is_active": True}
+    )
     assert missing.status == 400 and missing.json["field"] == "target_url"
 
 
 async def test_patch_updates_only_given_fields(gateway: LiveGateway) -> None:
     sub = await gateway.create_subscription(event_types=["a"])
-    reply = await gateway.call("PATCH", f"/api/subscriptions/{sub['id']}/",
-                               json_body={"is_active": False, "secret_key": "new"})
+    reply = await gateway.call(
+        "PATCH",
+        f"/api/subscriptions/{sub['id']}/",
+        json_body={"is_active": False, "secret_key": "new"},
+    )
     assert reply.status == 200
-    assert reply.json == {**sub, "is_active": False, "secret_key": "new",
-                          "updated_at": reply.json["updated_at"]}
+    assert reply.json == {
+        **sub,
+        "is_active": False,
+        "secret_key": "new",
+        "updated_at": reply.json["updated_at"],
+    }
 
 
 async def test_delete_writes_a_tombstone_and_forgets(gateway: LiveGateway) -> None:
@@ -101,8 +116,11 @@ async def test_delete_writes_a_tombstone_and_forgets(gateway: LiveGateway) -> No
 @pytest.mark.parametrize("sub_id", [str(uuid.uuid4()), "not-a-uuid"])
 async def test_unknown_id_is_404(gateway: LiveGateway, sub_id: str) -> None:
     for method in ("GET", "PUT", "PATCH", "DELETE"):
-        reply = await gateway.call(method, f"/api/subscriptions/{sub_id}/",
-                                   json_body={"target_url": "https://example.com/"})
+        reply = await gateway.call(
+            method,
+            f"/api/subscriptions/{sub_id}/",
+            json_body={"target_url": "https://example.com/"},
+        )
         assert reply.status == 404, method
         assert reply.json["error"] == "not_found"
 
@@ -129,8 +147,9 @@ INVALID_BODIES: list[tuple[Any, str | None]] = [
 
 
 @pytest.mark.parametrize(("body", "field"), INVALID_BODIES)
-async def test_create_validation_names_the_field(gateway: LiveGateway, body: Any,
-                                                 field: str | None) -> None:
+async def test_create_validation_names_the_field(
+    gateway: LiveGateway, body: Any, field: str | None
+) -> None:
     reply = await gateway.call("POST", "/api/subscriptions/", json_body=body)
     assert reply.status == 400
     assert reply.headers["Content-Type"].startswith("application/json")
@@ -146,8 +165,9 @@ async def test_patch_validation_and_non_json_bodies(gateway: LiveGateway) -> Non
     assert bad.status == 400 and bad.json["field"] == "is_active"
     for method, target in (("PATCH", path), ("PUT", path), ("POST", "/api/subscriptions/")):
         for raw in (b"{not json", b"", b"\xff\xfe"):
-            reply = await gateway.call(method, target, data=raw,
-                                       headers={"Content-Type": "application/json"})
+            reply = await gateway.call(
+                method, target, data=raw, headers={"Content-Type": "application/json"}
+            )
             assert reply.status == 400, (method, raw)
             assert reply.json["error"] == "validation_error"
     unchanged = await gateway.call("GET", path)
@@ -155,8 +175,9 @@ async def test_patch_validation_and_non_json_bodies(gateway: LiveGateway) -> Non
 
 
 async def test_pagination_with_cursor(gateway: LiveGateway) -> None:
-    created = [await gateway.create_subscription(target_url=f"https://example.com/{i}")
-               for i in range(5)]
+    created = [
+        await gateway.create_subscription(target_url=f"https://example.com/{i}") for i in range(5)
+    ]
     expected = sorted(created, key=lambda s: (s["created_at"], s["id"]))
     pages, cursor = [], None
     while True:
@@ -173,12 +194,19 @@ async def test_pagination_with_cursor(gateway: LiveGateway) -> None:
     assert whole.json == {"items": expected, "next_cursor": None}
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"limit": "0"}, "limit"), ({"limit": "201"}, "limit"), ({"limit": "ten"}, "limit"),
-    ({"cursor": "garbage!"}, "cursor"), ({"cursor": "e30"}, "cursor"),
-])
-async def test_bad_pagination_parameters(gateway: LiveGateway, params: dict[str, str],
-                                         field: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "201"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"cursor": "garbage!"}, "cursor"),
+        ({"cursor": "e30"}, "cursor"),
+    ],
+)
+async def test_bad_pagination_parameters(
+    gateway: LiveGateway, params: dict[str, str], field: str
+) -> None:
     reply = await gateway.call("GET", "/api/subscriptions/", params=params)
     assert reply.status == 400
     assert reply.json["field"] == field
@@ -191,8 +219,9 @@ async def test_limit_bounds(gateway: LiveGateway) -> None:
         assert reply.status == 200 and len(reply.json["items"]) == 1
 
 
-async def test_second_instance_follows_the_topic(gateway: LiveGateway,
-                                                 wm_settings: Settings) -> None:
+async def test_second_instance_follows_the_topic(
+    gateway: LiveGateway, wm_settings: Settings
+) -> None:
     async with running_gateway(wm_settings) as second:
         sub = await gateway.create_subscription(event_types=["a"])
         path = f"/api/subscriptions/{sub['id']}/"

@@ -19,20 +19,28 @@ from tests.projector_support import attempt, dead_letter, ingest, new_id, now
 from webhookmaster.settings import Settings
 
 
-def rec(settings: Settings, suffix: str, offset: int, value: dict | bytes,
-        headers: tuple = ()) -> KafkaRecord:
+def rec(
+    settings: Settings, suffix: str, offset: int, value: dict | bytes, headers: tuple = ()
+) -> KafkaRecord:
     raw = value if isinstance(value, bytes) else records.dumps(value)
     return KafkaRecord(settings.topic(suffix), 0, offset, 0, None, raw, headers)
 
 
 async def test_a_late_dead_letter_never_turns_a_delivered_webhook_failed(
-        wm_settings: Settings, db: asyncpg.Connection) -> None:
+    wm_settings: Settings, db: asyncpg.Connection
+) -> None:
     sub, t0 = new_id(), now()
-    events = [(INGEST, ingest("W", sub, t0)),
-              (ATTEMPTS, attempt("W", sub, t0, 1, "delivered")),
-              # the same record redelivered after the subscription was deleted
-              (DEAD_LETTER, dead_letter("W", sub, f"subscription {sub} does not exist",
-                                         record=ingest("W", sub, t0)))]
+    events = [
+        (INGEST, ingest("W", sub, t0)),
+        (ATTEMPTS, attempt("W", sub, t0, 1, "delivered")),
+        # the same record redelivered after the subscription was deleted
+        (
+            DEAD_LETTER,
+            dead_letter(
+                "W", sub, f"subscription {sub} does not exist", record=ingest("W", sub, t0)
+            ),
+        ),
+    ]
     store = Store(wm_settings)
     try:
         for run, order in enumerate(itertools.permutations(events)):
@@ -50,7 +58,8 @@ async def test_a_late_dead_letter_never_turns_a_delivered_webhook_failed(
 
 
 async def test_every_request_is_its_own_attempt_row(
-        wm_settings: Settings, db: asyncpg.Connection) -> None:
+    wm_settings: Settings, db: asyncpg.Connection
+) -> None:
     sub, t0 = new_id(), now()
     first = attempt("R", sub, t0, 1, "retrying", status_code=500)
     # the agent crashed after publishing the first outcome, before committing: attempt 1 redone
@@ -58,48 +67,72 @@ async def test_every_request_is_its_own_attempt_row(
     first["attempt_id"], redone["attempt_id"] = "a" * 32, "b" * 32
     store = Store(wm_settings)
     try:
-        await store.write([rec(wm_settings, INGEST, 0, ingest("R", sub, t0)),
-                           rec(wm_settings, ATTEMPTS, 0, first),
-                           rec(wm_settings, ATTEMPTS, 1, redone),
-                           rec(wm_settings, ATTEMPTS, 2, redone)])  # a replayed event
+        await store.write(
+            [
+                rec(wm_settings, INGEST, 0, ingest("R", sub, t0)),
+                rec(wm_settings, ATTEMPTS, 0, first),
+                rec(wm_settings, ATTEMPTS, 1, redone),
+                rec(wm_settings, ATTEMPTS, 2, redone),
+            ]
+        )  # a replayed event
     finally:
         await store.close()
-    rows = await db.fetch("SELECT attempt_number, status_code, outcome FROM delivery_attempts "
-                          "WHERE webhook_id = 'R' ORDER BY started_at")
+    rows = await db.fetch(
+        "SELECT attempt_number, status_code, outcome FROM delivery_attempts "
+        "WHERE webhook_id = 'R' ORDER BY started_at"
+    )
     assert [tuple(r) for r in rows] == [(1, 500, "retrying"), (1, 200, "delivered")]
     assert (await db.fetchval("SELECT status FROM webhooks WHERE id = 'R'")) == "DELIVERED"
 
 
 async def test_unreadable_records_are_kept_as_unprojectable(
-        wm_settings: Settings, db: asyncpg.Connection) -> None:
+    wm_settings: Settings, db: asyncpg.Connection
+) -> None:
     store = Store(wm_settings)
     try:
         overflow = attempt("O", new_id(), now(), 1, "delivered")
         overflow["duration_ms"] = 1e20  # a duration no timestamp can add
-        await store.write([rec(wm_settings, INGEST, 7, b"{not json"),
-                           rec(wm_settings, ATTEMPTS, 8, {"webhook_id": "x"}),
-                           rec(wm_settings, ATTEMPTS, 9, overflow)])
+        await store.write(
+            [
+                rec(wm_settings, INGEST, 7, b"{not json"),
+                rec(wm_settings, ATTEMPTS, 8, {"webhook_id": "x"}),
+                rec(wm_settings, ATTEMPTS, 9, overflow),
+            ]
+        )
     finally:
         await store.close()
-    rows = await db.fetch("SELECT topic, record_offset, reason, raw FROM unprojectable "
-                          "ORDER BY record_offset")
+    rows = await db.fetch(
+        "SELECT topic, record_offset, reason, raw FROM unprojectable ORDER BY record_offset"
+    )
     assert [(r["topic"], r["record_offset"]) for r in rows] == [
-        (wm_settings.topic(INGEST), 7), (wm_settings.topic(ATTEMPTS), 8),
-        (wm_settings.topic(ATTEMPTS), 9)]
+        (wm_settings.topic(INGEST), 7),
+        (wm_settings.topic(ATTEMPTS), 8),
+        (wm_settings.topic(ATTEMPTS), 9),
+    ]
     assert "OverflowError" in rows[2]["reason"]
     assert rows[0]["raw"] == "{not json" and "not JSON" in rows[0]["reason"]
 
 
 async def test_header_form_records_keep_any_valid_json_payload(
-        wm_settings: Settings, db: asyncpg.Connection) -> None:
+    wm_settings: Settings, db: asyncpg.Connection
+) -> None:
     sub, t0 = new_id(), now()
-    bodies = {"big": b'{"n": 123456789012345678901234567890}', "huge": b"[1e400]",
-              "nul": b'{"t": "a\\u0000b"}', "deep": b"[" * 1000 + b"]" * 1000,
-              "dup": b'{"a": 1, "a": 2}'}
+    bodies = {
+        "big": b'{"n": 123456789012345678901234567890}',
+        "huge": b"[1e400]",
+        "nul": b'{"t": "a\\u0000b"}',
+        "deep": b"[" * 1000 + b"]" * 1000,
+        "dup": b'{"a": 1, "a": 2}',
+    }
     batch = []
     for offset, (wid, body) in enumerate(bodies.items()):
-        hook = records.Webhook(webhook_id=wid, subscription_id=sub, event_type="e", body=body,
-                               received_at=records.iso(t0))
+        hook = records.Webhook(
+            webhook_id=wid,
+            subscription_id=sub,
+            event_type="e",
+            body=body,
+            received_at=records.iso(t0),
+        )
         batch.append(rec(wm_settings, INGEST, offset, body, tuple(hook.headers())))
     store = Store(wm_settings)
     try:

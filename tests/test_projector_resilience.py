@@ -42,25 +42,30 @@ def delivered_webhooks(prefix: str, n: int, sub: str) -> list:
     t0 = now() - timedelta(minutes=5)
     items = []
     for i in range(n):
-        items += webhook_items(f"{prefix}-{i:05d}", sub, t0 + timedelta(milliseconds=i),
-                               ["delivered"])
+        items += webhook_items(
+            f"{prefix}-{i:05d}", sub, t0 + timedelta(milliseconds=i), ["delivered"]
+        )
     return items
 
 
 async def delivered(db: asyncpg.Connection, prefix: str) -> int:
-    return await count(db, "webhooks", f"id LIKE '{prefix}-%' AND status = 'DELIVERED' "
-                       "AND payload IS NOT NULL")
+    return await count(
+        db, "webhooks", f"id LIKE '{prefix}-%' AND status = 'DELIVERED' AND payload IS NOT NULL"
+    )
 
 
 async def assert_exactly_once(db: asyncpg.Connection, prefix: str, n: int) -> None:
     assert await count(db, "webhooks", f"id LIKE '{prefix}-%'") == n
     assert await count(db, "delivery_attempts", f"webhook_id LIKE '{prefix}-%'") == n
-    assert await db.fetchval(
-        f"SELECT count(DISTINCT id) FROM webhooks WHERE id LIKE '{prefix}-%'") == n
+    assert (
+        await db.fetchval(f"SELECT count(DISTINCT id) FROM webhooks WHERE id LIKE '{prefix}-%'")
+        == n
+    )
 
 
 async def test_sigkill_mid_stream_then_restart_loses_nothing(
-        wm_settings: Settings, db: asyncpg.Connection, tmp_path: Path) -> None:
+    wm_settings: Settings, db: asyncpg.Connection, tmp_path: Path
+) -> None:
     n = 1000  # 2,000 records
     produce(wm_settings, delivered_webhooks("kill", n, new_id()))
     first = ProjectorProcess(wm_settings, tmp_path / "first.log", WM_PROJECTOR_BATCH_SIZE="40")
@@ -74,8 +79,9 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing(
     try:
         # the killed member holds its partitions until the broker fences it: KIP-848's
         # group.consumer.session.timeout.ms, 45 s by default
-        await until(lambda: _at_least(db, "kill", n), timeout=90,
-                    what="every row after the restart")
+        await until(
+            lambda: _at_least(db, "kill", n), timeout=90, what="every row after the restart"
+        )
         await assert_exactly_once(db, "kill", n)
     finally:
         assert second.stop() == 0
@@ -86,15 +92,17 @@ async def _at_least(db: asyncpg.Connection, prefix: str, n: int) -> bool:
 
 
 async def test_two_instances_rebalance_and_project_everything_once(
-        wm_settings: Settings, db: asyncpg.Connection, tmp_path: Path) -> None:
+    wm_settings: Settings, db: asyncpg.Connection, tmp_path: Path
+) -> None:
     sub = new_id()
     first = ProjectorProcess(wm_settings, tmp_path / "first.log", WM_PROJECTOR_BATCH_SIZE="50")
     second = None
     try:
         first.wait_ready()
         produce(wm_settings, delivered_webhooks("two-a", 500, sub))
-        second = ProjectorProcess(wm_settings, tmp_path / "second.log",
-                                  WM_PROJECTOR_BATCH_SIZE="50")
+        second = ProjectorProcess(
+            wm_settings, tmp_path / "second.log", WM_PROJECTOR_BATCH_SIZE="50"
+        )
         second.wait_ready()
         produce(wm_settings, delivered_webhooks("two-b", 500, sub))
         await until(lambda: _at_least(db, "two-b", 100), interval=0.02, what="second wave")
@@ -115,8 +123,9 @@ def private_pg(base_settings: Settings, wm_settings: Settings) -> Iterator[Setti
     """The test's settings pointed at a PostgreSQL cluster of its own (free port, own
     folder), migrated; stopped and removed afterwards. Never the session's cluster."""
     state = PROJECT_ROOT / ".wm-state" / f"proj-pg-{uuid.uuid4().hex[:8]}"
-    settings = settings_mod.load(settings_mod.to_env(wm_settings), state_dir=str(state),
-                                 pg_port=free_port())
+    settings = settings_mod.load(
+        settings_mod.to_env(wm_settings), state_dir=str(state), pg_port=free_port()
+    )
     try:
         postgres_server.start(settings)
         asyncio.run(migrate.migrate_url(settings.dsn, settings.db_schema))
@@ -126,8 +135,9 @@ def private_pg(base_settings: Settings, wm_settings: Settings) -> Iterator[Setti
         shutil.rmtree(state, ignore_errors=True)
 
 
-async def test_postgres_outage_is_retried_and_caught_up(private_pg: Settings,
-                                                        tmp_path: Path) -> None:
+async def test_postgres_outage_is_retried_and_caught_up(
+    private_pg: Settings, tmp_path: Path
+) -> None:
     settings = private_pg
     sub = new_id()
     projector = ProjectorProcess(settings, tmp_path / "first.log")
@@ -173,7 +183,8 @@ class _connect:
 
     async def __aenter__(self) -> asyncpg.Connection:
         self.conn = await asyncpg.connect(
-            self.settings.dsn, server_settings={"search_path": self.settings.db_schema})
+            self.settings.dsn, server_settings={"search_path": self.settings.db_schema}
+        )
         return self.conn
 
     async def __aexit__(self, *exc: object) -> None:
@@ -181,12 +192,18 @@ class _connect:
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "webhookmaster.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "webhookmaster.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 async def test_projector_resumes_after_a_broker_restart(
-        wm_settings: Settings, db: asyncpg.Connection, tmp_path: Path) -> None:
+    wm_settings: Settings, db: asyncpg.Connection, tmp_path: Path
+) -> None:
     """A private broker (its own state and ports; PostgreSQL is the session's, by URL): the
     projector runs through ``stack down`` / ``stack up`` of the broker.
 
@@ -194,10 +211,15 @@ async def test_projector_resumes_after_a_broker_restart(
     when the consumer came out of the restart stuck, the watchdog's replacement (STALL_S and two
     checks) and the new member's join."""
     state = PROJECT_ROOT / ".wm-state" / f"proj-kafka-{uuid.uuid4().hex[:8]}"
-    env = clean_env(**{
-        **settings_mod.to_env(wm_settings), "WM_STATE_DIR": str(state),
-        "WM_KAFKA_PORT": str(free_port()), "WM_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "WM_DATABASE_URL": wm_settings.dsn})
+    env = clean_env(
+        **{
+            **settings_mod.to_env(wm_settings),
+            "WM_STATE_DIR": str(state),
+            "WM_KAFKA_PORT": str(free_port()),
+            "WM_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "WM_DATABASE_URL": wm_settings.dsn,
+        }
+    )
     settings = settings_mod.load(env)
     projector = None
     try:
@@ -208,8 +230,7 @@ async def test_projector_resumes_after_a_broker_restart(
         projector = ProjectorProcess(settings, tmp_path / "projector.log")
         projector.wait_ready(120)
         produce(settings, delivered_webhooks("br-a", 50, sub))
-        await until(lambda: _at_least(db, "br-a", 50), timeout=90,
-                    what="rows before the restart")
+        await until(lambda: _at_least(db, "br-a", 50), timeout=90, what="rows before the restart")
 
         down = _cli(env, "stack", "down")
         assert down.returncode == 0 and "kafka      stopped" in down.stdout, down.stdout
@@ -219,12 +240,13 @@ async def test_projector_resumes_after_a_broker_restart(
         produced = time.monotonic()
         bound = 90 + STALL_S + 2 * CHECK_EVERY_S
         try:
-            await until(lambda: _at_least(db, "br-b", 50), timeout=bound,
-                        what="rows after restart")
+            await until(lambda: _at_least(db, "br-b", 50), timeout=bound, what="rows after restart")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nprojector log:\n{projector.log()}") from None
-        print(f"\nrows {time.monotonic() - produced:.1f} s after the restart; watchdog "
-              f"replacements: {projector.log().count('replacing it')}")
+        print(
+            f"\nrows {time.monotonic() - produced:.1f} s after the restart; watchdog "
+            f"replacements: {projector.log().count('replacing it')}"
+        )
         await assert_exactly_once(db, "br-a", 50)
         await assert_exactly_once(db, "br-b", 50)
         assert projector.proc.poll() is None
@@ -236,31 +258,38 @@ async def test_projector_resumes_after_a_broker_restart(
 
 
 async def test_a_consumer_that_stops_fetching_is_replaced(
-        wm_settings: Settings, db: asyncpg.Connection,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    wm_settings: Settings, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The watchdog: a consumer that fetches nothing although records wait (here: its
     partitions paused behind its back, as librdkafka can leave them after a broker restart) is
     replaced, and the new one projects what waits; an idle healthy consumer is left alone."""
     monkeypatch.setattr(consumer_mod, "STALL_S", 1.0)
     monkeypatch.setattr(consumer_mod, "CHECK_EVERY_S", 0.5)
     store = Store(wm_settings)
-    consumer = ProjectorConsumer(dataclasses.replace(wm_settings, projector_batch_wait_s=0.05),
-                                 store)
+    consumer = ProjectorConsumer(
+        dataclasses.replace(wm_settings, projector_batch_wait_s=0.05), store
+    )
     task = asyncio.create_task(consumer.run())
     sub = new_id()
     try:
         produce(wm_settings, delivered_webhooks("wd-a", 20, sub))
         await until(lambda: _at_least(db, "wd-a", 20), timeout=60, what="rows of a healthy run")
         idle_from = consumer.checks
-        await until(_async(lambda: consumer.checks >= idle_from + 3), timeout=30,
-                    what="three watchdog checks while idle")
+        await until(
+            _async(lambda: consumer.checks >= idle_from + 3),
+            timeout=30,
+            what="three watchdog checks while idle",
+        )
         assert consumer.replaced == 0, "an idle consumer with nothing to read was replaced"
 
         stuck = consumer._consumer
         await consumer._call(lambda: stuck.pause(stuck.assignment()))
         produce(wm_settings, delivered_webhooks("wd-b", 20, sub))
-        await until(lambda: _at_least(db, "wd-b", 20), timeout=90,
-                    what="rows after the stuck consumer was replaced")
+        await until(
+            lambda: _at_least(db, "wd-b", 20),
+            timeout=90,
+            what="rows after the stuck consumer was replaced",
+        )
         assert consumer.replaced == 1 and consumer._consumer is not stuck
         await assert_exactly_once(db, "wd-a", 20)
         await assert_exactly_once(db, "wd-b", 20)
@@ -273,4 +302,5 @@ async def test_a_consumer_that_stops_fetching_is_replaced(
 def _async(check):  # type: ignore[no-untyped-def]
     async def wrapped() -> bool:
         return check()
+
     return wrapped

@@ -22,18 +22,28 @@ async def insert_webhook(db: asyncpg.Connection, webhook_id: str, created: datet
     await db.execute(
         "INSERT INTO webhooks (id, created_at, subscription_id, event_type, payload, status, "
         "updated_at) VALUES ($1, $2, $3, 'order.created', '{}', 'DELIVERED', $2)",
-        webhook_id, created, new_id())
+        webhook_id,
+        created,
+        new_id(),
+    )
     await db.execute(
         "INSERT INTO delivery_attempts (webhook_id, attempt_number, received_at, "
         "subscription_id, event_type, target_url, started_at, duration_ms, outcome) "
         "VALUES ($1, 1, $2, $3, 'order.created', 'https://x.example/', $2, 1, 'delivered')",
-        webhook_id, created, new_id())
+        webhook_id,
+        created,
+        new_id(),
+    )
 
 
 async def partition_names(db: asyncpg.Connection) -> set[str]:
-    return {r["relname"] for r in await db.fetch(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent IN ('webhooks'::regclass, 'delivery_attempts'::regclass)")}
+    return {
+        r["relname"]
+        for r in await db.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent IN ('webhooks'::regclass, 'delivery_attempts'::regclass)"
+        )
+    }
 
 
 async def test_retention_drops_partitions_older_than_72_hours(db: asyncpg.Connection) -> None:
@@ -48,20 +58,33 @@ async def test_retention_drops_partitions_older_than_72_hours(db: asyncpg.Connec
     await partitions.create(db, {day_of(t) for t in rows.values()})
     for webhook_id, created in rows.items():
         await insert_webhook(db, webhook_id, created)
-    await db.execute("INSERT INTO dead_letters (dl_partition, dl_offset, failed_at, reason) "
-                     "VALUES (0, 1, $1, 'old'), (0, 2, $2, 'new')",
-                     now - timedelta(hours=80), now - timedelta(hours=1))
-    await db.execute("INSERT INTO unprojectable (topic, partition, record_offset, seen_at, "
-                     "reason) VALUES ('t', 0, 1, $1, 'old'), ('t', 0, 2, $2, 'new')",
-                     now - timedelta(hours=80), now - timedelta(hours=1))
+    await db.execute(
+        "INSERT INTO dead_letters (dl_partition, dl_offset, failed_at, reason) "
+        "VALUES (0, 1, $1, 'old'), (0, 2, $2, 'new')",
+        now - timedelta(hours=80),
+        now - timedelta(hours=1),
+    )
+    await db.execute(
+        "INSERT INTO unprojectable (topic, partition, record_offset, seen_at, "
+        "reason) VALUES ('t', 0, 1, $1, 'old'), ('t', 0, 2, $2, 'new')",
+        now - timedelta(hours=80),
+        now - timedelta(hours=1),
+    )
 
     result = await partitions.run_retention(db, H72, now=now)
 
-    gone = {partitions.partition_name(t, today - timedelta(days=d))
-            for t in partitions.PARTITIONED for d in (4, 5)}
+    gone = {
+        partitions.partition_name(t, today - timedelta(days=d))
+        for t in partitions.PARTITIONED
+        for d in (4, 5)
+    }
     assert set(result.dropped) == gone
-    assert result.rows_removed == {"webhooks": 2, "delivery_attempts": 2, "dead_letters": 1,
-                                   "unprojectable": 1}
+    assert result.rows_removed == {
+        "webhooks": 2,
+        "delivery_attempts": 2,
+        "dead_letters": 1,
+        "unprojectable": 1,
+    }
     names = await partition_names(db)
     assert not gone & names
     # the partition holding the 78-hour-old row still holds newer rows' time range: kept
@@ -79,7 +102,8 @@ async def test_retention_drops_partitions_older_than_72_hours(db: asyncpg.Connec
 
 
 async def test_projector_retention_run_counts_rows_and_skips_expired_records(
-        wm_settings: Settings, db: asyncpg.Connection) -> None:
+    wm_settings: Settings, db: asyncpg.Connection
+) -> None:
     old_day = day_of(datetime.now(UTC)) - timedelta(days=6)
     await partitions.create(db, {old_day})
     for i in range(3):
@@ -96,11 +120,16 @@ async def test_projector_retention_run_counts_rows_and_skips_expired_records(
         sub = new_id()
         stale = datetime.now(UTC) - timedelta(hours=73)
         fresh = datetime.now(UTC) - timedelta(hours=1)
-        recs = [KafkaRecord(wm_settings.topic(topic), 0, i, 0, None, records.dumps(v))
-                for i, (topic, v) in enumerate([
+        recs = [
+            KafkaRecord(wm_settings.topic(topic), 0, i, 0, None, records.dumps(v))
+            for i, (topic, v) in enumerate(
+                [
                     (INGEST, ingest("stale", sub, stale)),
                     (ATTEMPTS, attempt("stale", sub, stale, 1, "delivered")),
-                    (INGEST, ingest("fresh", sub, fresh))])]
+                    (INGEST, ingest("fresh", sub, fresh)),
+                ]
+            )
+        ]
         await store.write(recs)
         assert [r["id"] for r in await db.fetch("SELECT id FROM webhooks")] == ["fresh"]
         assert await db.fetchval("SELECT count(*) FROM delivery_attempts") == 0

@@ -41,44 +41,76 @@ async def webhook(db: asyncpg.Connection, webhook_id: str) -> asyncpg.Record | N
 
 
 async def attempts_of(db: asyncpg.Connection, webhook_id: str) -> list[asyncpg.Record]:
-    return await db.fetch("SELECT * FROM delivery_attempts WHERE webhook_id = $1 "
-                          "ORDER BY attempt_number", webhook_id)
+    return await db.fetch(
+        "SELECT * FROM delivery_attempts WHERE webhook_id = $1 ORDER BY attempt_number", webhook_id
+    )
 
 
-async def test_lifecycles_become_status_rows(wm_settings: Settings, db: asyncpg.Connection,
-                                             tmp_path: Path) -> None:
+async def test_lifecycles_become_status_rows(
+    wm_settings: Settings, db: asyncpg.Connection, tmp_path: Path
+) -> None:
     sub_a, sub_gone, sub_invoices = new_id(), new_id(), new_id()
     t0 = now() - timedelta(minutes=30)
-    produce(wm_settings, [
-        (SUBSCRIPTIONS, sub_a, subscription(sub_a)),
-        (SUBSCRIPTIONS, sub_gone, subscription(sub_gone, url="https://gone.example/")),
-        (SUBSCRIPTIONS, sub_invoices, subscription(
-            sub_invoices, url="https://invoices.example/", event_types=["invoice.paid"])),
-        (SUBSCRIPTIONS, sub_gone, None),  # tombstone: deleted
-    ])
+    produce(
+        wm_settings,
+        [
+            (SUBSCRIPTIONS, sub_a, subscription(sub_a)),
+            (SUBSCRIPTIONS, sub_gone, subscription(sub_gone, url="https://gone.example/")),
+            (
+                SUBSCRIPTIONS,
+                sub_invoices,
+                subscription(
+                    sub_invoices, url="https://invoices.example/", event_types=["invoice.paid"]
+                ),
+            ),
+            (SUBSCRIPTIONS, sub_gone, None),  # tombstone: deleted
+        ],
+    )
     projector = ProjectorProcess(wm_settings, tmp_path / "projector.log")
     try:
         projector.wait_ready()
         # the mirror first, so that the fan-out below sees every subscription
-        await until(lambda: count(db, "subscriptions", "deleted_at IS NOT NULL"),
-                    what="subscription mirror")
+        await until(
+            lambda: count(db, "subscriptions", "deleted_at IS NOT NULL"), what="subscription mirror"
+        )
 
         delivered, retried, exhausted, orphaned, late, waiting, fan, after_poison = (
-            f"wh-{name}-{new_id()}" for name in
-            ("delivered", "retried", "exhausted", "orphaned", "late", "waiting", "fan", "ok"))
+            f"wh-{name}-{new_id()}"
+            for name in (
+                "delivered",
+                "retried",
+                "exhausted",
+                "orphaned",
+                "late",
+                "waiting",
+                "fan",
+                "ok",
+            )
+        )
         items = webhook_items(delivered, sub_a, t0, ["delivered"])
         items += webhook_items(retried, sub_a, t0, ["retrying", "retrying", "delivered"])
-        items += [(INGEST, sub_a, ingest(retried, sub_a, t0, attempt=n, due_at=t0))
-                  for n in (1, 2)]
+        items += [(INGEST, sub_a, ingest(retried, sub_a, t0, attempt=n, due_at=t0)) for n in (1, 2)]
         items += webhook_items(exhausted, sub_a, t0, ["retrying"] * 5 + ["failed"])
         gave_up = "gave up after 6 attempt(s) of 6: HTTP 500"
-        items.append((DEAD_LETTER, sub_a, dead_letter(
-            exhausted, sub_a, gave_up, record=ingest(exhausted, sub_a, t0, attempt=6))))
+        items.append(
+            (
+                DEAD_LETTER,
+                sub_a,
+                dead_letter(
+                    exhausted, sub_a, gave_up, record=ingest(exhausted, sub_a, t0, attempt=6)
+                ),
+            )
+        )
         # a webhook for a deleted subscription: a dead letter and no attempt
         gone = f"subscription {sub_gone} does not exist (deleted?)"
         items.append((INGEST, sub_gone, ingest(orphaned, sub_gone, t0)))
-        items.append((DEAD_LETTER, sub_gone, dead_letter(
-            orphaned, sub_gone, gone, record=ingest(orphaned, sub_gone, t0))))
+        items.append(
+            (
+                DEAD_LETTER,
+                sub_gone,
+                dead_letter(orphaned, sub_gone, gone, record=ingest(orphaned, sub_gone, t0)),
+            )
+        )
         # out of order: attempt 3 (delivered) before attempt 2, the ingest record last
         items.append((ATTEMPTS, late, attempt(late, sub_a, t0, 3, "delivered")))
         items.append((ATTEMPTS, late, attempt(late, sub_a, t0, 2, "retrying")))
@@ -87,18 +119,26 @@ async def test_lifecycles_become_status_rows(wm_settings: Settings, db: asyncpg.
         # a fan-out event: one webhook per matching active subscription
         items.append((INGEST, fan, ingest(fan, None, t0, event_type="invoice.paid")))
         # an unreadable record's dead letter; NUL characters in a payload and an error
-        items.append((DEAD_LETTER, None, dead_letter(None, None, "unreadable record: not JSON",
-                                                      raw="\ufffd\ufffd")))
+        items.append(
+            (
+                DEAD_LETTER,
+                None,
+                dead_letter(None, None, "unreadable record: not JSON", raw="\ufffd\ufffd"),
+            )
+        )
         nul = f"nul-{new_id()}"
         items.append((INGEST, sub_a, ingest(nul, sub_a, t0, payload={"text": "a\u0000b"})))
-        items.append((ATTEMPTS, nul, attempt(nul, sub_a, t0, 1, "retrying",
-                                               error="reset\u0000by peer")))
+        items.append(
+            (ATTEMPTS, nul, attempt(nul, sub_a, t0, 1, "retrying", error="reset\u0000by peer"))
+        )
         items += webhook_items(after_poison, sub_a, t0, ["delivered"])
         produce(wm_settings, items)
         await until(lambda: webhook(db, after_poison), what="the webhook after the NULs")
         await until(lambda: count(db, "webhooks"), what="rows")
-        await until(lambda: _settled(db, [delivered, retried, exhausted, orphaned, late,
-                                          waiting]), what="every lifecycle settled")
+        await until(
+            lambda: _settled(db, [delivered, retried, exhausted, orphaned, late, waiting]),
+            what="every lifecycle settled",
+        )
 
         row = await webhook(db, delivered)
         assert row["status"] == "DELIVERED" and row["attempt_count"] == 1
@@ -110,7 +150,10 @@ async def test_lifecycles_become_status_rows(wm_settings: Settings, db: asyncpg.
         assert row["status"] == "DELIVERED" and row["attempt_count"] == 3
         tried = await attempts_of(db, retried)
         assert [(a["attempt_number"], a["outcome"]) for a in tried] == [
-            (1, "retrying"), (2, "retrying"), (3, "delivered")]
+            (1, "retrying"),
+            (2, "retrying"),
+            (3, "delivered"),
+        ]
         assert tried[0]["started_at"] < tried[1]["started_at"] < tried[2]["started_at"]
 
         row = await webhook(db, exhausted)
@@ -131,9 +174,13 @@ async def test_lifecycles_become_status_rows(wm_settings: Settings, db: asyncpg.
         assert row["status"] == "IN_PROGRESS" and row["next_retry_at"] is not None
         assert row["last_error"] == "HTTP 500"
 
-        fanned = {str(r["subscription_id"]) for r in await db.fetch(
-            "SELECT subscription_id FROM webhooks WHERE id = ANY($1::text[])",
-            [records.derived_id(fan, s) for s in (sub_a, sub_gone, sub_invoices)])}
+        fanned = {
+            str(r["subscription_id"])
+            for r in await db.fetch(
+                "SELECT subscription_id FROM webhooks WHERE id = ANY($1::text[])",
+                [records.derived_id(fan, s) for s in (sub_a, sub_gone, sub_invoices)],
+            )
+        }
         assert fanned == {sub_a, sub_invoices}
 
         letters = await db.fetch("SELECT * FROM dead_letters")  # every dead letter is kept
@@ -151,32 +198,54 @@ async def test_lifecycles_become_status_rows(wm_settings: Settings, db: asyncpg.
 
 
 async def _settled(db: asyncpg.Connection, ids: list[str]) -> bool:
-    rows = await db.fetch("SELECT id, status, attempt_count FROM webhooks "
-                          "WHERE id = ANY($1::text[])", ids)
+    rows = await db.fetch(
+        "SELECT id, status, attempt_count FROM webhooks WHERE id = ANY($1::text[])", ids
+    )
     by_id = {r["id"]: r for r in rows}
     if len(by_id) < len(ids):
         return False
-    expected = dict(zip(ids, [("DELIVERED", 1), ("DELIVERED", 3), ("FAILED", 6), ("FAILED", 0),
-                              ("DELIVERED", 3), ("IN_PROGRESS", 1)], strict=True))
+    expected = dict(
+        zip(
+            ids,
+            [
+                ("DELIVERED", 1),
+                ("DELIVERED", 3),
+                ("FAILED", 6),
+                ("FAILED", 0),
+                ("DELIVERED", 3),
+                ("IN_PROGRESS", 1),
+            ],
+            strict=True,
+        )
+    )
     return all((by_id[i]["status"], by_id[i]["attempt_count"]) == expected[i] for i in ids)
 
 
-async def test_events_in_any_order_give_the_same_row(wm_settings: Settings,
-                                                     db: asyncpg.Connection) -> None:
+async def test_events_in_any_order_give_the_same_row(
+    wm_settings: Settings, db: asyncpg.Connection
+) -> None:
     """Every order of one webhook's events (one event per batch) ends in the same row, and the
     row never moves backwards from DELIVERED or FAILED on the way."""
     sub = new_id()
     t0 = now() - timedelta(hours=1)
     lives = {
-        "delivered": [(INGEST, ingest("W", sub, t0)),
-                      (ATTEMPTS, attempt("W", sub, t0, 1, "retrying")),
-                      (INGEST, ingest("W", sub, t0, attempt=1, due_at=t0)),
-                      (ATTEMPTS, attempt("W", sub, t0, 2, "delivered"))],
-        "failed": [(INGEST, ingest("W", sub, t0)),
-                   (ATTEMPTS, attempt("W", sub, t0, 1, "retrying")),
-                   (ATTEMPTS, attempt("W", sub, t0, 2, "failed", status_code=400)),
-                   (DEAD_LETTER, dead_letter("W", sub, "not retried: HTTP 400",
-                                              record=ingest("W", sub, t0, attempt=2)))],
+        "delivered": [
+            (INGEST, ingest("W", sub, t0)),
+            (ATTEMPTS, attempt("W", sub, t0, 1, "retrying")),
+            (INGEST, ingest("W", sub, t0, attempt=1, due_at=t0)),
+            (ATTEMPTS, attempt("W", sub, t0, 2, "delivered")),
+        ],
+        "failed": [
+            (INGEST, ingest("W", sub, t0)),
+            (ATTEMPTS, attempt("W", sub, t0, 1, "retrying")),
+            (ATTEMPTS, attempt("W", sub, t0, 2, "failed", status_code=400)),
+            (
+                DEAD_LETTER,
+                dead_letter(
+                    "W", sub, "not retried: HTTP 400", record=ingest("W", sub, t0, attempt=2)
+                ),
+            ),
+        ],
     }
     store = Store(wm_settings)
     try:
@@ -188,8 +257,18 @@ async def test_events_in_any_order_give_the_same_row(wm_settings: Settings,
                 terminal_seen = None
                 for offset, (suffix, value) in enumerate(order):
                     value = _renamed(value, wid)
-                    await store.write([KafkaRecord(wm_settings.topic(suffix), 0, offset,
-                                                   0, wid.encode(), records.dumps(value))])
+                    await store.write(
+                        [
+                            KafkaRecord(
+                                wm_settings.topic(suffix),
+                                0,
+                                offset,
+                                0,
+                                wid.encode(),
+                                records.dumps(value),
+                            )
+                        ]
+                    )
                     status = (await webhook(db, wid))["status"]
                     if terminal_seen:
                         assert status == terminal_seen, (order, status)
@@ -215,23 +294,37 @@ def _renamed(value: dict, wid: str) -> dict:
 
 
 async def test_replay_into_an_empty_schema_gives_identical_rows(
-        wm_settings: Settings, db: asyncpg.Connection, tmp_path: Path) -> None:
+    wm_settings: Settings, db: asyncpg.Connection, tmp_path: Path
+) -> None:
     subs = [new_id() for _ in range(3)]
     t0 = now() - timedelta(hours=2)
     mirror = [(SUBSCRIPTIONS, s, subscription(s)) for s in subs]
     mirror.append((SUBSCRIPTIONS, subs[2], None))
     items = []
     rng = random.Random(11)
-    ladders = [["delivered"], ["retrying", "delivered"], ["retrying"] * 5 + ["failed"],
-               ["failed"], ["retrying", "retrying"], []]
+    ladders = [
+        ["delivered"],
+        ["retrying", "delivered"],
+        ["retrying"] * 5 + ["failed"],
+        ["failed"],
+        ["retrying", "retrying"],
+        [],
+    ]
     for i in range(150):
         sub = subs[i % 2]
         wid = f"replay-{i}"
         ladder = ladders[i % len(ladders)]
         items += webhook_items(wid, sub, t0 + timedelta(seconds=i), ladder)
         if ladder and ladder[-1] == "failed":
-            items.append((DEAD_LETTER, sub, dead_letter(
-                wid, sub, "gave up", record=ingest(wid, sub, t0 + timedelta(seconds=i)))))
+            items.append(
+                (
+                    DEAD_LETTER,
+                    sub,
+                    dead_letter(
+                        wid, sub, "gave up", record=ingest(wid, sub, t0 + timedelta(seconds=i))
+                    ),
+                )
+            )
     items.append((DEAD_LETTER, None, dead_letter(None, None, "unreadable", raw="x")))
     rng.shuffle(items)  # topics interleave differently than the events happened
     produce(wm_settings, mirror + items)
@@ -249,10 +342,12 @@ async def test_replay_into_an_empty_schema_gives_identical_rows(
     group = group_id(wm_settings)
     admin.delete_consumer_groups([group])[group].result(timeout=30)
     replay_settings = settings_mod.load(
-        settings_mod.to_env(wm_settings), db_schema=wm_settings.db_schema + "_replay")
+        settings_mod.to_env(wm_settings), db_schema=wm_settings.db_schema + "_replay"
+    )
     await migrate.migrate_url(replay_settings.dsn, replay_settings.db_schema)
     replay_db = await asyncpg.connect(
-        replay_settings.dsn, server_settings={"search_path": replay_settings.db_schema})
+        replay_settings.dsn, server_settings={"search_path": replay_settings.db_schema}
+    )
     second = ProjectorProcess(replay_settings, tmp_path / "second.log")
     try:
         await until(lambda: _all_seen(replay_db, 150), what="replayed projection")
@@ -260,22 +355,28 @@ async def test_replay_into_an_empty_schema_gives_identical_rows(
         await until(lambda: _same(replay_db, original), timeout=10, what="identical rows")
     finally:
         assert second.stop() == 0
-        await replay_db.execute(f"DROP SCHEMA {migrate.quote_ident(replay_settings.db_schema)} "
-                                "CASCADE")
+        await replay_db.execute(
+            f"DROP SCHEMA {migrate.quote_ident(replay_settings.db_schema)} CASCADE"
+        )
         await replay_db.close()
     assert original["webhooks"] and original["delivery_attempts"]
 
 
 async def _all_seen(db: asyncpg.Connection, n: int) -> bool:
     """Every webhook settled as its events say (n webhooks, six ladders in turn)."""
-    statuses = dict(await db.fetch(
-        "SELECT status, count(*) FROM webhooks WHERE status <> 'FAILED' OR last_error = "
-        "'gave up' GROUP BY status"))
+    statuses = dict(
+        await db.fetch(
+            "SELECT status, count(*) FROM webhooks WHERE status <> 'FAILED' OR last_error = "
+            "'gave up' GROUP BY status"
+        )
+    )
     share = n // 6
-    return statuses == {"DELIVERED": 2 * share, "FAILED": 2 * share, "IN_PROGRESS": share,
-                        "PENDING": share} \
-        and await count(db, "delivery_attempts") == share * (1 + 2 + 6 + 1 + 2) \
+    return (
+        statuses
+        == {"DELIVERED": 2 * share, "FAILED": 2 * share, "IN_PROGRESS": share, "PENDING": share}
+        and await count(db, "delivery_attempts") == share * (1 + 2 + 6 + 1 + 2)
         and await count(db, "subscriptions", "deleted_at IS NOT NULL") == 1
+    )
 
 
 async def _same(db: asyncpg.Connection, original: dict) -> bool:

@@ -40,6 +40,7 @@ WAIT = 60.0
 
 # --- the key ring ---------------------------------------------------------------------------
 
+
 def test_encrypts_under_the_first_key_and_decrypts_under_any() -> None:
     key_a, key_b = secret_box.new_key(), secret_box.new_key()
     token_a = SecretBox([key_a]).encrypt("whsec_abc")
@@ -69,13 +70,16 @@ def test_keys_from_the_setting_or_a_file(tmp_path: Path) -> None:
     assert secret_box.read_keys(_settings(secret_keys_file=str(key_file))) == [key_b, key_a]
 
 
-@pytest.mark.parametrize(("values", "words"), [
-    ({}, ["no key", "webhookmaster secret-key", "WM_SECRET_KEYS"]),
-    ({"secret_keys": " , "}, ["no key", "webhookmaster secret-key"]),
-    ({"secret_keys_file": "/nonexistent/keys"}, ["WM_SECRET_KEYS_FILE", "cannot read"]),
-    ({"secret_keys": "not-a-key"}, ["not a Fernet key", "webhookmaster secret-key"]),
-    ({"secret_keys": "k", "secret_keys_file": "/k"}, ["not both"]),
-])
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({}, ["no key", "webhookmaster secret-key", "WM_SECRET_KEYS"]),
+        ({"secret_keys": " , "}, ["no key", "webhookmaster secret-key"]),
+        ({"secret_keys_file": "/nonexistent/keys"}, ["WM_SECRET_KEYS_FILE", "cannot read"]),
+        ({"secret_keys": "not-a-key"}, ["not a Fernet key", "webhookmaster secret-key"]),
+        ({"secret_keys": "k", "secret_keys_file": "/k"}, ["not both"]),
+    ],
+)
 def test_unusable_key_settings_say_what_to_do(values: dict[str, str], words: list[str]) -> None:
     with pytest.raises(SecretKeyError) as info:
         secret_box.from_settings(_settings(**values))
@@ -94,8 +98,9 @@ def test_empty_key_file_is_refused(tmp_path: Path) -> None:
 def test_stored_record_has_no_plain_secret_and_says_when_to_rewrite() -> None:
     key_a, key_b = secret_box.new_key(), secret_box.new_key()
     now = records.now_iso()
-    sub = Subscription(str(uuid.uuid4()), "https://example.com/", "whsec_xyz", ("a",), True,
-                       now, now)
+    sub = Subscription(
+        str(uuid.uuid4()), "https://example.com/", "whsec_xyz", ("a",), True, now, now
+    )
     stored = sub.to_stored(SecretBox([key_a]))
     assert "secret_key" not in stored and b"whsec_xyz" not in records.dumps(stored)
     assert Subscription.from_stored(stored, SecretBox([key_a])) == (sub, True)
@@ -109,6 +114,7 @@ def test_stored_record_has_no_plain_secret_and_says_when_to_rewrite() -> None:
 
 
 # --- the CLI and the local stack ------------------------------------------------------------
+
 
 def test_secret_key_command_prints_a_usable_key() -> None:
     result = run_cli(clean_env(), "secret-key", timeout=60)
@@ -146,13 +152,15 @@ def test_local_stack_makes_its_key_file_once_0600(tmp_path: Path) -> None:
     assert key_file.read_text().strip() == key  # kept, not replaced
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     # a key the user set wins; no file is made for it
-    own = local.local_defaults(Settings(state_dir=str(tmp_path / "own")),
-                               env={"WM_SECRET_KEYS": secret_box.new_key()})
+    own = local.local_defaults(
+        Settings(state_dir=str(tmp_path / "own")), env={"WM_SECRET_KEYS": secret_box.new_key()}
+    )
     assert own.secret_keys_file == "" and not (tmp_path / "own" / "secret-keys").exists()
 
 
 def test_stack_folders_are_private(base_settings: Settings) -> None:
     """The session's stack (started by the stack code): data folders 0700, the key file 0600."""
+
     def mode(path: Path) -> int:
         return stat.S_IMODE(path.stat().st_mode)
 
@@ -171,6 +179,7 @@ def test_stack_folders_are_private(base_settings: Settings) -> None:
 
 
 # --- on the real broker ---------------------------------------------------------------------
+
 
 def topic_records(settings: Settings) -> list[tuple[str | None, bytes | None, int]]:
     """Every record the subscriptions topic holds now (key, value, offset), read raw from the
@@ -202,10 +211,13 @@ def latest(settings: Settings, sub_id: str) -> dict:
 def compact_fast(settings: Settings) -> None:
     """Let the broker's cleaner compact the test topic within seconds: tiny segments, any dirt."""
     resource = ConfigResource(
-        ConfigResource.Type.TOPIC, settings.topic(SUBSCRIPTIONS),
-        incremental_configs=[ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
-                             for k, v in (("segment.ms", "100"),
-                                          ("min.cleanable.dirty.ratio", "0.01"))])
+        ConfigResource.Type.TOPIC,
+        settings.topic(SUBSCRIPTIONS),
+        incremental_configs=[
+            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+            for k, v in (("segment.ms", "100"), ("min.cleanable.dirty.ratio", "0.01"))
+        ],
+    )
     admin = admin_client(settings)
     for future in admin.incremental_alter_configs([resource]).values():
         future.result(30)
@@ -224,27 +236,34 @@ def encrypted(value: dict) -> bool:
 
 
 async def test_plain_records_are_rewritten_at_gateway_start_and_still_verify(
-        wm_settings: Settings) -> None:
+    wm_settings: Settings,
+) -> None:
     settings = dataclasses.replace(wm_settings, allowed_cidrs="127.0.0.0/8")
     box = secret_box.from_settings(settings)
     await asyncio.to_thread(compact_fast, settings)
     receiver = await Receiver().start()
     try:
         # written the old way: the secret in plain text
-        secrets = {create_subscription(settings, receiver.url(f"/hook{i}"),
-                                       secret=signing.new_secret()): None for i in range(3)}
+        secrets = {
+            create_subscription(
+                settings, receiver.url(f"/hook{i}"), secret=signing.new_secret()
+            ): None
+            for i in range(3)
+        }
         unsigned = create_subscription(settings, receiver.url("/unsigned"), secret="")
-        plain = {k: orjson.loads(v) for k, v, _ in await asyncio.to_thread(
-            topic_records, settings)}
+        plain = {k: orjson.loads(v) for k, v, _ in await asyncio.to_thread(topic_records, settings)}
         for sub_id in secrets:
             secrets[sub_id] = plain[sub_id]["secret_key"]
             assert secrets[sub_id].startswith("whsec_")
 
         async with running_gateway(settings) as gw:
+
             async def rewritten() -> bool:
                 values = await asyncio.to_thread(
-                    lambda: {k: orjson.loads(v) for k, v, _ in topic_records(settings)})
+                    lambda: {k: orjson.loads(v) for k, v, _ in topic_records(settings)}
+                )
                 return all(encrypted(values[s]) for s in [*secrets, unsigned])
+
             assert await poll(rewritten, WAIT)
             for sub_id, secret in secrets.items():
                 got = await gw.call("GET", f"/api/subscriptions/{sub_id}/")
@@ -252,7 +271,8 @@ async def test_plain_records_are_rewritten_at_gateway_start_and_still_verify(
                 value = await asyncio.to_thread(latest, settings, sub_id)
                 assert box.decrypt(value["secret_key_encrypted"]) == (secret, True)
                 assert {k: value[k] for k in ("target_url", "created_at", "updated_at")} == {
-                    k: plain[sub_id][k] for k in ("target_url", "created_at", "updated_at")}
+                    k: plain[sub_id][k] for k in ("target_url", "created_at", "updated_at")
+                }
             value = await asyncio.to_thread(latest, settings, unsigned)
             assert box.decrypt(value["secret_key_encrypted"]) == ("", True)
 
@@ -265,10 +285,12 @@ async def test_plain_records_are_rewritten_at_gateway_start_and_still_verify(
                 assert await receiver.wait_for(lambda: len(receiver.hits) == len(secrets), WAIT)
         for i, sub_id in enumerate(secrets):
             [hit] = receiver.on(f"/hook{i}")
-            Webhook(secrets[sub_id]).verify(hit.body, {k.lower(): v
-                                                       for k, v in hit.headers.items()})
-            assert signing.hub_signature_valid(secrets[sub_id], hit.body,
-                                               hit.headers["X-Hub-Signature-256"])
+            Webhook(secrets[sub_id]).verify(
+                hit.body, {k.lower(): v for k, v in hit.headers.items()}
+            )
+            assert signing.hub_signature_valid(
+                secrets[sub_id], hit.body, hit.headers["X-Hub-Signature-256"]
+            )
     finally:
         await receiver.stop()
 
@@ -282,19 +304,27 @@ async def test_plain_records_are_rewritten_at_gateway_start_and_still_verify(
     while await asyncio.to_thread(plain_left):
         assert time.monotonic() < deadline, "the cleaner did not compact the topic in 120 s"
         await asyncio.sleep(1)
-    values = {k: orjson.loads(v) for k, v, _ in await asyncio.to_thread(topic_records, settings)
-              if v is not None}
+    values = {
+        k: orjson.loads(v)
+        for k, v, _ in await asyncio.to_thread(topic_records, settings)
+        if v is not None
+    }
     assert {*secrets, unsigned} <= set(values)
     assert all(encrypted(values[s]) for s in [*secrets, unsigned])
 
 
 def skipped(reason: str) -> float:
-    return REGISTRY.get_sample_value("webhookmaster_subscription_records_skipped_total",
-                                     {"reason": reason}) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "webhookmaster_subscription_records_skipped_total", {"reason": reason}
+        )
+        or 0.0
+    )
 
 
 async def test_rotation_old_key_still_reads_and_records_move_to_the_new_key(
-        wm_settings: Settings) -> None:
+    wm_settings: Settings,
+) -> None:
     key_a, key_b = secret_box.new_key(), secret_box.new_key()
     under_a = dataclasses.replace(wm_settings, secret_keys=key_a, secret_keys_file="")
     async with running_gateway(under_a) as gw:
@@ -311,9 +341,12 @@ async def test_rotation_old_key_still_reads_and_records_move_to_the_new_key(
             value = await asyncio.to_thread(latest, rotated, sub["id"])
             try:
                 return SecretBox([key_b]).decrypt(value["secret_key_encrypted"]) == (
-                    "rotate-me", True)
+                    "rotate-me",
+                    True,
+                )
             except InvalidToken:
                 return False
+
         assert await poll(under_b, WAIT)
         assert gw.app[GATEWAY].table.stale() == []
 
@@ -331,11 +364,13 @@ async def test_rotation_old_key_still_reads_and_records_move_to_the_new_key(
 
 
 async def test_record_under_an_unknown_key_is_skipped_and_the_table_goes_on(
-        wm_settings: Settings) -> None:
+    wm_settings: Settings,
+) -> None:
     stranger = SecretBox([secret_box.new_key()])
     now = records.now_iso()
-    alien = Subscription(str(uuid.uuid4()), "https://example.com/a", "whsec_alien", (), True,
-                         now, now)
+    alien = Subscription(
+        str(uuid.uuid4()), "https://example.com/a", "whsec_alien", (), True, now, now
+    )
     producer = Producer({"bootstrap.servers": wm_settings.bootstrap, "acks": "all"})
     topic = wm_settings.topic(SUBSCRIPTIONS)
     producer.produce(topic, records.dumps(alien.to_stored(stranger)), alien.id)
@@ -352,6 +387,7 @@ async def test_record_under_an_unknown_key_is_skipped_and_the_table_goes_on(
 
         async def applied() -> bool:
             return table.get(good) is not None
+
         assert await poll(applied, WAIT)
         assert table.get(good).secret_key == "whsec_ok"
         assert [sub_id for sub_id, _ in table.stale()] == [good]  # plain text: to rewrite
@@ -375,8 +411,9 @@ async def test_start_up_rewrite_skips_an_entry_written_meanwhile(wm_settings: Se
         stale = dict(state.table.stale())
         assert set(stale) == {raced, other}
         current = state.table.get(raced)
-        newer = dataclasses.replace(current, target_url="https://example.com/new",
-                                    updated_at=records.now_iso())
+        newer = dataclasses.replace(
+            current, target_url="https://example.com/new", updated_at=records.now_iso()
+        )
         await subscriptions_api.write(state, newer)  # the write that held the lock
         lock.release()
         await asyncio.wait_for(asyncio.shield(gw.app[TABLE_LOADER]), WAIT)  # the pass is over
@@ -386,6 +423,8 @@ async def test_start_up_rewrite_skips_an_entry_written_meanwhile(wm_settings: Se
     values = {}
     for key, value, _ in await asyncio.to_thread(topic_records, wm_settings):
         values.setdefault(key, []).append(orjson.loads(value))
-    assert [v["target_url"] for v in values[raced]] == ["https://example.com/old",
-                                                        "https://example.com/new"]
+    assert [v["target_url"] for v in values[raced]] == [
+        "https://example.com/old",
+        "https://example.com/new",
+    ]
     assert encrypted(values[other][-1]) and len(values[other]) == 2  # the pass went on

@@ -107,24 +107,38 @@ def test_defaults_are_valid_and_survive_a_round_trip_through_the_environment() -
 
 
 def test_parsed_views_of_the_list_settings() -> None:
-    loaded = settings_mod.load({"WM_RETRY_LADDER": "1, 2,3,4,5.5",
-                                "WM_ALLOWED_CIDRS": "10.0.0.1/8, ::1",
-                                "WM_API_KEYS": " a , ,b "})
+    loaded = settings_mod.load(
+        {
+            "WM_RETRY_LADDER": "1, 2,3,4,5.5",
+            "WM_ALLOWED_CIDRS": "10.0.0.1/8, ::1",
+            "WM_API_KEYS": " a , ,b ",
+        }
+    )
     assert loaded.retry_delays == (1.0, 2.0, 3.0, 4.0, 5.5)
     assert [t.delay_s for t in tiers("p.", loaded.retry_ladder)] == list(loaded.retry_delays)
-    assert loaded.allowed_networks == (ipaddress.ip_network("10.0.0.0/8"),
-                                       ipaddress.ip_network("::1/128"))
+    assert loaded.allowed_networks == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
     assert loaded.api_key_list == ("a", "b")
 
 
 def test_unknown_wm_names_are_listed_but_test_variables_are_not() -> None:
-    env = {"WM_FOO": "1", "WM_GATEWAY_PORT": "1", "WM_TEST_KAFKA_PORT": "1",
-           "WM_FUZZ_MAX_EXAMPLES": "5", "WMX": "1", "PATH": "/bin", "WM_GATEWAYPORT": "2"}
+    env = {
+        "WM_FOO": "1",
+        "WM_GATEWAY_PORT": "1",
+        "WM_TEST_KAFKA_PORT": "1",
+        "WM_FUZZ_MAX_EXAMPLES": "5",
+        "WMX": "1",
+        "PATH": "/bin",
+        "WM_GATEWAYPORT": "2",
+    }
     assert settings_mod.unknown_names(env) == ["WM_FOO", "WM_GATEWAYPORT"]
 
 
 def test_cli_warns_of_unknown_names_and_still_runs(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("WM_NO_SUCH_SETTING", "x")
     assert cli.main(["settings", "--table"]) == 0
     out, err = capsys.readouterr()
@@ -133,7 +147,8 @@ def test_cli_warns_of_unknown_names_and_still_runs(
 
 
 def test_settings_command_prints_effective_values_with_secrets_masked(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     for name in settings_mod.env_names():
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WM_GATEWAY_PORT", "18080")
@@ -142,8 +157,7 @@ def test_settings_command_prints_effective_values_with_secrets_masked(
     monkeypatch.setenv("WM_SECRET_KEYS", "fernet-key-text")
     assert cli.main(["settings"]) == 0
     out = capsys.readouterr().out
-    shown = dict(line.split(None, 1) if " " in line else (line, "")
-                 for line in out.splitlines())
+    shown = dict(line.split(None, 1) if " " in line else (line, "") for line in out.splitlines())
     assert set(shown) == settings_mod.env_names()
     assert shown["WM_GATEWAY_PORT"] == "18080"  # set: the effective value, not the default
     assert shown["WM_UVLOOP"] == "false"
@@ -158,12 +172,20 @@ def test_settings_command_prints_effective_values_with_secrets_masked(
 def test_component_with_a_bad_setting_fails_with_one_line(command: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WM_")}
     env.update({"WM_UVLOOP": "ture", "WM_STATE_DIR": str(PROJECT_ROOT / ".wm-state" / "unused")})
-    done = subprocess.run([sys.executable, "-m", "webhookmaster.cli", command], env=env,
-                          capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "webhookmaster.cli", command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PROJECT_ROOT,
+    )
     assert done.returncode == 1
     assert done.stdout == ""
-    assert done.stderr == ("webhookmaster: error: WM_UVLOOP: expected one of true/false, "
-                           "1/0, yes/no, on/off (got 'ture')\n")
+    assert done.stderr == (
+        "webhookmaster: error: WM_UVLOOP: expected one of true/false, "
+        "1/0, yes/no, on/off (got 'ture')\n"
+    )
 
 
 def test_table_lists_every_setting_once_with_the_local_stack_apart() -> None:

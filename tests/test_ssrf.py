@@ -84,8 +84,20 @@ def test_address_rules(address: str, cidrs: str, ok: bool) -> None:
     assert allowed(address, parse_cidrs(cidrs)) is ok
 
 
-NONCANONICAL = ["2130706433", "127.1", "0177.0.0.1", "0", "0x7f.1", "0x7f000001", "0X7F.0.0.1",
-                "127.0.0.01", "127.0.0.1.", "017700000001", "1.2.3.4.5", "www.123"]
+NONCANONICAL = [
+    "2130706433",
+    "127.1",
+    "0177.0.0.1",
+    "0",
+    "0x7f.1",
+    "0x7f000001",
+    "0X7F.0.0.1",
+    "127.0.0.01",
+    "127.0.0.1.",
+    "017700000001",
+    "1.2.3.4.5",
+    "www.123",
+]
 HOSTNAMES = ["example.com", "localhost", "1e2", "my-host", "123.example", "xn--bcher-kva.example"]
 
 
@@ -103,18 +115,21 @@ def test_host_names_are_left_to_the_resolver(host: str) -> None:
     check_host(host, [])  # no refusal: the guarded resolver checks what the name resolves to
 
 
-@pytest.mark.parametrize(("host", "cidrs", "refused"), [
-    ("8.8.8.8", "", False),
-    ("127.0.0.1", "", True),
-    ("127.0.0.1", LOOPBACK, False),
-    ("0.0.0.0", "0.0.0.0/0", True),
-    ("::ffff:7f00:1", "", True),  # as yarl gives the host of http://[::ffff:127.0.0.1]/
-    ("::ffff:127.0.0.1", LOOPBACK, False),  # dotted IPv4 inside an IPv6 literal: an address
-    ("64:ff9b::7f00:1", "", True),
-    ("2002:7f00:1::", "", True),
-    ("::7f00:1", "", True),
-    ("2001:4860:4860::8888", "", False),
-])
+@pytest.mark.parametrize(
+    ("host", "cidrs", "refused"),
+    [
+        ("8.8.8.8", "", False),
+        ("127.0.0.1", "", True),
+        ("127.0.0.1", LOOPBACK, False),
+        ("0.0.0.0", "0.0.0.0/0", True),
+        ("::ffff:7f00:1", "", True),  # as yarl gives the host of http://[::ffff:127.0.0.1]/
+        ("::ffff:127.0.0.1", LOOPBACK, False),  # dotted IPv4 inside an IPv6 literal: an address
+        ("64:ff9b::7f00:1", "", True),
+        ("2002:7f00:1::", "", True),
+        ("::7f00:1", "", True),
+        ("2001:4860:4860::8888", "", False),
+    ],
+)
 def test_literal_hosts(host: str, cidrs: str, refused: bool) -> None:
     if refused:
         with pytest.raises(BlockedTarget, match="SSRF guard"):
@@ -127,9 +142,11 @@ def retry_records(settings: Settings) -> int:
     """How many records the retry tiers' topics have ever held (high watermarks)."""
     consumer = Consumer(consumer_config(settings, f"test-{uuid.uuid4().hex}"))
     try:
-        return sum(consumer.get_watermark_offsets(TopicPartition(tier.topic, p), timeout=10)[1]
-                   for tier in tiers(settings.topic_prefix, settings.retry_ladder)
-                   for p in range(settings.topic_partitions))
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(tier.topic, p), timeout=10)[1]
+            for tier in tiers(settings.topic_prefix, settings.retry_ladder)
+            for p in range(settings.topic_partitions)
+        )
     finally:
         consumer.close()
 
@@ -139,26 +156,43 @@ async def test_refused_targets_fail_after_one_attempt_without_retry(wm_settings:
     the non-canonical ones (before, they resolved to 127.0.0.1 and were delivered). NAT64 of the
     metadata address, 6to4 and IPv4-compatible forms of 10.1.2.3 used to pass as global
     addresses, then failed to connect and were retried tier by tier."""
-    settings = dataclasses.replace(wm_settings, allowed_cidrs=LOOPBACK, retry_ladder="1,1,1,1,1",
-                                   connect_timeout_s=1.0, request_timeout_s=2.0)
+    settings = dataclasses.replace(
+        wm_settings,
+        allowed_cidrs=LOOPBACK,
+        retry_ladder="1,1,1,1,1",
+        connect_timeout_s=1.0,
+        request_timeout_s=2.0,
+    )
     receiver = await Receiver().start()
     try:
-        hosts = ["2130706433", "127.1", "0x7f.1", "0177.0.0.1", "0",
-                 "[64:ff9b::a9fe:a9fe]", "[2002:a01:203::]", "[::10.1.2.3]", "0.0.0.0", "[::]"]
-        subs = {create_subscription(settings, f"http://{host}:{receiver.port}/hook"): host
-                for host in hosts}
+        hosts = [
+            "2130706433",
+            "127.1",
+            "0x7f.1",
+            "0177.0.0.1",
+            "0",
+            "[64:ff9b::a9fe:a9fe]",
+            "[2002:a01:203::]",
+            "[::10.1.2.3]",
+            "0.0.0.0",
+            "[::]",
+        ]
+        subs = {
+            create_subscription(settings, f"http://{host}:{receiver.port}/hook"): host
+            for host in hosts
+        }
         records_ = [ingest_record(sub) for sub in subs]
         async with running(settings):
             produce_ingest(settings, *records_)
             events = await read(settings, ATTEMPTS, len(records_))
             letters = await read(settings, DEAD_LETTER, len(records_))
-        assert sorted(e["webhook_id"] for e in events) == sorted(
-            r["webhook_id"] for r in records_)
+        assert sorted(e["webhook_id"] for e in events) == sorted(r["webhook_id"] for r in records_)
         for event in events:
             assert (event["attempt_number"], event["outcome"]) == (1, "failed"), event
             assert event["status_code"] is None and "SSRF guard" in event["error"], event
         assert sorted(ltr["webhook_id"] for ltr in letters) == sorted(
-            r["webhook_id"] for r in records_)
+            r["webhook_id"] for r in records_
+        )
         for letter in letters:
             assert letter["reason"].startswith("not retried: SSRF guard"), letter["reason"]
         assert await asyncio.to_thread(retry_records, settings) == 0

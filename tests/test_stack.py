@@ -30,8 +30,13 @@ def free_port() -> int:
 
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "webhookmaster.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "webhookmaster.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -40,9 +45,13 @@ def stack_env(base_settings: Settings) -> Iterator[dict[str, str]]:
     sits in the project (not pytest's private tmp) so that the postgres user may enter it."""
     state = PROJECT_ROOT / ".wm-state" / f"stack-test-{uuid.uuid4().hex[:8]}"
     yield clean_env(
-        WM_STATE_DIR=str(state), WM_KAFKA_PORT=str(free_port()),
-        WM_KAFKA_CONTROLLER_PORT=str(free_port()), WM_PG_PORT=str(free_port()),
-        WM_CACHE_DIR=base_settings.cache_dir, WM_TOPIC_PARTITIONS="2")
+        WM_STATE_DIR=str(state),
+        WM_KAFKA_PORT=str(free_port()),
+        WM_KAFKA_CONTROLLER_PORT=str(free_port()),
+        WM_PG_PORT=str(free_port()),
+        WM_CACHE_DIR=base_settings.cache_dir,
+        WM_TOPIC_PARTITIONS="2",
+    )
     shutil.rmtree(state, ignore_errors=True)
 
 
@@ -56,8 +65,9 @@ def assert_one_error_line(result: subprocess.CompletedProcess, *words: str) -> N
     assert "Traceback" not in result.stderr
 
 
-def test_restart_keeps_topics_records_and_rows(stack_env: dict[str, str],
-                                               base_settings: Settings) -> None:
+def test_restart_keeps_topics_records_and_rows(
+    stack_env: dict[str, str], base_settings: Settings
+) -> None:
     settings = settings_mod.load(stack_env)
     up = run_cli(stack_env, "stack", "up", "--infra")
     assert up.returncode == 0, up.stderr
@@ -77,8 +87,10 @@ def test_restart_keeps_topics_records_and_rows(stack_env: dict[str, str],
 
         async def write_row() -> None:
             conn = await asyncpg.connect(settings.dsn)
-            await conn.execute("INSERT INTO subscriptions (id, target_url, created_at, updated_at)"
-                               " VALUES (gen_random_uuid(), 'http://x.test/', now(), now())")
+            await conn.execute(
+                "INSERT INTO subscriptions (id, target_url, created_at, updated_at)"
+                " VALUES (gen_random_uuid(), 'http://x.test/', now(), now())"
+            )
             await conn.close()
 
         async def count_rows() -> int:
@@ -131,15 +143,18 @@ def test_missing_java_is_one_clear_line(stack_env: dict[str, str], tmp_path: Pat
 
 def test_old_java_is_refused(stack_env: dict[str, str], tmp_path: Path) -> None:
     fake = tmp_path / "java"
-    fake.write_text('#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
+    fake.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
     fake.chmod(0o755)
     result = run_cli({**stack_env, "WM_JAVA": str(fake)}, "stack", "up", "--infra")
     assert_one_error_line(result, "Java 17+", "Java 11")
 
 
 def test_maven_offline_is_one_clear_line(stack_env: dict[str, str], tmp_path: Path) -> None:
-    env = {**stack_env, "WM_CACHE_DIR": str(tmp_path / "empty-cache"),
-           "WM_MAVEN_ARGS": f"-o -Dmaven.repo.local={tmp_path / 'empty-m2'}"}
+    env = {
+        **stack_env,
+        "WM_CACHE_DIR": str(tmp_path / "empty-cache"),
+        "WM_MAVEN_ARGS": f"-o -Dmaven.repo.local={tmp_path / 'empty-m2'}",
+    }
     result = run_cli(env, "stack", "up", "--infra")
     assert_one_error_line(result, "Maven could not fetch", "offline")
 

@@ -18,9 +18,17 @@ ARTIFACTS = PROJECT_ROOT / ".wm-state" / "test-artifacts"
 # Far above what a run takes on a loaded 2-core machine; only a hung browser reaches it.
 BROWSER_TIMEOUT_S = 180
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1280,2400",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--window-size=1280,2400",
     # Offline: any host but the loopback gateway fails to resolve (a CDN asset would not load).
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     "--virtual-time-budget=10000",
@@ -33,8 +41,14 @@ async def _chromium(url: str, profile: Path, *extra: str) -> bytes:
     chromium = shutil.which("chromium")
     assert chromium is not None, "chromium is missing: run scripts/bootstrap.sh"
     proc = await asyncio.create_subprocess_exec(
-        chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        chromium,
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={profile}",
+        *extra,
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), BROWSER_TIMEOUT_S)
     except TimeoutError:
@@ -45,16 +59,21 @@ async def _chromium(url: str, profile: Path, *extra: str) -> bytes:
     return out
 
 
-async def test_swagger_ui_renders_the_operations_offline(gateway: LiveGateway,
-                                                         tmp_path: Path) -> None:
+async def test_swagger_ui_renders_the_operations_offline(
+    gateway: LiveGateway, tmp_path: Path
+) -> None:
     page = await gateway.call("GET", "/swagger/")
     assert page.status == 200
     assert b"http://" not in page.body and b"https://" not in page.body  # nothing external
     dom = (await _chromium(f"{gateway.url}/swagger/", tmp_path / "dom", "--dump-dom")).decode()
     assert "opblock" in dom, dom[-5_000:]  # the operations list, not a blank page
-    for text in ("/api/subscriptions/", "/api/ingest/{subscription_id}/", "/api/webhooks/",
-                 "Fan one event out to every matching active subscription",
-                 "WebhookMaster gateway"):
+    for text in (
+        "/api/subscriptions/",
+        "/api/ingest/{subscription_id}/",
+        "/api/webhooks/",
+        "Fan one event out to every matching active subscription",
+        "WebhookMaster gateway",
+    ):
         assert text in dom, text
     assert "Failed to load API definition" not in dom
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -71,12 +90,19 @@ async def test_swagger_page_and_assets_are_public_with_api_keys(wm_settings: Set
         page = await gw.call("GET", "/swagger/")
         assert page.status == 200
         refs = [ref.decode() for ref in ASSET_REF.findall(page.body)]
-        assert sorted(refs) == ["/api/openapi.json", "/swagger/assets/favicon-16x16.png",
-                                "/swagger/assets/favicon-32x32.png",
-                                "/swagger/assets/swagger-ui-bundle.js",
-                                "/swagger/assets/swagger-ui.css"], refs
-        kinds = {".js": "text/javascript", ".css": "text/css", ".png": "image/png",
-                 ".json": "application/json"}
+        assert sorted(refs) == [
+            "/api/openapi.json",
+            "/swagger/assets/favicon-16x16.png",
+            "/swagger/assets/favicon-32x32.png",
+            "/swagger/assets/swagger-ui-bundle.js",
+            "/swagger/assets/swagger-ui.css",
+        ], refs
+        kinds = {
+            ".js": "text/javascript",
+            ".css": "text/css",
+            ".png": "image/png",
+            ".json": "application/json",
+        }
         for ref in refs:
             reply = await gw.call("GET", ref)
             assert reply.status == 200, ref

@@ -14,8 +14,13 @@ from webhookmaster.settings import Settings
 def test_catalogue_names_every_topic(wm_settings: Settings) -> None:
     names = [s.name for s in topics_admin.topic_specs(wm_settings)]
     prefix = wm_settings.topic_prefix
-    assert names == [prefix + "ingest", *(prefix + t for t, _ in RETRY_TIERS),
-                     prefix + "deadletter", prefix + "attempts", prefix + "subscriptions"]
+    assert names == [
+        prefix + "ingest",
+        *(prefix + t for t, _ in RETRY_TIERS),
+        prefix + "deadletter",
+        prefix + "attempts",
+        prefix + "subscriptions",
+    ]
     assert [d for _, d in RETRY_TIERS] == [10, 30, 60, 300, 900]
 
 
@@ -35,10 +40,16 @@ def test_apply_is_idempotent_and_repairs_drift(wm_settings: Settings) -> None:
     assert topics_admin.ensure_topics(wm_settings) == []
     ingest = wm_settings.topic(INGEST)
     admin = admin_client(wm_settings)
-    drift = ConfigResource(ConfigResource.Type.TOPIC, ingest, incremental_configs=[
-        ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+    drift = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        ingest,
+        incremental_configs=[
+            ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
     for future in admin.incremental_alter_configs([drift]).values():
         future.result(10)
+
     def retention() -> str:
         return topics_admin.read_configs(wm_settings)[ingest]["retention.ms"]
 

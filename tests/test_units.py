@@ -18,8 +18,12 @@ LADDER = tiers("p.", "10,30,60,300,900")
 
 def test_default_ladder_topics_and_delays() -> None:
     assert [(t.topic, t.delay_s) for t in LADDER] == [
-        ("p.retry.10s", 10), ("p.retry.30s", 30), ("p.retry.1m", 60), ("p.retry.5m", 300),
-        ("p.retry.15m", 900)]
+        ("p.retry.10s", 10),
+        ("p.retry.30s", 30),
+        ("p.retry.1m", 60),
+        ("p.retry.5m", 300),
+        ("p.retry.15m", 900),
+    ]
     assert MAX_ATTEMPTS == 6
 
 
@@ -38,8 +42,9 @@ def test_retry_after_picks_first_tier_at_least_that_long() -> None:
 def test_parse_retry_after_seconds_and_dates() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert parse_retry_after("120") == 120
-    assert parse_retry_after(format_datetime(now + timedelta(seconds=90), usegmt=True),
-                             now) == pytest.approx(90)
+    assert parse_retry_after(
+        format_datetime(now + timedelta(seconds=90), usegmt=True), now
+    ) == pytest.approx(90)
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
 
 
@@ -54,10 +59,14 @@ def test_topic_names_come_from_the_catalogue_under_the_prefix() -> None:
     settings = settings_mod.load({"WM_TOPIC_PREFIX": "p1."})
     assert settings.topic(topics.INGEST) == "p1.ingest"
     assert settings.group("agents") == "p1.agents"
-    suffixes = [topics.INGEST, *(s for s, _ in topics.RETRY_TIERS), topics.DEAD_LETTER,
-                topics.ATTEMPTS, topics.SUBSCRIPTIONS]
-    assert [spec.name for spec in topics.catalogue("p1.")] == [settings.topic(s)
-                                                               for s in suffixes]
+    suffixes = [
+        topics.INGEST,
+        *(s for s, _ in topics.RETRY_TIERS),
+        topics.DEAD_LETTER,
+        topics.ATTEMPTS,
+        topics.SUBSCRIPTIONS,
+    ]
+    assert [spec.name for spec in topics.catalogue("p1.")] == [settings.topic(s) for s in suffixes]
 
 
 def test_tracker_commits_only_the_contiguous_prefix() -> None:
@@ -78,16 +87,19 @@ def test_tracker_commits_only_the_contiguous_prefix() -> None:
     assert tracker.committable() == {}
 
 
-@pytest.mark.parametrize(("address", "cidrs", "ok"), [
-    ("8.8.8.8", "", True),
-    ("127.0.0.1", "", False),
-    ("10.1.2.3", "", False),
-    ("169.254.169.254", "", False),
-    ("::1", "", False),
-    ("::ffff:127.0.0.1", "", False),
-    ("fd00::1", "", False),
-    ("127.0.0.1", "127.0.0.0/8", True),
-    ("10.1.2.3", "10.0.0.0/8,192.168.0.0/16", True),
-])
+@pytest.mark.parametrize(
+    ("address", "cidrs", "ok"),
+    [
+        ("8.8.8.8", "", True),
+        ("127.0.0.1", "", False),
+        ("10.1.2.3", "", False),
+        ("169.254.169.254", "", False),
+        ("::1", "", False),
+        ("::ffff:127.0.0.1", "", False),
+        ("fd00::1", "", False),
+        ("127.0.0.1", "127.0.0.0/8", True),
+        ("10.1.2.3", "10.0.0.0/8,192.168.0.0/16", True),
+    ],
+)
 def test_ssrf_address_rules(address: str, cidrs: str, ok: bool) -> None:
     assert allowed(address, parse_cidrs(cidrs)) is ok

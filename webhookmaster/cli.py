@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     stack = sub.add_parser("stack", help="the local stack: Kafka, PostgreSQL, components")
     stack.add_argument("action", choices=["up", "down", "status"])
-    stack.add_argument("--infra", action="store_true",
-                       help="only Kafka, PostgreSQL, topics and migrations")
+    stack.add_argument(
+        "--infra", action="store_true", help="only Kafka, PostgreSQL, topics and migrations"
+    )
     stack.set_defaults(handler=_stack)
 
     topics = sub.add_parser("topics", help="show or apply the topic catalogue")
@@ -97,18 +98,27 @@ def build_parser() -> argparse.ArgumentParser:
     topics.set_defaults(handler=_topics)
 
     sub.add_parser("migrate", help="apply PostgreSQL migrations").set_defaults(handler=_migrate)
-    sub.add_parser("init", help="apply the topic catalogue and the migrations (for deployments "
-                   "whose Kafka and PostgreSQL run elsewhere)").set_defaults(handler=_init)
+    sub.add_parser(
+        "init",
+        help="apply the topic catalogue and the migrations (for deployments "
+        "whose Kafka and PostgreSQL run elsewhere)",
+    ).set_defaults(handler=_init)
     for component in components.COMPONENTS:
         sub.add_parser(component.name, help=f"run {component.help}").set_defaults(
-            handler=_component)
+            handler=_component
+        )
     show = sub.add_parser("settings", help="print the effective WM_* settings (secrets masked)")
-    show.add_argument("--table", action="store_true",
-                      help="print the configuration table (defaults and meanings) instead")
+    show.add_argument(
+        "--table",
+        action="store_true",
+        help="print the configuration table (defaults and meanings) instead",
+    )
     show.set_defaults(handler=_settings)
-    sub.add_parser("secret-key", help="print a new key for WM_SECRET_KEYS / WM_SECRET_KEYS_FILE "
-                   "(to rotate, put it first and keep the old keys after it)").set_defaults(
-        handler=_secret_key)
+    sub.add_parser(
+        "secret-key",
+        help="print a new key for WM_SECRET_KEYS / WM_SECRET_KEYS_FILE "
+        "(to rotate, put it first and keep the old keys after it)",
+    ).set_defaults(handler=_secret_key)
     return parser
 
 

@@ -23,8 +23,9 @@ class Component:
     @property
     def port_env(self) -> str:
         """The environment variable of its port setting."""
-        [env] = [f.metadata["env"] for f in dataclasses.fields(Settings)
-                 if f.name == self.port_setting]
+        [env] = [
+            f.metadata["env"] for f in dataclasses.fields(Settings) if f.name == self.port_setting
+        ]
         return env
 
     def port(self, settings: Settings) -> int:
@@ -36,15 +37,36 @@ class Component:
 
 
 COMPONENTS: tuple[Component, ...] = (
-    Component("gateway", "ingest_gateway.main", "gateway_port",
-              "ingest, subscription and status API", "the ingest gateway (HTTP API)",
-              needs_secret_keys=True),
-    Component("agent", "delivery_agents.main", "agent_port", "delivery agent",
-              "a delivery agent", needs_secret_keys=True),
-    Component("scheduler", "retry_scheduler.main", "scheduler_port", "retry scheduler",
-              "the retry scheduler"),
-    Component("projector", "status_projector.main", "projector_port", "status projector",
-              "the status projector"),
+    Component(
+        "gateway",
+        "ingest_gateway.main",
+        "gateway_port",
+        "ingest, subscription and status API",
+        "the ingest gateway (HTTP API)",
+        needs_secret_keys=True,
+    ),
+    Component(
+        "agent",
+        "delivery_agents.main",
+        "agent_port",
+        "delivery agent",
+        "a delivery agent",
+        needs_secret_keys=True,
+    ),
+    Component(
+        "scheduler",
+        "retry_scheduler.main",
+        "scheduler_port",
+        "retry scheduler",
+        "the retry scheduler",
+    ),
+    Component(
+        "projector",
+        "status_projector.main",
+        "projector_port",
+        "status projector",
+        "the status projector",
+    ),
 )
 
 BY_NAME: dict[str, Component] = {c.name: c for c in COMPONENTS}

@@ -23,17 +23,22 @@ from webhookmaster.offsets import OffsetTracker, Partition
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-ASSIGNED = Gauge("webhookmaster_assigned_partitions",
-                 "Partitions this process's consumer group member owns.")
+ASSIGNED = Gauge(
+    "webhookmaster_assigned_partitions", "Partitions this process's consumer group member owns."
+)
 
 
 class ConsumerThread:
     """One consumer, one thread, one :class:`OffsetTracker` whose committable offsets are
     committed before every fetch and on every revocation."""
 
-    def __init__(self, config: dict[str, Any], topics: list[str],
-                 on_assign: Callable[[list[Partition]], None] | None = None,
-                 on_revoke: Callable[[list[Partition]], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: list[str],
+        on_assign: Callable[[list[Partition]], None] | None = None,
+        on_revoke: Callable[[list[Partition]], None] | None = None,
+    ) -> None:
         self.tracker = OffsetTracker()
         self._consumer = Consumer(config)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="kafka-consumer")
@@ -71,8 +76,11 @@ class ConsumerThread:
         ASSIGNED.set(len(self.assigned))
 
     def _commit(self, wait: bool = True) -> None:
-        offsets = [TopicPartition(t, p, off) for (t, p), off in self.tracker.committable().items()
-                   if (t, p) in self.assigned]
+        offsets = [
+            TopicPartition(t, p, off)
+            for (t, p), off in self.tracker.committable().items()
+            if (t, p) in self.assigned
+        ]
         if not offsets:
             return
         try:
@@ -87,8 +95,7 @@ class ConsumerThread:
         first = self._consumer.poll(timeout)
         if first is None:
             return []
-        return [first, *self._consumer.consume(max_records - 1, 0)] if max_records > 1 \
-            else [first]
+        return [first, *self._consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
 
     async def consume(self, max_records: int, wait_s: float) -> list[Message]:
         """Commit what is committable, then fetch up to ``max_records``: as soon as one is
@@ -112,8 +119,10 @@ class ConsumerThread:
         return self._consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
 
     def positions(self, tps: list[Partition]) -> dict[Partition, int]:
-        return {(tp.topic, tp.partition): tp.offset
-                for tp in self._consumer.position([TopicPartition(t, p) for t, p in tps])}
+        return {
+            (tp.topic, tp.partition): tp.offset
+            for tp in self._consumer.position([TopicPartition(t, p) for t, p in tps])
+        }
 
     async def close(self) -> None:
         """Commit, leave the group (revocation callbacks run), stop the thread."""

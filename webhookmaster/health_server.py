@@ -10,13 +10,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 
 def metrics_handler(registry: CollectorRegistry = REGISTRY):
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
     return metrics
 
 
-def add_health_routes(app: web.Application, ready: Callable[[], bool],
-                      registry: CollectorRegistry = REGISTRY) -> None:
+def add_health_routes(
+    app: web.Application, ready: Callable[[], bool], registry: CollectorRegistry = REGISTRY
+) -> None:
     """Add the three routes to ``app``; ``ready()`` decides the answer of ``/readyz``."""
 
     async def healthz(request: web.Request) -> web.Response:

@@ -54,8 +54,14 @@ def admin_client(settings: Settings) -> AdminClient:
 
 
 # Produce errors that no retry can change: the record's size or form.
-PERMANENT_CODES = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD,
-                             KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG_SIZE})
+PERMANENT_CODES = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_MSG_SIZE,
+    }
+)
 
 
 class ProduceError(Exception):
@@ -83,8 +89,7 @@ class AsyncProducer:
         self._producer = Producer(config)
         self._stopping = threading.Event()
         # delivery results, appended by callbacks (inside poll or flush, on any thread)
-        self._settled: deque[tuple[asyncio.Future[Message], KafkaError | None, Message]] = \
-            deque()
+        self._settled: deque[tuple[asyncio.Future[Message], KafkaError | None, Message]] = deque()
         self._thread = threading.Thread(target=self._serve, name="kafka-producer", daemon=True)
         self._thread.start()
 

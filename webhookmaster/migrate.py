@@ -36,14 +36,16 @@ async def migrate(conn: asyncpg.Connection, schema: str = "public") -> list[int]
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())")
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         for version, name, sql in migration_files():
             if version in done:
                 continue
             await conn.execute(sql)
             await conn.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+            )
             applied_now.append(version)
     return applied_now
 

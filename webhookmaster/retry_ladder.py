@@ -31,8 +31,10 @@ def parse_delays(ladder: str) -> tuple[float, ...]:
     except ValueError:
         delays = ()
     if len(delays) != len(RETRY_TIERS) or not all(0 < d < math.inf for d in delays):
-        raise ValueError(f"needs {len(RETRY_TIERS)} positive delays in seconds, "
-                         f"comma-separated, e.g. 10,30,60,300,900")
+        raise ValueError(
+            f"needs {len(RETRY_TIERS)} positive delays in seconds, "
+            f"comma-separated, e.g. 10,30,60,300,900"
+        )
     return delays
 
 
@@ -42,8 +44,10 @@ def tiers(prefix: str, ladder: str) -> list[Tier]:
         delays = parse_delays(ladder)
     except ValueError as exc:
         raise ValueError(f"WM_RETRY_LADDER {exc}: {ladder!r}") from None
-    return [Tier(i, name(prefix, suffix), delay)
-            for i, ((suffix, _), delay) in enumerate(zip(RETRY_TIERS, delays, strict=True))]
+    return [
+        Tier(i, name(prefix, suffix), delay)
+        for i, ((suffix, _), delay) in enumerate(zip(RETRY_TIERS, delays, strict=True))
+    ]
 
 
 def next_tier(ladder: list[Tier], attempt: int, retry_after_s: float | None = None) -> Tier | None:

@@ -17,11 +17,20 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from webhookmaster.settings import Settings, SettingsError
 
-__all__ = ["InvalidToken", "SecretBox", "SecretKeyError", "ensure_key_file", "from_settings",
-           "new_key", "read_keys"]
+__all__ = [
+    "InvalidToken",
+    "SecretBox",
+    "SecretKeyError",
+    "ensure_key_file",
+    "from_settings",
+    "new_key",
+    "read_keys",
+]
 
-HOW_TO = ("create one with 'webhookmaster secret-key' and put it in WM_SECRET_KEYS, or in the "
-          "file WM_SECRET_KEYS_FILE names")
+HOW_TO = (
+    "create one with 'webhookmaster secret-key' and put it in WM_SECRET_KEYS, or in the "
+    "file WM_SECRET_KEYS_FILE names"
+)
 
 
 class SecretKeyError(SettingsError):
@@ -41,8 +50,10 @@ def read_keys(settings: Settings) -> list[str]:
         try:
             parts = Path(settings.secret_keys_file).read_text().splitlines()
         except OSError as exc:
-            raise SecretKeyError(f"WM_SECRET_KEYS_FILE={settings.secret_keys_file}: "
-                                 f"cannot read it ({exc.strerror or exc})") from None
+            raise SecretKeyError(
+                f"WM_SECRET_KEYS_FILE={settings.secret_keys_file}: "
+                f"cannot read it ({exc.strerror or exc})"
+            ) from None
         where = f"the file {settings.secret_keys_file} (WM_SECRET_KEYS_FILE)"
     else:
         parts = settings.secret_keys.split(",")
@@ -68,7 +79,8 @@ class SecretBox:
             except (ValueError, TypeError):
                 raise SecretKeyError(
                     f"secret key number {number} is not a Fernet key (32 bytes in URL-safe "
-                    f"base64, 44 characters): {HOW_TO}") from None
+                    f"base64, 44 characters): {HOW_TO}"
+                ) from None
         self._fernets = tuple(fernets)
 
     def encrypt(self, plain: str) -> str:

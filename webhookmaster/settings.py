@@ -84,8 +84,7 @@ LogLevel = Annotated[str, AfterValidator(_log_level)]
 
 
 def _setting(env: str, default: Any, doc: str, kind: Any = str, secret: bool = False) -> Any:
-    return field(default=default,
-                 metadata={"env": env, "doc": doc, "kind": kind, "secret": secret})
+    return field(default=default, metadata={"env": env, "doc": doc, "kind": kind, "secret": secret})
 
 
 @dataclass(frozen=True)
@@ -95,27 +94,39 @@ class StackSettings:
     only to reach that stack when no WM_KAFKA_BOOTSTRAP / WM_DATABASE_URL is given."""
 
     state_dir: str = _setting(
-        "WM_STATE_DIR", str(PROJECT_ROOT / ".wm-state" / "dev"),
-        "Folder for the local stack: Kafka and PostgreSQL data, logs, pid files.")
+        "WM_STATE_DIR",
+        str(PROJECT_ROOT / ".wm-state" / "dev"),
+        "Folder for the local stack: Kafka and PostgreSQL data, logs, pid files.",
+    )
     kafka_port: int = _setting(
-        "WM_KAFKA_PORT", 29092, "Local broker's client port (127.0.0.1).",
-        kind=Port)
+        "WM_KAFKA_PORT", 29092, "Local broker's client port (127.0.0.1).", kind=Port
+    )
     kafka_controller_port: int = _setting(
-        "WM_KAFKA_CONTROLLER_PORT", 29093, "Local broker's KRaft controller port (127.0.0.1).",
-        kind=Port)
+        "WM_KAFKA_CONTROLLER_PORT",
+        29093,
+        "Local broker's KRaft controller port (127.0.0.1).",
+        kind=Port,
+    )
     kafka_version: str = _setting(
-        "WM_KAFKA_VERSION", "4.1.1", "Apache Kafka version the stack assembles from Maven Central.")
+        "WM_KAFKA_VERSION", "4.1.1", "Apache Kafka version the stack assembles from Maven Central."
+    )
     kafka_heap: str = _setting("WM_KAFKA_HEAP", "-Xms256m -Xmx1g", "JVM heap flags of the broker.")
     maven_args: str = _setting(
-        "WM_MAVEN_ARGS", "", "Extra arguments for the Maven call that fetches the Kafka jars.")
+        "WM_MAVEN_ARGS", "", "Extra arguments for the Maven call that fetches the Kafka jars."
+    )
     cache_dir: str = _setting(
-        "WM_CACHE_DIR", str(Path.home() / ".cache" / "webhookmaster"),
-        "Where the assembled Kafka jars are kept between runs.")
+        "WM_CACHE_DIR",
+        str(Path.home() / ".cache" / "webhookmaster"),
+        "Where the assembled Kafka jars are kept between runs.",
+    )
     java: str = _setting("WM_JAVA", "java", "Java 17+ executable for the broker.")
     pg_port: int = _setting("WM_PG_PORT", 25432, "Local PostgreSQL port (127.0.0.1).", kind=Port)
     ready_timeout_s: float = _setting(
-        "WM_READY_TIMEOUT", 90.0, "Seconds the stack waits for each service to be ready.",
-        kind=Seconds)
+        "WM_READY_TIMEOUT",
+        90.0,
+        "Seconds the stack waits for each service to be ready.",
+        kind=Seconds,
+    )
 
     @property
     def state_path(self) -> Path:
@@ -128,89 +139,145 @@ class Settings(StackSettings):
     :func:`load`."""
 
     kafka_bootstrap: str = _setting(
-        "WM_KAFKA_BOOTSTRAP", "",
-        "Kafka bootstrap servers. Empty: the local broker the stack starts on WM_KAFKA_PORT.")
+        "WM_KAFKA_BOOTSTRAP",
+        "",
+        "Kafka bootstrap servers. Empty: the local broker the stack starts on WM_KAFKA_PORT.",
+    )
     database_url: str = _setting(
-        "WM_DATABASE_URL", "",
-        "PostgreSQL URL. Empty: the local cluster the stack starts on WM_PG_PORT.")
+        "WM_DATABASE_URL",
+        "",
+        "PostgreSQL URL. Empty: the local cluster the stack starts on WM_PG_PORT.",
+    )
     db_schema: str = _setting(
-        "WM_DB_SCHEMA", "public", "PostgreSQL schema that holds WebhookMaster's tables.")
+        "WM_DB_SCHEMA", "public", "PostgreSQL schema that holds WebhookMaster's tables."
+    )
     topic_prefix: str = _setting(
-        "WM_TOPIC_PREFIX", "webhookmaster.", "Prefix of every topic name in the catalogue.")
+        "WM_TOPIC_PREFIX", "webhookmaster.", "Prefix of every topic name in the catalogue."
+    )
     topic_partitions: int = _setting(
-        "WM_TOPIC_PARTITIONS", 6, "Partitions of the ingest, retry, dead-letter, attempt topics.",
-        kind=Positive)
+        "WM_TOPIC_PARTITIONS",
+        6,
+        "Partitions of the ingest, retry, dead-letter, attempt topics.",
+        kind=Positive,
+    )
     retention_ms: int = _setting(
-        "WM_RETENTION_MS", 259_200_000, "Retention of every data topic (72 h).", kind=Positive)
+        "WM_RETENTION_MS", 259_200_000, "Retention of every data topic (72 h).", kind=Positive
+    )
     log_level: str = _setting(
-        "WM_LOG_LEVEL", "INFO", "Log level of every component.",
-        kind=LogLevel)
+        "WM_LOG_LEVEL", "INFO", "Log level of every component.", kind=LogLevel
+    )
     gateway_host: str = _setting("WM_GATEWAY_HOST", "127.0.0.1", "Gateway listen address.")
     gateway_port: int = _setting("WM_GATEWAY_PORT", 28080, "Gateway listen port.", kind=Port)
     uvloop: bool = _setting(
-        "WM_UVLOOP", True, "Run components on uvloop (when installed) instead of asyncio's loop.",
-        kind=Bool)
+        "WM_UVLOOP",
+        True,
+        "Run components on uvloop (when installed) instead of asyncio's loop.",
+        kind=Bool,
+    )
     health_host: str = _setting(
-        "WM_HEALTH_HOST", "127.0.0.1",
+        "WM_HEALTH_HOST",
+        "127.0.0.1",
         "Listen address of the agent's, scheduler's and projector's health and metrics server "
-        "(0.0.0.0 in containers).")
+        "(0.0.0.0 in containers).",
+    )
     agent_port: int = _setting(
-        "WM_AGENT_PORT", 29101, "Delivery agent's health and metrics port.", kind=Port)
+        "WM_AGENT_PORT", 29101, "Delivery agent's health and metrics port.", kind=Port
+    )
     scheduler_port: int = _setting(
-        "WM_SCHEDULER_PORT", 29102, "Retry scheduler's health and metrics port.", kind=Port)
+        "WM_SCHEDULER_PORT", 29102, "Retry scheduler's health and metrics port.", kind=Port
+    )
     projector_port: int = _setting(
-        "WM_PROJECTOR_PORT", 29103, "Status projector's health and metrics port.", kind=Port)
+        "WM_PROJECTOR_PORT", 29103, "Status projector's health and metrics port.", kind=Port
+    )
     api_keys: str = _setting(
-        "WM_API_KEYS", "",
+        "WM_API_KEYS",
+        "",
         "Comma-separated API keys. Set: every /api/ route needs 'Authorization: Bearer <key>' "
-        "(ingest also accepts a valid subscription signature).", kind=ApiKeys, secret=True)
+        "(ingest also accepts a valid subscription signature).",
+        kind=ApiKeys,
+        secret=True,
+    )
     max_body_bytes: int = _setting(
-        "WM_MAX_BODY_BYTES", 1_048_576, "Largest ingest body the gateway accepts (bytes).",
-        kind=Positive)
+        "WM_MAX_BODY_BYTES",
+        1_048_576,
+        "Largest ingest body the gateway accepts (bytes).",
+        kind=Positive,
+    )
     request_read_timeout_s: float = _setting(
-        "WM_REQUEST_READ_TIMEOUT", 10.0,
+        "WM_REQUEST_READ_TIMEOUT",
+        10.0,
         "Seconds a client has to send a whole request (headers and body) to the gateway; "
-        "slower ones get 408 and are disconnected.", kind=Seconds)
+        "slower ones get 408 and are disconnected.",
+        kind=Seconds,
+    )
     table_load_timeout_s: float = _setting(
-        "WM_TABLE_LOAD_TIMEOUT", 60.0,
-        "Seconds a process waits to load the subscription table before it gives up.", kind=Seconds)
+        "WM_TABLE_LOAD_TIMEOUT",
+        60.0,
+        "Seconds a process waits to load the subscription table before it gives up.",
+        kind=Seconds,
+    )
     connect_timeout_s: float = _setting(
-        "WM_CONNECT_TIMEOUT", 5.0, "Delivery connect timeout (seconds).", kind=Seconds)
+        "WM_CONNECT_TIMEOUT", 5.0, "Delivery connect timeout (seconds).", kind=Seconds
+    )
     request_timeout_s: float = _setting(
-        "WM_REQUEST_TIMEOUT", 15.0, "Delivery total timeout (seconds).", kind=Seconds)
+        "WM_REQUEST_TIMEOUT", 15.0, "Delivery total timeout (seconds).", kind=Seconds
+    )
     max_in_flight: int = _setting(
-        "WM_MAX_IN_FLIGHT", 256, "Deliveries in flight per agent process.", kind=Positive)
+        "WM_MAX_IN_FLIGHT", 256, "Deliveries in flight per agent process.", kind=Positive
+    )
     max_in_flight_per_subscription: int = _setting(
-        "WM_MAX_IN_FLIGHT_PER_SUBSCRIPTION", 32,
-        "Deliveries in flight per subscription in one agent process.", kind=Positive)
+        "WM_MAX_IN_FLIGHT_PER_SUBSCRIPTION",
+        32,
+        "Deliveries in flight per subscription in one agent process.",
+        kind=Positive,
+    )
     allowed_cidrs: str = _setting(
-        "WM_ALLOWED_CIDRS", "",
+        "WM_ALLOWED_CIDRS",
+        "",
         "Comma-separated CIDRs that deliveries may target although they are not global "
-        "(loopback, private, link-local). Empty: only global addresses.", kind=Cidrs)
+        "(loopback, private, link-local). Empty: only global addresses.",
+        kind=Cidrs,
+    )
     retry_ladder: str = _setting(
-        "WM_RETRY_LADDER", "10,30,60,300,900",
-        "Delays (seconds) of the five retry tiers, in order.", kind=RetryLadder)
+        "WM_RETRY_LADDER",
+        "10,30,60,300,900",
+        "Delays (seconds) of the five retry tiers, in order.",
+        kind=RetryLadder,
+    )
     projector_batch_size: int = _setting(
-        "WM_PROJECTOR_BATCH_SIZE", 2000,
-        "Most records the status projector writes to PostgreSQL in one transaction.", kind=Positive)
+        "WM_PROJECTOR_BATCH_SIZE",
+        2000,
+        "Most records the status projector writes to PostgreSQL in one transaction.",
+        kind=Positive,
+    )
     projector_batch_wait_s: float = _setting(
-        "WM_PROJECTOR_BATCH_WAIT", 0.2,
+        "WM_PROJECTOR_BATCH_WAIT",
+        0.2,
         "Seconds the status projector waits for a batch to fill before it writes it.",
-        kind=SecondsOrZero)
+        kind=SecondsOrZero,
+    )
     retention_interval_s: float = _setting(
-        "WM_RETENTION_INTERVAL", 3600.0,
+        "WM_RETENTION_INTERVAL",
+        3600.0,
         "Seconds between the status projector's retention runs (drops partitions older than "
-        "WM_RETENTION_MS, creates the coming days' partitions).", kind=Seconds)
+        "WM_RETENTION_MS, creates the coming days' partitions).",
+        kind=Seconds,
+    )
     secret_keys: str = _setting(
-        "WM_SECRET_KEYS", "",
+        "WM_SECRET_KEYS",
+        "",
         "Comma-separated Fernet keys that encrypt subscription secrets on the subscriptions topic, "
         "newest first: the first encrypts, all decrypt ('webhookmaster secret-key' makes one). "
         "The gateway and the agents need a key; the local stack makes its own.",
-        kind=str, secret=True)
+        kind=str,
+        secret=True,
+    )
     secret_keys_file: str = _setting(
-        "WM_SECRET_KEYS_FILE", "",
+        "WM_SECRET_KEYS_FILE",
+        "",
         "File holding the Fernet keys instead, one per line, newest first (e.g. a mounted "
-        "Kubernetes Secret). Set WM_SECRET_KEYS or this, not both.")
+        "Kubernetes Secret). Set WM_SECRET_KEYS or this, not both.",
+    )
 
     def topic(self, suffix: str) -> str:
         """The full name of the catalogue topic ``suffix`` (``schemas.topics.INGEST``, ...)."""
@@ -238,7 +305,10 @@ class Settings(StackSettings):
     @property
     def dsn(self) -> str:
         """PostgreSQL URL to connect to."""
-        return self.database_url or f"postgresql://webhookmaster@127.0.0.1:{self.pg_port}/webhookmaster"
+        return (
+            self.database_url
+            or f"postgresql://webhookmaster@127.0.0.1:{self.pg_port}/webhookmaster"
+        )
 
     @property
     def retry_delays(self) -> tuple[float, ...]:
@@ -248,8 +318,9 @@ class Settings(StackSettings):
     @property
     def allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         """The networks of ``allowed_cidrs``."""
-        return tuple(ipaddress.ip_network(part, strict=False)
-                     for part in _parts(self.allowed_cidrs))
+        return tuple(
+            ipaddress.ip_network(part, strict=False) for part in _parts(self.allowed_cidrs)
+        )
 
     @property
     def api_key_list(self) -> tuple[str, ...]:
@@ -312,8 +383,11 @@ def unknown_names(env: Mapping[str, str] | None = None) -> list[str]:
     """``WM_*`` names in ``env`` that are no setting (nor a known test variable), sorted."""
     env = os.environ if env is None else env
     known = env_names() | OTHER_NAMES
-    return sorted(name for name in env if name.startswith("WM_") and name not in known
-                  and not name.startswith(OTHER_PREFIXES))
+    return sorted(
+        name
+        for name in env
+        if name.startswith("WM_") and name not in known and not name.startswith(OTHER_PREFIXES)
+    )
 
 
 def to_env(settings: Settings) -> dict[str, str]:
@@ -359,6 +433,12 @@ def markdown_table() -> str:
     """The tables of docs/configuration.md: runtime settings, then the local stack's."""
     local = list(dataclasses.fields(StackSettings))
     runtime = [f for f in _fields() if f not in local]
-    return "\n".join([*_table(runtime), "",
-                      "Local development stack (`webhookmaster stack`, the tests):", "",
-                      *_table(local)])
+    return "\n".join(
+        [
+            *_table(runtime),
+            "",
+            "Local development stack (`webhookmaster stack`, the tests):",
+            "",
+            *_table(local),
+        ]
+    )

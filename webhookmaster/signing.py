@@ -29,7 +29,7 @@ def key_bytes(secret: str) -> bytes:
     """HMAC key of a secret for Standard Webhooks signing."""
     if secret.startswith(SECRET_PREFIX):
         try:
-            return base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+            return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
         except binascii.Error:
             pass  # not valid base64: treat the whole string as an opaque secret
     return secret.encode()

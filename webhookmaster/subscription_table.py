@@ -34,13 +34,21 @@ from webhookmaster.settings import Settings
 log = logging.getLogger(__name__)
 
 # Errors a freshly created topic answers until its partition has a leader.
-_TRANSIENT = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                        KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT})
+_TRANSIENT = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TIMED_OUT,
+    }
+)
 
-SKIPPED = Counter("webhookmaster_subscription_records_skipped_total",
-                  "Subscription records the table could not use, by reason (unreadable: not a "
-                  "valid record; undecryptable: no configured secret key opens its secret).",
-                  ["reason"])
+SKIPPED = Counter(
+    "webhookmaster_subscription_records_skipped_total",
+    "Subscription records the table could not use, by reason (unreadable: not a "
+    "valid record; undecryptable: no configured secret key opens its secret).",
+    ["reason"],
+)
 
 
 @dataclass(frozen=True)
@@ -54,8 +62,9 @@ class Subscription:
     updated_at: str
 
     @classmethod
-    def from_stored(cls, data: records.SubscriptionRecord,
-                    box: SecretBox) -> tuple[Subscription, bool]:
+    def from_stored(
+        cls, data: records.SubscriptionRecord, box: SecretBox
+    ) -> tuple[Subscription, bool]:
         """The subscription a topic record holds, its secret decrypted, and whether the record
         is current (secret encrypted under the newest key, no plain-text copy). Raises
         :class:`secret_box.InvalidToken` when no key opens the secret."""
@@ -67,24 +76,40 @@ class Subscription:
         else:
             secret, current = box.decrypt(token)
             current = current and "secret_key" not in data
-        sub = cls(id=data["id"], target_url=data["target_url"], secret_key=secret,
-                  event_types=tuple(data.get("event_types") or ()),
-                  is_active=bool(data.get("is_active", True)),
-                  created_at=data["created_at"], updated_at=data["updated_at"])
+        sub = cls(
+            id=data["id"],
+            target_url=data["target_url"],
+            secret_key=secret,
+            event_types=tuple(data.get("event_types") or ()),
+            is_active=bool(data.get("is_active", True)),
+            created_at=data["created_at"],
+            updated_at=data["updated_at"],
+        )
         return sub, current
 
     def to_stored(self, box: SecretBox) -> records.SubscriptionRecord:
         """The topic record: the secret encrypted under the newest key, never in plain text."""
-        return {"id": self.id, "target_url": self.target_url,
-                "secret_key_encrypted": box.encrypt(self.secret_key),
-                "event_types": list(self.event_types), "is_active": self.is_active,
-                "created_at": self.created_at, "updated_at": self.updated_at}
+        return {
+            "id": self.id,
+            "target_url": self.target_url,
+            "secret_key_encrypted": box.encrypt(self.secret_key),
+            "event_types": list(self.event_types),
+            "is_active": self.is_active,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
     def to_record(self) -> dict[str, object]:
         """The API's view, secret in plain text (never written to the topic as such)."""
-        return {"id": self.id, "target_url": self.target_url, "secret_key": self.secret_key,
-                "event_types": list(self.event_types), "is_active": self.is_active,
-                "created_at": self.created_at, "updated_at": self.updated_at}
+        return {
+            "id": self.id,
+            "target_url": self.target_url,
+            "secret_key": self.secret_key,
+            "event_types": list(self.event_types),
+            "is_active": self.is_active,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
     def accepts(self, event_type: str) -> bool:
         """True when ``event_type`` passes this subscription's filter (empty: everything)."""
@@ -98,8 +123,11 @@ class SubscriptionTable:
         # First, so that a process without a usable key stops before it connects anywhere.
         self.box = box if box is not None else secret_box.from_settings(settings)
         self.topic = settings.topic(SUBSCRIPTIONS)
-        self._consumer = Consumer(consumer_config(
-            settings, f"wm-table-{uuid.uuid4().hex}", **{"enable.partition.eof": True}))
+        self._consumer = Consumer(
+            consumer_config(
+                settings, f"wm-table-{uuid.uuid4().hex}", **{"enable.partition.eof": True}
+            )
+        )
         self._entries: dict[str, tuple[int, Subscription | None]] = {}
         # Entries read from records to rewrite (plain text, older key): id -> offset.
         self._stale: dict[str, int] = {}
@@ -107,8 +135,7 @@ class SubscriptionTable:
         self._loaded = threading.Event()
         self._stop = threading.Event()
         self._end: dict[int, int] = {}
-        self._thread = threading.Thread(target=self._follow, name="subscription-table",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._follow, name="subscription-table", daemon=True)
 
     def start(self) -> None:
         metadata = self._consumer.list_topics(self.topic, timeout=30).topics[self.topic]
@@ -130,7 +157,8 @@ class SubscriptionTable:
         while True:
             try:
                 return self._consumer.get_watermark_offsets(
-                    tp, timeout=max(1.0, deadline - time.monotonic()))
+                    tp, timeout=max(1.0, deadline - time.monotonic())
+                )
             except KafkaException as exc:
                 if exc.args[0].code() not in _TRANSIENT or time.monotonic() > deadline:
                     raise
@@ -170,13 +198,19 @@ class SubscriptionTable:
             return
         sub_id = key.decode(errors="replace")
         try:
-            sub, current = (None, True) if value is None else Subscription.from_stored(
-                records.parse_subscription(value), self.box)
+            sub, current = (
+                (None, True)
+                if value is None
+                else Subscription.from_stored(records.parse_subscription(value), self.box)
+            )
         except secret_box.InvalidToken:
             SKIPPED.labels("undecryptable").inc()
-            log.error("skipping subscription record %s at offset %d: no configured secret key "
-                      "(WM_SECRET_KEYS / WM_SECRET_KEYS_FILE) decrypts its secret",
-                      sub_id, offset)
+            log.error(
+                "skipping subscription record %s at offset %d: no configured secret key "
+                "(WM_SECRET_KEYS / WM_SECRET_KEYS_FILE) decrypts its secret",
+                sub_id,
+                offset,
+            )
             return
         except (records.RecordError, ValueError, KeyError, TypeError) as exc:
             SKIPPED.labels("unreadable").inc()
@@ -184,8 +218,9 @@ class SubscriptionTable:
             return
         self.apply(sub_id, sub, offset, current)
 
-    def apply(self, sub_id: str, sub: Subscription | None, offset: int,
-              current: bool = True) -> None:
+    def apply(
+        self, sub_id: str, sub: Subscription | None, offset: int, current: bool = True
+    ) -> None:
         """Record the state of ``sub_id`` as of ``offset`` (None: deleted); ``current`` False
         marks a record to rewrite (secret in plain text or under an older key)."""
         with self._lock:

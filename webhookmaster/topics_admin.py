@@ -43,8 +43,10 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
 def _create_missing(admin: AdminClient, specs: list[TopicSpec], timeout: float) -> list[str]:
     if not specs:
         return []
-    new = [NewTopic(s.name, num_partitions=s.partitions, replication_factor=-1, config=s.config)
-           for s in specs]
+    new = [
+        NewTopic(s.name, num_partitions=s.partitions, replication_factor=-1, config=s.config)
+        for s in specs
+    ]
     created = []
     for name, future in admin.create_topics(new, request_timeout=timeout).items():
         try:
@@ -63,8 +65,13 @@ def _await_visible(admin: AdminClient, names: list[str], timeout: float) -> None
     deadline = time.monotonic() + timeout
     while True:
         topics = admin.list_topics(timeout=timeout).topics
-        if all(n in topics and topics[n].error is None and topics[n].partitions
-               and all(p.leader >= 0 for p in topics[n].partitions.values()) for n in names):
+        if all(
+            n in topics
+            and topics[n].error is None
+            and topics[n].partitions
+            and all(p.leader >= 0 for p in topics[n].partitions.values())
+            for n in names
+        ):
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"topics not visible after {timeout} s: {names}")
@@ -75,7 +82,7 @@ def _grow_partitions(
     admin: AdminClient, specs: list[TopicSpec], counts: dict[str, int], timeout: float
 ) -> None:
     grow = [NewPartitions(s.name, s.partitions) for s in specs if counts[s.name] < s.partitions]
-    for future in (admin.create_partitions(grow, request_timeout=timeout).values() if grow else []):
+    for future in admin.create_partitions(grow, request_timeout=timeout).values() if grow else []:
         future.result(timeout)
 
 
@@ -92,9 +99,10 @@ def _align_configs(admin: AdminClient, specs: list[TopicSpec], timeout: float) -
             if current[spec.name].get(key) is None or current[spec.name][key].value != value
         ]
         if entries:
-            changes.append(ConfigResource(ConfigResource.Type.TOPIC, spec.name,
-                                          incremental_configs=entries))
-    for future in (admin.incremental_alter_configs(changes).values() if changes else []):
+            changes.append(
+                ConfigResource(ConfigResource.Type.TOPIC, spec.name, incremental_configs=entries)
+            )
+    for future in admin.incremental_alter_configs(changes).values() if changes else []:
         future.result(timeout)
 
 

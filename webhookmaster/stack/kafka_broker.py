@@ -36,8 +36,10 @@ def check_java(settings: Settings) -> None:
     """Raise unless ``settings.java`` is a Java 17+ runtime."""
     exe = shutil.which(settings.java)
     if exe is None:
-        raise StackError(f"Java {JAVA_MIN}+ not found ({settings.java!r} is not on PATH): install "
-                         "a JDK, e.g. 'apt-get install openjdk-17-jre-headless', or set WM_JAVA")
+        raise StackError(
+            f"Java {JAVA_MIN}+ not found ({settings.java!r} is not on PATH): install "
+            "a JDK, e.g. 'apt-get install openjdk-17-jre-headless', or set WM_JAVA"
+        )
     out = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=30)
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
     if not match:
@@ -56,23 +58,34 @@ def assemble(settings: Settings) -> Path:
         return libs
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise StackError("Maven not found: install it (apt-get install maven); it fetches the "
-                         "Kafka jars from Maven Central")
+        raise StackError(
+            "Maven not found: install it (apt-get install maven); it fetches the "
+            "Kafka jars from Maven Central"
+        )
     work = libs.parent
     work.mkdir(parents=True, exist_ok=True)
     pom = resources.files("webhookmaster.stack").joinpath("kafka-pom.xml").read_text()
     (work / "pom.xml").write_text(pom.replace("@KAFKA_VERSION@", settings.kafka_version))
     staging = work / "libs.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    argv = [mvn, "-B", "-q", *settings.maven_args.split(), "-f", str(work / "pom.xml"),
-            "dependency:copy-dependencies", f"-DoutputDirectory={staging}",
-            "-DincludeScope=runtime"]
+    argv = [
+        mvn,
+        "-B",
+        "-q",
+        *settings.maven_args.split(),
+        "-f",
+        str(work / "pom.xml"),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={staging}",
+        "-DincludeScope=runtime",
+    ]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     if result.returncode != 0:
         (work / "maven.log").write_text(result.stdout + result.stderr)
         raise StackError(
             f"Maven could not fetch the Apache Kafka {settings.kafka_version} jars (offline, or "
-            f"Maven Central unreachable?); Maven's output is in {work / 'maven.log'}")
+            f"Maven Central unreachable?); Maven's output is in {work / 'maven.log'}"
+        )
     staging.rename(libs)
     return libs
 
@@ -80,64 +93,95 @@ def assemble(settings: Settings) -> Path:
 def _write_config(settings: Settings) -> None:
     p = paths(settings)
     port, cport = settings.kafka_port, settings.kafka_controller_port
-    p["config"].write_text("\n".join([
-        "node.id=1",
-        "process.roles=broker,controller",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
-        "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        f"controller.quorum.bootstrap.servers=127.0.0.1:{cport}",
-        f"log.dirs={p['data']}",
-        "num.partitions=1",
-        "default.replication.factor=1",
-        "min.insync.replicas=1",
-        "offsets.topic.replication.factor=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        # KIP-848 groups: a member that died silently loses its partitions after 10 s, not 45 s
-        "group.consumer.min.session.timeout.ms=6000",
-        "group.consumer.session.timeout.ms=10000",
-        "auto.create.topics.enable=false",
-        "",
-    ]))
+    p["config"].write_text(
+        "\n".join(
+            [
+                "node.id=1",
+                "process.roles=broker,controller",
+                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"controller.quorum.bootstrap.servers=127.0.0.1:{cport}",
+                f"log.dirs={p['data']}",
+                "num.partitions=1",
+                "default.replication.factor=1",
+                "min.insync.replicas=1",
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                # KIP-848 groups: a member that died silently loses its partitions after 10 s, not 45 s
+                "group.consumer.min.session.timeout.ms=6000",
+                "group.consumer.session.timeout.ms=10000",
+                "auto.create.topics.enable=false",
+                "",
+            ]
+        )
+    )
 
 
 def _java_argv(settings: Settings, main: str, *args: str, heap: str | None = None) -> list[str]:
     log_config = resources.files("webhookmaster.stack").joinpath("kafka-log4j2.properties")
     heap_flags = (settings.kafka_heap if heap is None else heap).split()
-    return [shutil.which(settings.java) or settings.java, *heap_flags,
-            f"-Dlog4j2.configurationFile={log_config}", "-cp", f"{paths(settings)['libs']}/*",
-            main, *args]
+    return [
+        shutil.which(settings.java) or settings.java,
+        *heap_flags,
+        f"-Dlog4j2.configurationFile={log_config}",
+        "-cp",
+        f"{paths(settings)['libs']}/*",
+        main,
+        *args,
+    ]
 
 
 def _format_storage(settings: Settings) -> None:
     p = paths(settings)
     if (p["data"] / "meta.properties").exists():
         return
-    cluster = subprocess.run(_java_argv(settings, "kafka.tools.StorageTool", "random-uuid",
-                                        heap=TOOL_HEAP),
-                             capture_output=True, text=True, timeout=120)
+    cluster = subprocess.run(
+        _java_argv(settings, "kafka.tools.StorageTool", "random-uuid", heap=TOOL_HEAP),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     cluster_id = cluster.stdout.strip().splitlines()[-1] if cluster.stdout.strip() else ""
     fmt = subprocess.run(
-        _java_argv(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                   "-c", str(p["config"]), "--standalone", heap=TOOL_HEAP),
-        capture_output=True, text=True, timeout=120)
+        _java_argv(
+            settings,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(p["config"]),
+            "--standalone",
+            heap=TOOL_HEAP,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if fmt.returncode != 0 or not cluster_id:
-        raise StackError("formatting Kafka storage failed",
-                         detail=(cluster.stderr + fmt.stdout + fmt.stderr)[-4000:])
+        raise StackError(
+            "formatting Kafka storage failed",
+            detail=(cluster.stderr + fmt.stdout + fmt.stderr)[-4000:],
+        )
 
 
 def responds(settings: Settings, timeout: float = 2.0) -> bool:
     """True when a broker answers a metadata request at the bootstrap address."""
     try:
-        AdminClient({"bootstrap.servers": settings.bootstrap,
-                     "socket.connection.setup.timeout.ms": 1000,
-                     "log_level": 0}).list_topics(timeout=timeout)
+        AdminClient(
+            {
+                "bootstrap.servers": settings.bootstrap,
+                "socket.connection.setup.timeout.ms": 1000,
+                "log_level": 0,
+            }
+        ).list_topics(timeout=timeout)
     except KafkaException:
         return False
     return True
@@ -163,23 +207,31 @@ def start(settings: Settings) -> str:
     if running(settings):
         if processes.wait_until(lambda: responds(settings), settings.ready_timeout_s):
             return f"kafka      already running  {settings.bootstrap}"
-        raise StackError(f"Kafka (pid {running(settings)}) runs but does not answer at "
-                         f"{settings.bootstrap}", detail=processes.tail(p["log"]))
+        raise StackError(
+            f"Kafka (pid {running(settings)}) runs but does not answer at {settings.bootstrap}",
+            detail=processes.tail(p["log"]),
+        )
     check_java(settings)
     processes.require_free_port(settings.kafka_port, "Kafka", "WM_KAFKA_PORT")
-    processes.require_free_port(settings.kafka_controller_port, "Kafka controller",
-                                "WM_KAFKA_CONTROLLER_PORT")
+    processes.require_free_port(
+        settings.kafka_controller_port, "Kafka controller", "WM_KAFKA_CONTROLLER_PORT"
+    )
     assemble(settings)
     _write_config(settings)
     _format_storage(settings)
     pid = processes.start(_java_argv(settings, "kafka.Kafka", str(p["config"])), p["log"], p["pid"])
-    ok = processes.wait_until(lambda: responds(settings), settings.ready_timeout_s,
-                              alive=lambda: running(settings) is not None)
+    ok = processes.wait_until(
+        lambda: responds(settings),
+        settings.ready_timeout_s,
+        alive=lambda: running(settings) is not None,
+    )
     if not ok:
         processes.stop(p["pid"], timeout=10)
-        raise StackError(f"Kafka did not become ready on {settings.bootstrap} within "
-                         f"{settings.ready_timeout_s:.0f} s (log: {p['log']})",
-                         detail=processes.tail(p["log"]))
+        raise StackError(
+            f"Kafka did not become ready on {settings.bootstrap} within "
+            f"{settings.ready_timeout_s:.0f} s (log: {p['log']})",
+            detail=processes.tail(p["log"]),
+        )
     return f"kafka      started (pid {pid})  {settings.bootstrap}"
 
 

@@ -54,8 +54,10 @@ def start_infra(settings: Settings) -> list[str]:
     elif not kafka_broker.responds(settings, timeout=10):
         raise StackError(f"Kafka at WM_KAFKA_BOOTSTRAP={settings.bootstrap} does not answer")
     created = topics_admin.ensure_topics(settings)
-    lines.append(f"topics     {len(topics_admin.topic_specs(settings))} in catalogue, "
-                 f"{len(created)} created (prefix {settings.topic_prefix!r})")
+    lines.append(
+        f"topics     {len(topics_admin.topic_specs(settings))} in catalogue, "
+        f"{len(created)} created (prefix {settings.topic_prefix!r})"
+    )
     if settings.local_postgres:
         lines.append(postgres_server.start(settings))
     applied = asyncio.run(migrate.migrate_url(settings.dsn, settings.db_schema))
@@ -70,14 +72,21 @@ def start_component(settings: Settings, component: Component) -> str:
         processes.require_free_port(port, component.name, component.port_setting)
         env = {**os.environ, **to_env(settings)}
         processes.start(component.argv(), log_file, pid_file, env=env)
-    ok = processes.wait_until(lambda: _ready(port), settings.ready_timeout_s,
-                              alive=lambda: processes.read_pid(pid_file) is not None)
+    ok = processes.wait_until(
+        lambda: _ready(port),
+        settings.ready_timeout_s,
+        alive=lambda: processes.read_pid(pid_file) is not None,
+    )
     if not ok:
         processes.stop(pid_file, timeout=10)
-        raise StackError(f"{component.name} did not become ready on 127.0.0.1:{port} "
-                         f"(log: {log_file})", detail=processes.tail(log_file))
-    return (f"{component.name:<10} ready (pid {processes.read_pid(pid_file)})  "
-            f"http://127.0.0.1:{port}  {component.description}")
+        raise StackError(
+            f"{component.name} did not become ready on 127.0.0.1:{port} (log: {log_file})",
+            detail=processes.tail(log_file),
+        )
+    return (
+        f"{component.name:<10} ready (pid {processes.read_pid(pid_file)})  "
+        f"http://127.0.0.1:{port}  {component.description}"
+    )
 
 
 def local_defaults(settings: Settings, env: dict[str, str] | None = None) -> Settings:
@@ -90,7 +99,8 @@ def local_defaults(settings: Settings, env: dict[str, str] | None = None) -> Set
     if not env.get("WM_SECRET_KEYS") and not env.get("WM_SECRET_KEYS_FILE"):
         secure_state_dir(settings)
         changes["secret_keys_file"] = str(
-            secret_box.ensure_key_file(settings.state_path / "secret-keys"))
+            secret_box.ensure_key_file(settings.state_path / "secret-keys")
+        )
     if "WM_ALLOWED_CIDRS" not in env:
         changes["allowed_cidrs"] = "127.0.0.0/8"
     if "WM_API_KEYS" not in env:
@@ -108,12 +118,15 @@ def up(settings: Settings, components: bool = True) -> list[str]:
     if components:
         settings = local_defaults(settings)
         lines += [start_component(settings, c) for c in COMPONENTS]
-        lines.append(f"api key    {settings.api_keys.split(',')[0]}  "
-                     "(send 'Authorization: Bearer <key>')")
+        lines.append(
+            f"api key    {settings.api_keys.split(',')[0]}  (send 'Authorization: Bearer <key>')"
+        )
         lines.append(f"deliveries may reach {settings.allowed_cidrs or 'global addresses only'}")
-        lines.append("secrets    encrypted with "
-                     f"{settings.secret_keys_file or 'WM_SECRET_KEYS'} (keep it: records written "
-                     "under it cannot be read without it)")
+        lines.append(
+            "secrets    encrypted with "
+            f"{settings.secret_keys_file or 'WM_SECRET_KEYS'} (keep it: records written "
+            "under it cannot be read without it)"
+        )
     return lines
 
 
@@ -138,14 +151,12 @@ def status(settings: Settings) -> list[str]:
     lines = []
     if settings.local_kafka:
         pid = kafka_broker.running(settings)
-        lines.append(f"kafka      {_state(pid)}  "
-                     f"{settings.bootstrap}")
+        lines.append(f"kafka      {_state(pid)}  {settings.bootstrap}")
     else:
         lines.append(f"kafka      external  {settings.bootstrap}")
     if settings.local_postgres:
         pid = postgres_server.pid(settings)
-        lines.append(f"postgres   {_state(pid)}  "
-                     f"{settings.dsn}")
+        lines.append(f"postgres   {_state(pid)}  {settings.dsn}")
     else:
         lines.append("postgres   external  (WM_DATABASE_URL)")
     for component in COMPONENTS:

@@ -22,23 +22,30 @@ DB_USER = "webhookmaster"
 
 def paths(settings: Settings) -> dict[str, Path]:
     base = settings.state_path / "postgres"
-    return {"base": base, "data": base / "data", "socket": base / "run",
-            "log": base / "postgres.log"}
+    return {
+        "base": base,
+        "data": base / "data",
+        "socket": base / "run",
+        "log": base / "postgres.log",
+    }
 
 
 def bin_dir(install: bool = True) -> Path:
     """Folder holding initdb and pg_ctl; installs Debian's ``postgresql`` when none is found."""
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
-                        else 0)
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
     if candidates:
         return candidates[-1].parent
     initdb = shutil.which("initdb")
     if initdb:
         return Path(initdb).parent
     if not install:
-        raise StackError("PostgreSQL server not found: install it (apt-get install postgresql) "
-                         "or set WM_DATABASE_URL")
+        raise StackError(
+            "PostgreSQL server not found: install it (apt-get install postgresql) "
+            "or set WM_DATABASE_URL"
+        )
     _apt_install()
     return bin_dir(install=False)
 
@@ -46,18 +53,25 @@ def bin_dir(install: bool = True) -> Path:
 def _apt_install() -> None:
     prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update", "-q"],
-                 ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"]):
+    for argv in (
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"],
+    ):
         try:
-            result = subprocess.run(prefix + argv, capture_output=True, text=True, env=env,
-                                    timeout=900)
+            result = subprocess.run(
+                prefix + argv, capture_output=True, text=True, env=env, timeout=900
+            )
         except FileNotFoundError as exc:
-            raise StackError("PostgreSQL server not found and apt-get is unavailable: install "
-                             "PostgreSQL or set WM_DATABASE_URL") from exc
+            raise StackError(
+                "PostgreSQL server not found and apt-get is unavailable: install "
+                "PostgreSQL or set WM_DATABASE_URL"
+            ) from exc
         if result.returncode != 0:
-            raise StackError("PostgreSQL server not found and 'apt-get install postgresql' "
-                             "failed: install it yourself or set WM_DATABASE_URL",
-                             detail=result.stderr[-4000:])
+            raise StackError(
+                "PostgreSQL server not found and 'apt-get install postgresql' "
+                "failed: install it yourself or set WM_DATABASE_URL",
+                detail=result.stderr[-4000:],
+            )
 
 
 def _as_owner(argv: list[str]) -> list[str]:
@@ -86,17 +100,25 @@ def _prepare_dirs(settings: Settings) -> None:
         try:
             owner = pwd.getpwnam("postgres")
         except KeyError as exc:
-            raise StackError("running as root needs a 'postgres' system user (the Debian "
-                             "package creates it)") from exc
+            raise StackError(
+                "running as root needs a 'postgres' system user (the Debian package creates it)"
+            ) from exc
         for key in ("base", "socket"):
             os.chown(p[key], owner.pw_uid, owner.pw_gid)
         if not p["log"].exists():
             p["log"].touch()
         os.chown(p["log"], owner.pw_uid, owner.pw_gid)
-        if subprocess.run(["runuser", "-u", "postgres", "--", "test", "-w", str(p["base"])],
-                          capture_output=True).returncode != 0:
-            raise StackError(f"the 'postgres' user cannot reach {p['base']}: choose a "
-                             "WM_STATE_DIR whose parent folders others may enter")
+        if (
+            subprocess.run(
+                ["runuser", "-u", "postgres", "--", "test", "-w", str(p["base"])],
+                capture_output=True,
+            ).returncode
+            != 0
+        ):
+            raise StackError(
+                f"the 'postgres' user cannot reach {p['base']}: choose a "
+                "WM_STATE_DIR whose parent folders others may enter"
+            )
 
 
 def _initdb(settings: Settings, bindir: Path) -> None:
@@ -105,15 +127,33 @@ def _initdb(settings: Settings, bindir: Path) -> None:
         p["data"].chmod(0o700)  # initdb made it so; keep it so
         return
     result = subprocess.run(
-        _as_owner([str(bindir / "initdb"), "-D", str(p["data"]), "-U", DB_USER,
-                   "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
-        capture_output=True, text=True, timeout=300)
+        _as_owner(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(p["data"]),
+                "-U",
+                DB_USER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if result.returncode != 0:
-        raise StackError("initdb failed for the local PostgreSQL cluster",
-                         detail=(result.stdout + result.stderr)[-4000:])
+        raise StackError(
+            "initdb failed for the local PostgreSQL cluster",
+            detail=(result.stdout + result.stderr)[-4000:],
+        )
     with open(p["data"] / "postgresql.conf", "a") as conf:
-        conf.write("\n# webhookmaster local stack\nlisten_addresses = '127.0.0.1'\n"
-                   f"unix_socket_directories = '{p['socket']}'\nmax_connections = 200\n")
+        conf.write(
+            "\n# webhookmaster local stack\nlisten_addresses = '127.0.0.1'\n"
+            f"unix_socket_directories = '{p['socket']}'\nmax_connections = 200\n"
+        )
 
 
 def pid(settings: Settings) -> int | None:
@@ -129,6 +169,7 @@ def responds(settings: Settings) -> bool:
             return False
         await conn.close()
         return True
+
     return asyncio.run(probe())
 
 
@@ -155,19 +196,38 @@ def start(settings: Settings) -> str:
         _prepare_dirs(settings)
         _initdb(settings, bindir)
         result = subprocess.run(
-            _as_owner([str(bindir / "pg_ctl"), "-D", str(p["data"]), "-l", str(p["log"]),
-                       "-o", f"-p {settings.pg_port}", "-w",
-                       "-t", str(int(settings.ready_timeout_s)), "start"]),
-            capture_output=True, text=True, timeout=settings.ready_timeout_s + 30)
+            _as_owner(
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(p["data"]),
+                    "-l",
+                    str(p["log"]),
+                    "-o",
+                    f"-p {settings.pg_port}",
+                    "-w",
+                    "-t",
+                    str(int(settings.ready_timeout_s)),
+                    "start",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            timeout=settings.ready_timeout_s + 30,
+        )
         if result.returncode != 0:
-            raise StackError(f"PostgreSQL did not start on 127.0.0.1:{settings.pg_port} "
-                             f"(log: {p['log']})", detail=processes.tail(p["log"]))
+            raise StackError(
+                f"PostgreSQL did not start on 127.0.0.1:{settings.pg_port} (log: {p['log']})",
+                detail=processes.tail(p["log"]),
+            )
         state = "started"
     else:
         state = "already running"
     if not processes.wait_until(lambda: responds(settings), settings.ready_timeout_s):
-        raise StackError(f"PostgreSQL does not answer on 127.0.0.1:{settings.pg_port}",
-                         detail=processes.tail(p["log"]))
+        raise StackError(
+            f"PostgreSQL does not answer on 127.0.0.1:{settings.pg_port}",
+            detail=processes.tail(p["log"]),
+        )
     asyncio.run(_create_database(settings))
     return f"postgres   {state} (pid {pid(settings)})  {settings.dsn}"
 
@@ -176,7 +236,20 @@ def stop(settings: Settings) -> bool:
     p = paths(settings)
     if pid(settings) is None:
         return False
-    subprocess.run(_as_owner([str(bin_dir(install=False) / "pg_ctl"), "-D", str(p["data"]),
-                              "-m", "fast", "-w", "stop"]),
-                   capture_output=True, text=True, timeout=120)
+    subprocess.run(
+        _as_owner(
+            [
+                str(bin_dir(install=False) / "pg_ctl"),
+                "-D",
+                str(p["data"]),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return True

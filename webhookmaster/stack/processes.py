@@ -36,14 +36,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def start(argv: Sequence[str], log_file: Path, pid_file: Path,
-          env: Mapping[str, str] | None = None, cwd: Path | None = None) -> int:
+def start(
+    argv: Sequence[str],
+    log_file: Path,
+    pid_file: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
     """Start ``argv`` detached from this process; its output goes to ``log_file``."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as out:
         proc = subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True,
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
         )
     pid_file.write_text(f"{proc.pid}\n")
     return proc.pid
@@ -77,8 +87,9 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 def require_free_port(port: int, what: str, variable: str) -> None:
     if not port_free(port):
-        raise StackError(f"port {port} ({what}) is already in use by another process: "
-                         f"free it or set {variable}")
+        raise StackError(
+            f"port {port} ({what}) is already in use by another process: free it or set {variable}"
+        )
 
 
 def tail(path: Path, lines: int = 30) -> str:
