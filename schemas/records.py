@@ -195,8 +195,8 @@ class AttemptEvent(_Record):
             Meta(
                 min_length=1,
                 max_length=64,
-                description="Unique per HTTP request: an attempt redone after a crash has its own id "
-                "(and the same attempt_number).",
+                description="Unique per HTTP request: an attempt redone after a crash has its own "
+                "id (and the same attempt_number).",
             ),
         ]
         | UnsetType
@@ -263,8 +263,8 @@ class SubscriptionRecord(_Record):
         str,
         Meta(
             pattern="^gAAAAA[A-Za-z0-9_-]+=*" + _END,
-            description="The signing secret as a Fernet token (https://github.com/fernet/spec) under "
-            "the newest key of WM_SECRET_KEYS / WM_SECRET_KEYS_FILE (webhookmaster/"
+            description="The signing secret as a Fernet token (https://github.com/fernet/spec) "
+            "under the newest key of WM_SECRET_KEYS / WM_SECRET_KEYS_FILE (webhookmaster/"
             "secret_box.py). It decrypts to the empty string when the subscription has "
             "no secret (ingest unsigned, deliveries unsigned).",
         ),
@@ -278,8 +278,8 @@ class SubscriptionRecord(_Record):
             str,
             Meta(
                 extra_json_schema={"deprecated": True},
-                description="Records written before secrets were encrypted: the secret in plain text. "
-                "Never written any more.",
+                description="Records written before secrets were encrypted: the secret in plain "
+                "text. Never written any more.",
             ),
         ]
         | UnsetType

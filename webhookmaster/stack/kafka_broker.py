@@ -114,7 +114,8 @@ def _write_config(settings: Settings) -> None:
                 "share.coordinator.state.topic.replication.factor=1",
                 "share.coordinator.state.topic.min.isr=1",
                 "group.initial.rebalance.delay.ms=0",
-                # KIP-848 groups: a member that died silently loses its partitions after 10 s, not 45 s
+                # KIP-848 groups: a member that died silently loses its partitions after 10 s,
+                # not 45 s
                 "group.consumer.min.session.timeout.ms=6000",
                 "group.consumer.session.timeout.ms=10000",
                 "auto.create.topics.enable=false",
