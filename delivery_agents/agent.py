@@ -4,6 +4,7 @@ subscription), publish the outcome, and let the offset be committed once that is
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -22,7 +23,14 @@ from schemas.records import RecordError, Webhook
 from schemas.topics import INGEST
 from webhookmaster import retry_ladder
 from webhookmaster.consumer_thread import ConsumerThread
-from webhookmaster.kafka_clients import AsyncProducer, ProduceError, consumer_config
+from webhookmaster.kafka_clients import (
+    AsyncProducer,
+    ProduceError,
+    consumer_config,
+    record_headers,
+    record_offset,
+    record_tp,
+)
 from webhookmaster.offsets import Partition
 from webhookmaster.settings import Settings
 from webhookmaster.subscription_table import SubscriptionTable
@@ -110,10 +118,11 @@ class Agent:
                 await self.space.wait()
                 continue
             for msg in await self.consumer.consume(min(room, FETCH_BATCH), 0.1):
-                if msg.error() is not None:
-                    log.warning("consume: %s", msg.error().str())
+                err = msg.error()
+                if err is not None:
+                    log.warning("consume: %s", err.str())
                     continue
-                self.consumer.tracker.started((msg.topic(), msg.partition()), msg.offset())
+                self.consumer.tracker.started(record_tp(msg), record_offset(msg))
                 self.held += 1
                 task = asyncio.create_task(self._handle(msg))
                 self.tasks.add(task)
@@ -146,7 +155,7 @@ class Agent:
         unexpected error is tried again a few times, then the record is dead-lettered: no
         record can hold its partition's offset open. Only a stop while Kafka does not
         acknowledge leaves it uncommitted (redone after restart)."""
-        tp = (msg.topic(), msg.partition())
+        tp = record_tp(msg)
         for attempt in range(1, LOCAL_TRIES + 1):
             try:
                 await self._process(msg)
@@ -164,7 +173,7 @@ class Agent:
                         return
                 else:
                     await asyncio.sleep(0.2 * attempt)
-        self.consumer.tracker.done(tp, msg.offset())
+        self.consumer.tracker.done(tp, record_offset(msg))
 
     async def _dead_letter_failure(self, msg: Message, exc: Exception) -> bool:
         """Dead-letter a record that kept failing, with its value as text (left out when Kafka
@@ -182,7 +191,7 @@ class Agent:
             )
             try:
                 await self._durably(
-                    lambda letter=letter: self.publisher.dead_letter(letter, msg.key())
+                    functools.partial(self.publisher.dead_letter, letter, msg.key())
                 )
                 return True
             except RecordRefused:
@@ -193,13 +202,14 @@ class Agent:
 
     async def _process(self, msg: Message) -> None:
         def fallback_id() -> str:
-            return records.derived_id(msg.topic(), f"{msg.partition()}/{msg.offset()}")
+            topic, partition = record_tp(msg)
+            return records.derived_id(topic, f"{partition}/{record_offset(msg)}")
 
         def fallback_time() -> str:
             return records.iso(datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC))
 
         try:
-            record = records.parse_webhook(msg.value(), msg.headers(), fallback_id, fallback_time)
+            record = records.parse_webhook(msg.value(), record_headers(msg), fallback_id, fallback_time)
         except RecordError as exc:
             metrics.DEAD_LETTERED.labels("unreadable").inc()
             letter = dead_letter(f"unreadable record: {exc}", None, msg, msg.value())

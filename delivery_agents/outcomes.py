@@ -13,9 +13,9 @@ from confluent_kafka import Message
 
 from delivery_agents.http_delivery import AttemptResult
 from schemas import records
-from schemas.records import AttemptEvent, DeadLetter, Outcome, Webhook
+from schemas.records import Outcome, Webhook
 from schemas.topics import ATTEMPTS, DEAD_LETTER, name
-from webhookmaster.kafka_clients import AsyncProducer
+from webhookmaster.kafka_clients import AsyncProducer, record_headers
 from webhookmaster.retry_ladder import DUE_HEADER, MAX_ATTEMPTS, Tier, next_tier
 from webhookmaster.subscription_table import Subscription
 
@@ -31,7 +31,9 @@ def attempt_event(
     result: AttemptResult,
     outcome: Outcome,
     next_at: datetime | None,
-) -> AttemptEvent:
+) -> dict[str, Any]:
+    """The attempt event as the JSON object that goes on the attempts topic (the fields of
+    :class:`schemas.records.AttemptEvent`)."""
     return {
         "webhook_id": record.webhook_id,
         "attempt_id": uuid.uuid4().hex,
@@ -52,9 +54,10 @@ def attempt_event(
 
 def dead_letter(
     reason: str, record: Webhook | None, source: Message, raw: bytes | None = None
-) -> DeadLetter:
-    """A dead letter for ``record``, or for an unreadable ``source`` whose value is ``raw``
-    (kept as text, cut at :data:`RAW_LIMIT`, with the record's headers)."""
+) -> dict[str, Any]:
+    """A dead letter (the JSON object of :class:`schemas.records.DeadLetter`) for ``record``, or
+    for an unreadable ``source`` whose value is ``raw`` (kept as text, cut at
+    :data:`RAW_LIMIT`, with the record's headers)."""
     where: dict[str, Any] = {
         "topic": source.topic(),
         "partition": source.partition(),
@@ -63,7 +66,7 @@ def dead_letter(
     if record is None:
         where["headers"] = {
             name: (value or b"").decode("utf-8", errors="replace")
-            for name, value in source.headers() or ()
+            for name, value in record_headers(source)
         }
     return {
         "reason": reason,
@@ -85,7 +88,7 @@ class Publisher:
         self.dead_letter_topic = name(prefix, DEAD_LETTER)
         self.ladder = ladder
 
-    async def dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
+    async def dead_letter(self, letter: dict[str, Any], key: bytes | None) -> None:
         await self.producer.send(self.dead_letter_topic, records.dumps(letter), key)
 
     async def outcome(

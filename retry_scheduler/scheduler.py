@@ -24,7 +24,14 @@ from schemas import records
 from schemas.topics import DEAD_LETTER, INGEST
 from webhookmaster import retry_ladder
 from webhookmaster.consumer_thread import ConsumerThread
-from webhookmaster.kafka_clients import AsyncProducer, ProduceError, consumer_config
+from webhookmaster.kafka_clients import (
+    AsyncProducer,
+    ProduceError,
+    consumer_config,
+    record_headers,
+    record_offset,
+    record_tp,
+)
 from webhookmaster.offsets import Partition
 from webhookmaster.settings import Settings
 
@@ -39,7 +46,7 @@ BACKLOG_EVERY_S = 2.0
 
 def due_ms(msg: Message) -> int:
     """When ``msg`` is due (epoch ms), from its header; records without one are due now."""
-    for key, value in msg.headers() or ():
+    for key, value in record_headers(msg):
         if key == retry_ladder.DUE_HEADER and value:
             try:
                 return int(value)
@@ -114,12 +121,13 @@ class Scheduler:
                 log.info("resume %s: %s", ready, exc)
 
     async def _route(self, msg: Message) -> None:
-        if msg.error() is not None:
-            log.warning("consume: %s", msg.error().str())
+        err = msg.error()
+        if err is not None:
+            log.warning("consume: %s", err.str())
             return
-        tp = (msg.topic(), msg.partition())
+        tp = record_tp(msg)
         queue = self.held.setdefault(tp, deque())
-        if queue and msg.offset() <= queue[-1].offset():
+        if queue and record_offset(msg) <= record_offset(queue[-1]):
             return  # already held (fetched again after a resume)
         if not queue and due_ms(msg) <= time.time() * 1000:
             self._start_hand_back(msg)
@@ -131,7 +139,7 @@ class Scheduler:
             await self.consumer.call(self.consumer.pause, [tp])
 
     def _start_hand_back(self, msg: Message) -> None:
-        self.consumer.tracker.started((msg.topic(), msg.partition()), msg.offset())
+        self.consumer.tracker.started(record_tp(msg), record_offset(msg))
         task = asyncio.create_task(self._hand_back(msg, due_ms(msg)))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -144,7 +152,7 @@ class Scheduler:
         while True:
             try:
                 await self.producer.send(
-                    self.ingest_topic, msg.value(), msg.key(), headers=msg.headers()
+                    self.ingest_topic, msg.value(), msg.key(), headers=record_headers(msg)
                 )
                 break
             except ProduceError as exc:
@@ -157,11 +165,11 @@ class Scheduler:
                 log.warning("hand-back failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
-        tier = self.tier_names[msg.topic()]
+        tier = self.tier_names[record_tp(msg)[0]]
         if at:
             metrics.LATENESS.labels(tier).observe(max(0.0, time.time() - at / 1000))
         metrics.HANDED_BACK.labels(tier).inc()
-        self.consumer.tracker.done((msg.topic(), msg.partition()), msg.offset())
+        self.consumer.tracker.done(record_tp(msg), record_offset(msg))
 
     async def _dead_letter(self, msg: Message, reason: str) -> bool:
         """Dead-letter ``msg`` (where it was and its headers; not its value); False when the
@@ -178,7 +186,7 @@ class Scheduler:
                 "partition": msg.partition(),
                 "offset": msg.offset(),
                 "headers": {
-                    k: (v or b"").decode("utf-8", errors="replace") for k, v in msg.headers() or ()
+                    k: (v or b"").decode("utf-8", errors="replace") for k, v in record_headers(msg)
                 },
             },
         }

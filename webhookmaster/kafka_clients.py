@@ -49,6 +49,30 @@ def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str
     return config
 
 
+def record_tp(msg: Message) -> tuple[str, int]:
+    """(topic, partition) of a consumed record; both are set on every record without error."""
+    topic, partition = msg.topic(), msg.partition()
+    assert topic is not None and partition is not None, "not a consumed record"
+    return topic, partition
+
+
+def record_offset(msg: Message) -> int:
+    """The offset of a consumed record; set on every record without error."""
+    offset = msg.offset()
+    assert offset is not None, "not a consumed record"
+    return offset
+
+
+def record_headers(msg: Message) -> list[tuple[str, bytes | None]]:
+    """A consumed record's headers as (name, value) pairs; librdkafka hands them over as bytes
+    (or None), the str case is only there for the type."""
+    found = msg.headers()
+    if not found:
+        return []
+    pairs = found.items() if isinstance(found, dict) else found
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]
+
+
 def admin_client(settings: Settings) -> AdminClient:
     return AdminClient({"bootstrap.servers": settings.bootstrap})
 
@@ -115,7 +139,7 @@ class AsyncProducer:
         topic: str,
         value: bytes | None,
         key: bytes | str | None = None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
+        headers: Sequence[tuple[str, bytes | None]] | None = None,
         partition: int | None = None,
         queue_wait_s: float | None = None,
     ) -> Message:
