@@ -209,7 +209,9 @@ class Agent:
             return records.iso(datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC))
 
         try:
-            record = records.parse_webhook(msg.value(), record_headers(msg), fallback_id, fallback_time)
+            record = records.parse_webhook(
+                msg.value(), record_headers(msg), fallback_id, fallback_time
+            )
         except RecordError as exc:
             metrics.DEAD_LETTERED.labels("unreadable").inc()
             letter = dead_letter(f"unreadable record: {exc}", None, msg, msg.value())
