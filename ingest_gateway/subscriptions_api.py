@@ -22,6 +22,7 @@ from ingest_gateway.state import Gateway, gateway
 from schemas import records
 from schemas.topics import SUBSCRIPTIONS
 from webhookmaster import signing
+from webhookmaster.kafka_clients import record_offset
 from webhookmaster.subscription_table import Subscription
 
 TOPIC_LABEL = SUBSCRIPTIONS  # the metrics label: the topic's catalogue suffix
@@ -43,7 +44,7 @@ async def write(gw: Gateway, sub: Subscription) -> None:
     msg = await produce(
         gw, gw.subscriptions_topic, TOPIC_LABEL, sub.id, records.dumps(sub.to_stored(gw.table.box))
     )
-    gw.table.apply(sub.id, sub, msg.offset())
+    gw.table.apply(sub.id, sub, record_offset(msg))
 
 
 def _build(
@@ -139,7 +140,7 @@ async def delete_subscription(request: web.Request) -> web.Response:
     async with gw.write_lock(sub_id):
         gw.subscription(sub_id)
         msg = await produce(gw, gw.subscriptions_topic, TOPIC_LABEL, sub_id, None)
-        gw.table.apply(sub_id, None, msg.offset())
+        gw.table.apply(sub_id, None, record_offset(msg))
     gw.write_locks.pop(sub_id, None)
     return web.Response(status=204)
 

@@ -50,16 +50,16 @@ def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str
 
 
 def record_tp(msg: Message) -> tuple[str, int]:
-    """(topic, partition) of a consumed record; both are set on every record without error."""
+    """(topic, partition) of a consumed or acknowledged record (librdkafka sets both)."""
     topic, partition = msg.topic(), msg.partition()
-    assert topic is not None and partition is not None, "not a consumed record"
+    assert topic is not None and partition is not None, "record has no position"
     return topic, partition
 
 
 def record_offset(msg: Message) -> int:
-    """The offset of a consumed record; set on every record without error."""
+    """The offset of a consumed or acknowledged record (librdkafka sets it)."""
     offset = msg.offset()
-    assert offset is not None, "not a consumed record"
+    assert offset is not None, "record has no position"
     return offset
 
 

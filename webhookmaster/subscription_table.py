@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Counter
@@ -27,7 +28,7 @@ from prometheus_client import Counter
 from schemas import records
 from schemas.topics import SUBSCRIPTIONS
 from webhookmaster import secret_box
-from webhookmaster.kafka_clients import consumer_config
+from webhookmaster.kafka_clients import consumer_config, record_offset, record_tp
 from webhookmaster.secret_box import SecretBox
 from webhookmaster.settings import Settings
 
@@ -62,9 +63,7 @@ class Subscription:
     updated_at: str
 
     @classmethod
-    def from_stored(
-        cls, data: records.SubscriptionRecord, box: SecretBox
-    ) -> tuple[Subscription, bool]:
+    def from_stored(cls, data: dict[str, Any], box: SecretBox) -> tuple[Subscription, bool]:
         """The subscription a topic record holds, its secret decrypted, and whether the record
         is current (secret encrypted under the newest key, no plain-text copy). Raises
         :class:`secret_box.InvalidToken` when no key opens the secret."""
@@ -87,8 +86,9 @@ class Subscription:
         )
         return sub, current
 
-    def to_stored(self, box: SecretBox) -> records.SubscriptionRecord:
-        """The topic record: the secret encrypted under the newest key, never in plain text."""
+    def to_stored(self, box: SecretBox) -> dict[str, Any]:
+        """The topic record (the JSON object of :class:`schemas.records.SubscriptionRecord`):
+        the secret encrypted under the newest key, never in plain text."""
         return {
             "id": self.id,
             "target_url": self.target_url,
@@ -177,14 +177,16 @@ class SubscriptionTable:
             msg = self._consumer.poll(0.2)
             if msg is None:
                 continue
-            if msg.error() is not None:
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    self._mark_progress(msg.partition(), msg.offset())
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    self._mark_progress(record_tp(msg)[1], record_offset(msg))
                 else:
-                    log.warning("subscriptions topic: %s", msg.error().str())
+                    log.warning("subscriptions topic: %s", err.str())
                 continue
-            self._apply_message(msg.key(), msg.value(), msg.offset())
-            self._mark_progress(msg.partition(), msg.offset() + 1)
+            offset = record_offset(msg)
+            self._apply_message(msg.key(), msg.value(), offset)
+            self._mark_progress(record_tp(msg)[1], offset + 1)
         self._consumer.close()
 
     def _mark_progress(self, partition: int, next_offset: int) -> None:
