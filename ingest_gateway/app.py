@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ingest_gateway import ingest_api, openapi, secret_migration, status_api, subscriptions_api
 from ingest_gateway.auth import api_key_middleware
@@ -44,7 +45,7 @@ class TableLoadError(RuntimeError):
 def create_app(settings: Settings) -> web.Application:
     """The gateway application (Kafka resources start with the app)."""
     gw = Gateway.from_settings(settings)
-    middlewares = [metrics_middleware, error_middleware]
+    middlewares: list[Middleware] = [metrics_middleware, error_middleware]
     if gw.api_keys:
         middlewares.append(api_key_middleware(gw.api_keys))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)

@@ -11,7 +11,7 @@ import hmac
 import secrets
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from ingest_gateway.errors import ApiError
 from webhookmaster import signing
@@ -57,7 +57,7 @@ def unauthorized(detail: str) -> ApiError:
     return ApiError(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def api_key_middleware(keys: tuple[bytes, ...]):
+def api_key_middleware(keys: tuple[bytes, ...]) -> Middleware:
     """Middleware that requires an API key on every non-public ``/api/`` route."""
 
     @web.middleware

@@ -109,7 +109,7 @@ KAFKA_DOWN = _error(
     "nothing was done, retry after Retry-After seconds.",
     retry_after=True,
 )
-API_KEY = [{"bearerAuth": []}, {}]
+API_KEY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {}]
 
 SUBSCRIPTION_WRITABLE = {
     "target_url": {

@@ -72,7 +72,7 @@ def event_type(value: Any, field: str = "event_type") -> str:
     problem = event_type_problem(value)
     if problem is not None:
         raise validation_error(f"{field} {problem}", field)
-    return value
+    return str(value)  # a str: event_type_problem found none
 
 
 def event_types(value: Any) -> list[str]:

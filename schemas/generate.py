@@ -33,7 +33,8 @@ def schema(name: str) -> dict[str, Any]:
     }
     if defs:
         document["$defs"] = defs
-    return _tidy(document)
+    tidy: dict[str, Any] = _tidy(document)
+    return tidy
 
 
 def _tidy(node: Any) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # exists; typeshed omits it
 from typing import Any, NoReturn
 
 import orjson

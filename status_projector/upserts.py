@@ -140,7 +140,7 @@ def _fold_pair(a: WebhookChange, b: WebhookChange) -> WebhookChange | None:
     )
 
 
-def _attempt_rows(attempts: list[AttemptRow]) -> list[tuple]:
+def _attempt_rows(attempts: list[AttemptRow]) -> list[tuple[Any, ...]]:
     """One row per attempt id (one statement cannot insert a key twice), in key order (rows
     lock in the same order everywhere)."""
     unique = {(a.webhook_id, a.attempt_id, a.received_at): a for a in attempts}
@@ -165,12 +165,12 @@ def _attempt_rows(attempts: list[AttemptRow]) -> list[tuple]:
     ]
 
 
-def _columns(rows: list[tuple]) -> list[list]:
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     """Rows as one list per column (the arguments of an ``unnest`` insert)."""
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-def webhook_args(c: WebhookChange) -> tuple:
+def webhook_args(c: WebhookChange) -> tuple[Any, ...]:
     return (
         c.id,
         c.created_at,
@@ -189,7 +189,7 @@ def webhook_args(c: WebhookChange) -> tuple:
     )
 
 
-def _subscription_args(c: SubscriptionChange) -> tuple:
+def _subscription_args(c: SubscriptionChange) -> tuple[Any, ...]:
     assert c.row is not None
     r = c.row
     return (

@@ -62,7 +62,8 @@ def _component(settings: Settings, args: argparse.Namespace) -> int:
     if component.needs_secret_keys:
         secret_box.from_settings(settings)  # no usable key: one clear error line, before anything
     module = importlib.import_module(component.module)
-    return module.run(settings)
+    status: int = module.run(settings)
+    return status
 
 
 def _settings(settings: Settings, args: argparse.Namespace) -> int:
@@ -128,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"webhookmaster: warning: unknown setting {name}", file=sys.stderr)
     try:
         settings = settings_mod.load()
-        return args.handler(settings, args)
+        status: int = args.handler(settings, args)
+        return status
     except StackError as exc:
         if exc.detail:
             print(exc.detail, file=sys.stderr)

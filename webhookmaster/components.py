@@ -26,7 +26,7 @@ class Component:
         [env] = [
             f.metadata["env"] for f in dataclasses.fields(Settings) if f.name == self.port_setting
         ]
-        return env
+        return str(env)
 
     def port(self, settings: Settings) -> int:
         return int(getattr(settings, self.port_setting))

@@ -9,6 +9,7 @@ import secrets
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from webhookmaster import migrate, secret_box, topics_admin
 from webhookmaster.components import COMPONENTS, Component
@@ -25,7 +26,7 @@ def _component_paths(settings: Settings, component: Component) -> tuple[Path, Pa
 def _ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
 
@@ -95,7 +96,7 @@ def local_defaults(settings: Settings, env: dict[str, str] | None = None) -> Set
     key of the local stack's own; both keys are generated once and kept in the state folder
     (mode 0600)."""
     env = dict(os.environ) if env is None else env
-    changes: dict[str, str] = {}
+    changes: dict[str, Any] = {}  # setting name -> value, for dataclasses.replace
     if not env.get("WM_SECRET_KEYS") and not env.get("WM_SECRET_KEYS_FILE"):
         secure_state_dir(settings)
         changes["secret_keys_file"] = str(
