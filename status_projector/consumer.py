@@ -31,7 +31,12 @@ from schemas.topics import ATTEMPTS, DEAD_LETTER, INGEST, SUBSCRIPTIONS
 from status_projector import metrics
 from status_projector.changes import KafkaRecord
 from status_projector.store import Stopping, Store
-from webhookmaster.kafka_clients import consumer_config
+from webhookmaster.kafka_clients import (
+    consumer_config,
+    record_headers,
+    record_offset,
+    record_tp,
+)
 from webhookmaster.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -225,13 +230,12 @@ class ProjectorConsumer:
                 continue
             recs.append(
                 KafkaRecord(
-                    msg.topic(),
-                    msg.partition(),
-                    msg.offset(),
+                    *record_tp(msg),
+                    record_offset(msg),
                     msg.timestamp()[1],
                     msg.key(),
                     msg.value(),
-                    tuple(msg.headers() or ()),
+                    tuple(record_headers(msg)),
                 )
             )
         return recs

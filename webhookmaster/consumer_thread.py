@@ -84,7 +84,10 @@ class ConsumerThread:
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=not wait)
+            if wait:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
             log.warning("offset commit failed (records will be redone): %s", exc)
 

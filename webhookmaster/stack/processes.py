@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from webhookmaster.stack.errors import StackError
@@ -99,7 +99,12 @@ def tail(path: Path, lines: int = 30) -> str:
         return f"(no log at {path})"
 
 
-def wait_until(check, timeout: float, interval: float = 0.2, alive=None) -> bool:
+def wait_until(
+    check: Callable[[], object],
+    timeout: float,
+    interval: float = 0.2,
+    alive: Callable[[], object] | None = None,
+) -> bool:
     """Poll ``check()`` until it is true or ``timeout`` passes; stop early when ``alive()`` is
     false. Returns the last result of ``check``."""
     deadline = time.monotonic() + timeout
