@@ -12,8 +12,8 @@ down:     ## stop what `make run` started
 status:
 	.venv/bin/webhookmaster stack status
 
-lint:
-	.venv/bin/ruff check .
+lint:     ## ruff check, ruff format --check, mypy --strict on the package code
+	./scripts/lint.sh
 
 bench:    ## every benchmark scenario, side by side with its baseline (about 10 minutes)
 	./scripts/bench.sh

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run the test suite against a real Kafka broker and PostgreSQL, which the tests' own fixtures
-# start (state in .wm-state/test, ports 19092/19093/19432 unless WM_TEST_* say otherwise).
+# start (state in .wm-state/test, ports 19092/19093/19432 unless WM_TEST_* say otherwise),
+# after the lint checks of `make lint`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
-.venv/bin/ruff check .
+./scripts/lint.sh
 exec .venv/bin/python -m pytest "$@"
