@@ -23,6 +23,8 @@ from webhookmaster.stack import local
 if TYPE_CHECKING:
     from tests.gateway_helpers import LiveGateway
 
+pytest_plugins = ["tests.kafka_leaks"]  # no test may leave a Kafka client running
+
 TEST_STATE_DIR = os.environ.get("WM_TEST_STATE_DIR", str(PROJECT_ROOT / ".wm-state" / "test"))
 TEST_ENV = {
     "WM_STATE_DIR": TEST_STATE_DIR,
