@@ -23,6 +23,8 @@ from webhookmaster.stack import local
 if TYPE_CHECKING:
     from tests.gateway_helpers import LiveGateway
 
+pytest_plugins = ["tests.kafka_leaks"]  # no test may leave a Kafka client running
+
 TEST_STATE_DIR = os.environ.get("WM_TEST_STATE_DIR", str(PROJECT_ROOT / ".wm-state" / "test"))
 TEST_ENV = {
     "WM_STATE_DIR": TEST_STATE_DIR,
@@ -116,3 +118,14 @@ async def receiver() -> AsyncIterator[Receiver]:
     rx = await Receiver().start()
     yield rx
     await rx.stop()
+
+
+INFRA_FIXTURES = frozenset({"base_settings"})  # every broker/database fixture depends on it
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``unit`` every test that uses no fixture of the shared broker and database
+    (``pytest -m unit`` runs them in seconds, with no Kafka or PostgreSQL started)."""
+    for item in items:
+        if INFRA_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.unit)

@@ -189,9 +189,14 @@ class AsyncProducer:
         return True
 
     def close(self, timeout: float = 10.0) -> None:
+        """Flush for at most ``timeout`` s, then destroy the client (records still unsent fail
+        as purged), so no librdkafka thread outlives it."""
         self._producer.flush(timeout)
         self._stopping.set()
         self._thread.join(timeout=2)
+        self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+        self._producer.close()
+        self._dispatch()
 
 
 def _settle_all(items: list[tuple[asyncio.Future[Message], KafkaError | None, Message]]) -> None:
