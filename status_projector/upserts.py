@@ -120,8 +120,8 @@ def _fold_pair(a: WebhookChange, b: WebhookChange) -> WebhookChange | None:
         code_src, other = (a, b) if a.code_from_attempt else (b, a)
         if other.attempt_count > code_src.attempt_count:
             return None
-    else:
-        code_src = b
+    else:  # neither is an attempt: only an insert stores a code, and a comes first
+        code_src = a
     status_src = b if b.progress >= a.progress else a
     return replace(
         b,

@@ -41,5 +41,7 @@ def no_kafka_client_left() -> Iterator[None]:
         gc.collect()
         time.sleep(0.05)
     if after > before:
-        pytest.fail(f"{after - before} Kafka client(s) left running by this test "
-                    "(close or flush and drop every Producer, Consumer and AdminClient)")
+        pytest.fail(
+            f"{after - before} Kafka client(s) left running by this test "
+            "(close or flush and drop every Producer, Consumer and AdminClient)"
+        )

@@ -24,8 +24,19 @@ from webhookmaster.settings import Settings
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 SUB = uuid.UUID("00000000-0000-4000-8000-000000000001")
 MOMENTS = [CREATED + timedelta(seconds=s) for s in (0, 1, 2, 60)]
-COLUMNS = ("subscription_id", "event_type", "payload", "status", "progress", "attempt_count",
-           "last_status_code", "last_error", "next_retry_at", "delivered_at", "updated_at")
+COLUMNS = (
+    "subscription_id",
+    "event_type",
+    "payload",
+    "status",
+    "progress",
+    "attempt_count",
+    "last_status_code",
+    "last_error",
+    "next_retry_at",
+    "delivered_at",
+    "updated_at",
+)
 
 
 def maybe(values: st.SearchStrategy) -> st.SearchStrategy:
@@ -40,18 +51,21 @@ def changes_of_one_row(draw: st.DrawFn) -> WebhookChange:
     step = draw(st.sampled_from([0, 5, 10, 15, 20, 25, 30, 1000]))
     from_attempt = draw(st.booleans())
     return WebhookChange(
-        id="", created_at=CREATED,
+        id="",
+        created_at=CREATED,
         subscription_id=draw(maybe(st.just(SUB) | st.builds(uuid.uuid4))),
         event_type=draw(maybe(st.sampled_from(["a", "b"]))),
         payload=draw(maybe(st.sampled_from(['{"n": 1}', '{"n": 2}']))),
-        status=status, progress=progress(status, step),
+        status=status,
+        progress=progress(status, step),
         attempt_count=draw(st.integers(0, 4)),
         last_status_code=draw(maybe(st.sampled_from([200, 404, 500]))) if from_attempt else None,
         code_from_attempt=from_attempt,
         last_error=draw(maybe(st.sampled_from(["timeout", "refused"]))),
         next_retry_at=draw(maybe(st.sampled_from(MOMENTS))),
         delivered_at=draw(maybe(st.sampled_from(MOMENTS))),
-        updated_at=draw(st.sampled_from(MOMENTS)))
+        updated_at=draw(st.sampled_from(MOMENTS)),
+    )
 
 
 async def _upsert(conn: asyncpg.Connection, row_id: str, changes: list[WebhookChange]) -> dict:
@@ -73,12 +87,17 @@ async def _check(conn: asyncpg.Connection, changes: list[WebhookChange]) -> None
 def _run_property(wm_settings: Settings, order_by_progress: bool) -> None:
     """Check the property on 200 drawn sequences, on one connection on a loop of its own."""
     loop = asyncio.new_event_loop()
-    conn = loop.run_until_complete(asyncpg.connect(
-        wm_settings.dsn, server_settings={"search_path": wm_settings.db_schema}))
+    conn = loop.run_until_complete(
+        asyncpg.connect(wm_settings.dsn, server_settings={"search_path": wm_settings.db_schema})
+    )
     checked = 0
 
-    @settings(max_examples=200, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=200,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
     @given(st.lists(changes_of_one_row(), min_size=1, max_size=6))
     def prop(changes: list[WebhookChange]) -> None:
         nonlocal checked
