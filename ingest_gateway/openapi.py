@@ -47,6 +47,24 @@ def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
     return {JSON: {"schema": schema}}
 
 
+def _subscription_write(summary: str, operation_id: str, body: str) -> dict[str, Any]:
+    """PUT or PATCH of one subscription: ``body`` names the request schema."""
+    return {
+        "summary": summary,
+        "operationId": operation_id,
+        "tags": ["subscriptions"],
+        "security": API_KEY,
+        "requestBody": {"required": True, "content": _json_content(_ref(body))},
+        "responses": {
+            "200": _ok("The new state.", _ref("Subscription")),
+            "400": BAD_REQUEST,
+            "401": UNAUTHORIZED,
+            "404": NOT_FOUND,
+            "503": KAFKA_DOWN,
+        },
+    }
+
+
 def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": _json_content(schema)}
 
@@ -356,41 +374,15 @@ def _subscription_paths() -> dict[str, Any]:
                     "404": NOT_FOUND,
                 },
             },
-            "put": {
-                "summary": "Replace a subscription (omitted fields take their defaults; an "
-                "omitted secret_key keeps the current secret)",
-                "operationId": "replaceSubscription",
-                "tags": ["subscriptions"],
-                "security": API_KEY,
-                "requestBody": {
-                    "required": True,
-                    "content": _json_content(_ref("SubscriptionCreate")),
-                },
-                "responses": {
-                    "200": _ok("The new state.", _ref("Subscription")),
-                    "400": BAD_REQUEST,
-                    "401": UNAUTHORIZED,
-                    "404": NOT_FOUND,
-                    "503": KAFKA_DOWN,
-                },
-            },
-            "patch": {
-                "summary": "Update the given fields",
-                "operationId": "updateSubscription",
-                "tags": ["subscriptions"],
-                "security": API_KEY,
-                "requestBody": {
-                    "required": True,
-                    "content": _json_content(_ref("SubscriptionPatch")),
-                },
-                "responses": {
-                    "200": _ok("The new state.", _ref("Subscription")),
-                    "400": BAD_REQUEST,
-                    "401": UNAUTHORIZED,
-                    "404": NOT_FOUND,
-                    "503": KAFKA_DOWN,
-                },
-            },
+            "put": _subscription_write(
+                "Replace a subscription (omitted fields take their defaults; an omitted "
+                "secret_key keeps the current secret)",
+                "replaceSubscription",
+                "SubscriptionCreate",
+            ),
+            "patch": _subscription_write(
+                "Update the given fields", "updateSubscription", "SubscriptionPatch"
+            ),
             "delete": {
                 "summary": "Delete a subscription (tombstone on the topic)",
                 "operationId": "deleteSubscription",
