@@ -33,7 +33,7 @@ class Component:
 
     def argv(self) -> list[str]:
         """The command line that runs it as a process."""
-        return [sys.executable, "-m", "webhookmaster.cli", self.name]
+        return [sys.executable, "-m", "webhookmaster", self.name]
 
 
 COMPONENTS: tuple[Component, ...] = (
