@@ -295,7 +295,8 @@ class Settings(StackSettings):
     tracing_sample_ratio: float = _setting(
         "WM_TRACING_SAMPLE_RATIO",
         1.0,
-        "Share of new traces recorded (0-1); a producer's traceparent keeps its own sampling decision.",
+        "Share of new traces recorded (0-1); a producer's traceparent keeps its own sampling "
+        "decision.",
         kind=Ratio,
     )
 
