@@ -144,9 +144,10 @@ async def test_one_trace_from_the_producer_through_a_retry_to_the_delivery(
             "traceparent": f"00-{TRACE_ID}-{PRODUCER_SPAN}-01",
             "X-Hub-Signature-256": signing.hub_signature(secret, body),
         }
-        async with aiohttp.ClientSession() as http, http.post(
-            url, data=body, headers=headers
-        ) as reply:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url, data=body, headers=headers) as reply,
+        ):
             assert reply.status == 202, await reply.text()
 
         # A direct Kafka record continues the trace of its traceparent header as well.
@@ -188,9 +189,7 @@ async def test_one_trace_from_the_producer_through_a_retry_to_the_delivery(
     publish = _one(spans, name=f"publish {settings.topic(INGEST)}")
     assert publish.parent == server.span_id
     handback = _one(spans, service="webhookmaster-scheduler")
-    delivers = sorted(
-        (s for s in spans if s.kind == 5), key=lambda s: s.parent != publish.span_id
-    )
+    delivers = sorted((s for s in spans if s.kind == 5), key=lambda s: s.parent != publish.span_id)
     assert [d.parent for d in delivers] == [publish.span_id, handback.span_id]
     for deliver, hit in zip(delivers, (first, second), strict=True):
         post = _one(spans, name="POST", parent=deliver.span_id)
