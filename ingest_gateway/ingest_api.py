@@ -156,9 +156,3 @@ async def fan_out(request: web.Request) -> web.Response:
     metrics.PAYLOAD_BYTES.observe(len(body))
     metrics.INGEST_SECONDS.labels("fanout").observe(time.perf_counter() - started)
     return json_response({"event_id": event_id, "ids": ids, "status": "accepted"}, 202)
-
-
-def setup(app: web.Application) -> None:
-    """Register the ingest and fan-out routes."""
-    app.router.add_post("/api/ingest/{subscription_id}/", ingest, name="ingest")
-    app.router.add_post("/api/events/", fan_out, name="events")
