@@ -12,7 +12,8 @@ import orjson
 from aiohttp import web
 
 from ingest_gateway import api_models as m
-from ingest_gateway import ingest_api, openapi, status_api, subscriptions_api, swagger_ui
+from ingest_gateway import ingest_api, openapi, status_api, swagger_ui
+from ingest_gateway import subscriptions_api as sub
 from ingest_gateway.ingest_api import IDEMPOTENCY_HEADER
 from ingest_gateway.openapi import PUBLIC, SIGNATURE_OR_API_KEY, Link, Param, Reply, Route, error
 from ingest_gateway.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -63,282 +64,120 @@ SUBSCRIPTION_WRITE = {
 }
 
 
-def _operations() -> list[Route]:
-    probe = Reply("Status.", m.Probe)
-    return [
-        Route(
-            method="GET",
-            path="/healthz",
-            handler=health_server.healthz,
-            operation_id="healthz",
-            summary="Liveness",
-            tag="operations",
-            security=PUBLIC,
-            responses={200: probe},
-            head=True,
-        ),
-        Route(
-            method="GET",
-            path="/readyz",
-            handler=health_server.readyz,
-            operation_id="readyz",
-            summary="Readiness: Kafka producer connected and subscription table loaded",
-            tag="operations",
-            security=PUBLIC,
-            responses={200: probe, 503: Reply("Not ready.", m.Probe)},
-            head=True,
-        ),
-        Route(
-            method="GET",
-            path="/metrics",
-            handler=health_server.metrics_handler(),
-            operation_id="metrics",
-            summary="Prometheus metrics",
-            tag="operations",
-            security=PUBLIC,
-            responses={200: Reply("Prometheus text format.", str, ("text/plain",))},
-            head=True,
-        ),
-        Route(
-            method="GET",
-            path="/api/openapi.json",
-            handler=openapi.serve_document,
-            operation_id="openapi",
-            summary="This document",
-            tag="operations",
-            security=PUBLIC,
-            responses={200: Reply("OpenAPI 3.1 document.", dict[str, Any])},
-            name="openapi",
-        ),
-        Route(
-            method="GET",
-            path="/swagger/",
-            handler=swagger_ui.swagger_page,
-            operation_id="swaggerUi",
-            summary="Swagger UI for this document",
-            tag="operations",
-            security=PUBLIC,
-            responses={200: Reply("HTML page.", str, ("text/html",))},
-            name="swagger",
-        ),
-        Route(
-            method="GET",
-            path="/swagger/assets/{name}",
-            handler=swagger_ui.swagger_asset,
-            operation_id="swaggerUiAsset",
-            summary=f"A Swagger UI {swagger_ui.SWAGGER_UI_VERSION} file of the page",
-            tag="operations",
-            security=PUBLIC,
-            params=(Param("name", "path", "File name.", swagger_ui.AssetName),),
-            responses={
-                200: Reply("The file.", str, swagger_ui.ASSET_TYPES),
-                404: error("No such file."),
-            },
-            name="swagger_asset",
-        ),
-    ]
+PROBE = Reply("Status.", m.Probe)
+PAGE = Reply("A page.", m.WebhookList)
+CREATED = Reply("The subscription, with its secret.", m.Subscription, links=SUBSCRIPTION_LINKS)
+ACCEPTED = Reply(
+    "Accepted and acknowledged by Kafka.",
+    m.IngestAccepted,
+    links={"status": Link("webhookStatus", {"webhook_id": "id"})},
+)
+INGEST_PARAMS = (
+    Param("subscription_id", "path", "Target subscription.", m.UuidText),
+    Param("event_type", "query", "Event type of the webhook.", EventType, required=True),
+    Param(IDEMPOTENCY_HEADER, "header", "Stored in the record's metadata."),
+)
+WEBHOOK_FILTERS = (
+    Param("status", "query", "Only this status.", m.StatusName),
+    Param("subscription_id", "query", "Only this subscription.", m.UuidText),
+    Param("event_type", "query", "Only this event type (empty: any)."),
+    Param("since", "query", "Only webhooks created at or after this time.", m.DateTimeText),
+)
+OPS, SUBS, INGEST, STATUS = "operations", "subscriptions", "ingest", "status"  # the tags
 
+# Each row: method, path, handler, operationId, summary, tag, then by name: responses (status →
+# Reply), security (default: an API key when keys are configured), params, body (the request
+# body's type), description, name (aiohttp's, for auth.PUBLIC_ROUTES), head (GET answers HEAD).
+# fmt: off
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", health_server.healthz, "healthz", "Liveness", OPS,
+          responses={200: PROBE}, security=PUBLIC, head=True),
+    Route("GET", "/readyz", health_server.readyz, "readyz",
+          "Readiness: Kafka producer connected and subscription table loaded", OPS,
+          responses={200: PROBE, 503: Reply("Not ready.", m.Probe)}, security=PUBLIC, head=True),
+    Route("GET", "/metrics", health_server.metrics_handler(), "metrics", "Prometheus metrics", OPS,
+          responses={200: Reply("Prometheus text format.", str, ("text/plain",))},
+          security=PUBLIC, head=True),
+    Route("GET", "/api/openapi.json", openapi.serve_document, "openapi", "This document", OPS,
+          responses={200: Reply("OpenAPI 3.1 document.", dict[str, Any])},
+          security=PUBLIC, name="openapi"),
+    Route("GET", "/swagger/", swagger_ui.swagger_page, "swaggerUi",
+          "Swagger UI for this document", OPS,
+          responses={200: Reply("HTML page.", str, ("text/html",))},
+          security=PUBLIC, name="swagger"),
+    Route("GET", "/swagger/assets/{name}", swagger_ui.swagger_asset, "swaggerUiAsset",
+          f"A Swagger UI {swagger_ui.SWAGGER_UI_VERSION} file of the page", OPS,
+          responses={200: Reply("The file.", str, swagger_ui.ASSET_TYPES),
+                     404: error("No such file.")},
+          security=PUBLIC, params=(Param("name", "path", "File name.", swagger_ui.AssetName),),
+          name="swagger_asset"),
 
-def _subscriptions() -> list[Route]:
-    created = Reply("The subscription, with its secret.", m.Subscription, links=SUBSCRIPTION_LINKS)
-    return [
-        Route(
-            method="POST",
-            path="/api/subscriptions/",
-            handler=subscriptions_api.create_subscription,
-            operation_id="createSubscription",
-            summary="Create a subscription",
-            tag="subscriptions",
-            body=m.SubscriptionCreate,
-            responses={201: created, 400: BAD_REQUEST, 401: UNAUTHORIZED, 503: KAFKA_DOWN},
-            name="subscriptions",
-        ),
-        Route(
-            method="GET",
-            path="/api/subscriptions/",
-            handler=subscriptions_api.list_subscriptions,
-            operation_id="listSubscriptions",
-            summary="List subscriptions in (created_at, id) order",
-            tag="subscriptions",
-            params=(_limit(DEFAULT_LIMIT), CURSOR),
-            responses={
-                200: Reply("A page.", m.SubscriptionList),
-                400: BAD_REQUEST,
-                401: UNAUTHORIZED,
-                503: KAFKA_DOWN,
-            },
-            name="subscriptions",
-        ),
-        Route(
-            method="GET",
-            path="/api/subscriptions/{id}/",
-            handler=subscriptions_api.get_subscription,
-            operation_id="getSubscription",
-            summary="Get a subscription",
-            tag="subscriptions",
-            params=(SUBSCRIPTION_ID,),
-            responses={
-                200: Reply("The subscription.", m.Subscription),
-                401: UNAUTHORIZED,
-                404: NOT_FOUND,
-            },
-            name="subscription",
-        ),
-        Route(
-            method="PUT",
-            path="/api/subscriptions/{id}/",
-            handler=subscriptions_api.replace_subscription,
-            operation_id="replaceSubscription",
-            summary="Replace a subscription (omitted fields take their defaults; an omitted "
-            "secret_key keeps the current secret)",
-            tag="subscriptions",
-            params=(SUBSCRIPTION_ID,),
-            body=m.SubscriptionCreate,
-            responses=SUBSCRIPTION_WRITE,
-            name="subscription",
-        ),
-        Route(
-            method="PATCH",
-            path="/api/subscriptions/{id}/",
-            handler=subscriptions_api.update_subscription,
-            operation_id="updateSubscription",
-            summary="Update the given fields",
-            tag="subscriptions",
-            params=(SUBSCRIPTION_ID,),
-            body=m.SubscriptionPatch,
-            responses=SUBSCRIPTION_WRITE,
-            name="subscription",
-        ),
-        Route(
-            method="DELETE",
-            path="/api/subscriptions/{id}/",
-            handler=subscriptions_api.delete_subscription,
-            operation_id="deleteSubscription",
-            summary="Delete a subscription (tombstone on the topic)",
-            tag="subscriptions",
-            params=(SUBSCRIPTION_ID,),
-            responses={
-                204: Reply("Deleted."),
-                401: UNAUTHORIZED,
-                404: NOT_FOUND,
-                503: KAFKA_DOWN,
-            },
-            name="subscription",
-        ),
-    ]
+    Route("POST", "/api/subscriptions/", sub.create_subscription, "createSubscription",
+          "Create a subscription", SUBS,
+          responses={201: CREATED, 400: BAD_REQUEST, 401: UNAUTHORIZED, 503: KAFKA_DOWN},
+          body=m.SubscriptionCreate, name="subscriptions"),
+    Route("GET", "/api/subscriptions/", sub.list_subscriptions, "listSubscriptions",
+          "List subscriptions in (created_at, id) order", SUBS,
+          responses={200: Reply("A page.", m.SubscriptionList), 400: BAD_REQUEST,
+                     401: UNAUTHORIZED, 503: KAFKA_DOWN},
+          params=(_limit(DEFAULT_LIMIT), CURSOR), name="subscriptions"),
+    Route("GET", "/api/subscriptions/{id}/", sub.get_subscription, "getSubscription",
+          "Get a subscription", SUBS,
+          responses={200: Reply("The subscription.", m.Subscription), 401: UNAUTHORIZED,
+                     404: NOT_FOUND},
+          params=(SUBSCRIPTION_ID,), name="subscription"),
+    Route("PUT", "/api/subscriptions/{id}/", sub.replace_subscription, "replaceSubscription",
+          "Replace a subscription (omitted fields take their defaults; an omitted secret_key "
+          "keeps the current secret)", SUBS,
+          responses=SUBSCRIPTION_WRITE, params=(SUBSCRIPTION_ID,), body=m.SubscriptionCreate,
+          name="subscription"),
+    Route("PATCH", "/api/subscriptions/{id}/", sub.update_subscription, "updateSubscription",
+          "Update the given fields", SUBS,
+          responses=SUBSCRIPTION_WRITE, params=(SUBSCRIPTION_ID,), body=m.SubscriptionPatch,
+          name="subscription"),
+    Route("DELETE", "/api/subscriptions/{id}/", sub.delete_subscription, "deleteSubscription",
+          "Delete a subscription (tombstone on the topic)", SUBS,
+          responses={204: Reply("Deleted."), 401: UNAUTHORIZED, 404: NOT_FOUND,
+                     503: KAFKA_DOWN},
+          params=(SUBSCRIPTION_ID,), name="subscription"),
 
+    Route("POST", "/api/ingest/{subscription_id}/", ingest_api.ingest, "ingest",
+          "Accept one webhook for one subscription", INGEST,
+          description="The body is the payload (any JSON). 202 only once Kafka acknowledged the "
+          "record. With a subscription secret, X-Hub-Signature-256 over the exact body bytes is "
+          "required (or an API key).",
+          responses={
+              202: ACCEPTED,
+              400: error("Body not JSON, event_type missing or not accepted by the "
+                         "subscription, or signature missing."),
+              401: error("Wrong signature, or no valid API key where one is needed."),
+              404: NOT_FOUND,
+              409: error("The subscription is inactive (error: subscription_inactive)."),
+              413: TOO_LARGE,
+              503: KAFKA_DOWN},
+          security=SIGNATURE_OR_API_KEY, params=INGEST_PARAMS, body=m.AnyJson, name="ingest"),
+    Route("POST", "/api/events/", ingest_api.fan_out, "fanOut",
+          "Fan one event out to every matching active subscription", INGEST,
+          responses={202: Reply("Every record acknowledged (ids may be empty).",
+                                m.FanoutAccepted),
+                     400: BAD_REQUEST, 401: UNAUTHORIZED, 413: TOO_LARGE, 503: KAFKA_DOWN},
+          body=m.FanoutEvent, name="events"),
 
-def _ingest() -> list[Route]:
-    accepted = Reply(
-        "Accepted and acknowledged by Kafka.",
-        m.IngestAccepted,
-        links={"status": Link("webhookStatus", {"webhook_id": "id"})},
-    )
-    return [
-        Route(
-            method="POST",
-            path="/api/ingest/{subscription_id}/",
-            handler=ingest_api.ingest,
-            operation_id="ingest",
-            summary="Accept one webhook for one subscription",
-            description="The body is the payload (any JSON). 202 only once Kafka acknowledged "
-            "the record. With a subscription secret, X-Hub-Signature-256 over the exact body "
-            "bytes is required (or an API key).",
-            tag="ingest",
-            security=SIGNATURE_OR_API_KEY,
-            params=(
-                Param("subscription_id", "path", "Target subscription.", m.UuidText),
-                Param("event_type", "query", "Event type of the webhook.", EventType, True),
-                Param(IDEMPOTENCY_HEADER, "header", "Stored in the record's metadata."),
-            ),
-            body=m.AnyJson,
-            responses={
-                202: accepted,
-                400: error(
-                    "Body not JSON, event_type missing or not accepted by the subscription, "
-                    "or signature missing."
-                ),
-                401: error("Wrong signature, or no valid API key where one is needed."),
-                404: NOT_FOUND,
-                409: error("The subscription is inactive (error: subscription_inactive)."),
-                413: TOO_LARGE,
-                503: KAFKA_DOWN,
-            },
-            name="ingest",
-        ),
-        Route(
-            method="POST",
-            path="/api/events/",
-            handler=ingest_api.fan_out,
-            operation_id="fanOut",
-            summary="Fan one event out to every matching active subscription",
-            tag="ingest",
-            body=m.FanoutEvent,
-            responses={
-                202: Reply("Every record acknowledged (ids may be empty).", m.FanoutAccepted),
-                400: BAD_REQUEST,
-                401: UNAUTHORIZED,
-                413: TOO_LARGE,
-                503: KAFKA_DOWN,
-            },
-            name="events",
-        ),
-    ]
-
-
-def _status() -> list[Route]:
-    page = Reply("A page.", m.WebhookList)
-    return [
-        Route(
-            method="GET",
-            path="/api/status/{webhook_id}/",
-            handler=status_api.webhook_status,
-            operation_id="webhookStatus",
-            summary="Status and delivery attempts of one webhook",
-            tag="status",
-            params=(Param("webhook_id", "path", "Webhook id."),),
-            responses={
-                200: Reply("The webhook.", m.WebhookStatus),
-                401: UNAUTHORIZED,
-                404: error("Unknown webhook."),
-            },
-            head=True,
-        ),
-        Route(
-            method="GET",
-            path="/api/subscriptions/{id}/history/",
-            handler=status_api.subscription_history,
-            operation_id="subscriptionHistory",
-            summary="Webhooks of one subscription, newest first",
-            tag="status",
-            params=(SUBSCRIPTION_ID, _limit(status_api.DEFAULT_LIMIT), CURSOR),
-            responses={200: page, 400: BAD_REQUEST, 401: UNAUTHORIZED, 404: NOT_FOUND},
-            head=True,
-        ),
-        Route(
-            method="GET",
-            path="/api/webhooks/",
-            handler=status_api.list_webhooks,
-            operation_id="listWebhooks",
-            summary="Search webhooks",
-            tag="status",
-            params=(
-                Param("status", "query", "Only this status.", m.StatusName),
-                Param("subscription_id", "query", "Only this subscription.", m.UuidText),
-                Param("event_type", "query", "Only this event type (empty: any)."),
-                Param(
-                    "since", "query", "Only webhooks created at or after this time.", m.DateTimeText
-                ),
-                _limit(status_api.DEFAULT_LIMIT),
-                CURSOR,
-            ),
-            responses={200: page, 400: BAD_REQUEST, 401: UNAUTHORIZED},
-            head=True,
-        ),
-    ]
-
-
-ROUTES: tuple[Route, ...] = (*_operations(), *_subscriptions(), *_ingest(), *_status())
+    Route("GET", "/api/status/{webhook_id}/", status_api.webhook_status, "webhookStatus",
+          "Status and delivery attempts of one webhook", STATUS,
+          responses={200: Reply("The webhook.", m.WebhookStatus), 401: UNAUTHORIZED,
+                     404: error("Unknown webhook.")},
+          params=(Param("webhook_id", "path", "Webhook id."),), head=True),
+    Route("GET", "/api/subscriptions/{id}/history/", status_api.subscription_history,
+          "subscriptionHistory", "Webhooks of one subscription, newest first", STATUS,
+          responses={200: PAGE, 400: BAD_REQUEST, 401: UNAUTHORIZED, 404: NOT_FOUND},
+          params=(SUBSCRIPTION_ID, _limit(status_api.DEFAULT_LIMIT), CURSOR), head=True),
+    Route("GET", "/api/webhooks/", status_api.list_webhooks, "listWebhooks", "Search webhooks",
+          STATUS,
+          responses={200: PAGE, 400: BAD_REQUEST, 401: UNAUTHORIZED},
+          params=(*WEBHOOK_FILTERS, _limit(status_api.DEFAULT_LIMIT), CURSOR), head=True),
+)
+# fmt: on
 
 
 def register(app: web.Application, tag: str | None = None) -> None:
