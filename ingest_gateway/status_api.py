@@ -8,6 +8,7 @@ bodies; PostgreSQL unreachable is 503 with Retry-After.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -46,12 +47,18 @@ DB_DOWN = (
 
 
 def setup(app: web.Application, settings: Settings) -> None:
-    """Register the status routes and the asyncpg pool (created and closed with the app)."""
+    """The status API alone on ``app``: its pool (:func:`add_pool`) and its routes from the
+    route table."""
+    from ingest_gateway import routes  # the table imports this module's handlers
+
+    add_pool(app, settings)
+    routes.register(app, tag="status")
+
+
+def add_pool(app: web.Application, settings: Settings) -> None:
+    """The asyncpg pool the handlers use, created and closed with the app."""
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_pool_context)
-    app.router.add_get("/api/status/{webhook_id}/", _handler(webhook_status))
-    app.router.add_get("/api/subscriptions/{id}/history/", _handler(subscription_history))
-    app.router.add_get("/api/webhooks/", _handler(list_webhooks))
 
 
 async def _pool_context(app: web.Application) -> AsyncIterator[None]:
@@ -69,6 +76,7 @@ def _handler(fn: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     """``fn``'s result as JSON; its errors and the database's as JSON error bodies (also in an
     app without the gateway's error middleware)."""
 
+    @functools.wraps(fn)
     async def handle(request: web.Request) -> web.Response:
         try:
             return json_response(await fn(request))
@@ -89,6 +97,7 @@ def _handler(fn: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
 # --- handlers ---------------------------------------------------------------------------------
 
 
+@_handler
 async def webhook_status(request: web.Request) -> dict[str, Any]:
     """``GET /api/status/{webhook_id}/``: one webhook with its attempts."""
     webhook_id = request.match_info["webhook_id"]
@@ -102,6 +111,7 @@ async def webhook_status(request: web.Request) -> dict[str, Any]:
     return found
 
 
+@_handler
 async def subscription_history(request: web.Request) -> dict[str, Any]:
     """``GET /api/subscriptions/{id}/history/``: the subscription's webhooks, newest first."""
     sub_id = _uuid(request.match_info["id"], "id")
@@ -117,6 +127,7 @@ async def subscription_history(request: web.Request) -> dict[str, Any]:
         return page
 
 
+@_handler
 async def list_webhooks(request: web.Request) -> dict[str, Any]:
     """``GET /api/webhooks/``: webhooks by status, subscription, event type, time."""
     query = request.query

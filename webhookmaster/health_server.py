@@ -19,19 +19,28 @@ def metrics_handler(
     return metrics
 
 
+# What ``/readyz`` asks: set by :func:`add_health_routes` (or by an app that registers the
+# handlers below itself).
+READY: web.AppKey[Callable[[], bool]] = web.AppKey("ready")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """``/healthz``: alive while the process answers."""
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """``/readyz``: 200 when the app's ``READY`` check passes, else 503."""
+    if request.app[READY]():
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "not ready"}, status=503)
+
+
 def add_health_routes(
     app: web.Application, ready: Callable[[], bool], registry: CollectorRegistry = REGISTRY
 ) -> None:
     """Add the three routes to ``app``; ``ready()`` decides the answer of ``/readyz``."""
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
-
-    async def readyz(request: web.Request) -> web.Response:
-        if ready():
-            return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not ready"}, status=503)
-
+    app[READY] = ready
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler(registry))
