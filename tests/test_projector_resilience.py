@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from devstack import postgres_server
 from status_projector.consumer import TOPICS as PROJECTED_TOPICS
 from status_projector.consumer import ProjectorConsumer
 from status_projector.store import Store
@@ -31,11 +32,10 @@ from tests.projector_support import (
     until,
     webhook_items,
 )
-from webhookmaster import migrate, topics_admin
 from webhookmaster import settings as settings_mod
 from webhookmaster.consumer_thread import Watchdog
+from webhookmaster.ops import migrate, topics_admin
 from webhookmaster.settings import PROJECT_ROOT, Settings
-from webhookmaster.stack import postgres_server
 
 
 def delivered_webhooks(prefix: str, n: int, sub: str) -> list:
@@ -201,7 +201,7 @@ class _connect:
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "webhookmaster.cli", *args],
+        [sys.executable, "-m", "webhookmaster", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -216,7 +216,7 @@ async def test_projector_resumes_after_a_broker_restart(
     projector runs through ``stack down`` / ``stack up`` of the broker.
 
     Bounds allow a loaded machine: the broker's restart, then librdkafka's reconnection, or,
-    when the consumer came out of the restart stuck, the watchdog's replacement (STALL_S and two
+    when the consumer came out of the restart stuck, the watchdog's replacement (stall_s and two
     checks) and the new member's join."""
     state = PROJECT_ROOT / ".wm-state" / f"proj-kafka-{uuid.uuid4().hex[:8]}"
     env = clean_env(
