@@ -58,9 +58,12 @@ def _init(settings: Settings, args: argparse.Namespace) -> int:
 def _component(settings: Settings, args: argparse.Namespace) -> int:
     import importlib
 
+    from webhookmaster.health_server import announce_component
+
     component = components.BY_NAME[args.command]
     if component.needs_secret_keys:
         secret_box.from_settings(settings)  # no usable key: one clear error line, before anything
+    announce_component(component.name)
     module = importlib.import_module(component.module)
     status: int = module.run(settings)
     return status
