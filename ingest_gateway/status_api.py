@@ -8,6 +8,8 @@ bodies; PostgreSQL unreachable is 503 with Retry-After.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import uuid
@@ -18,7 +20,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from ingest_gateway import pagination, status_queries
+from ingest_gateway import metrics, pagination, status_queries
 from ingest_gateway.errors import ApiError, not_found, unavailable, validation_error
 from ingest_gateway.jsonio import json_response
 from schemas.records import Status
@@ -30,6 +32,7 @@ POOL = web.AppKey("status_pool", asyncpg.Pool)
 SETTINGS = web.AppKey("status_settings", Settings)
 
 DEFAULT_LIMIT = 20
+PING_INTERVAL_S = 5.0  # between two PostgreSQL pings (webhookmaster_gateway_db_up)
 STATUSES = tuple(Status)
 BAD_CURSOR = "cursor is not one this API returned"
 
@@ -63,10 +66,26 @@ def add_pool(app: web.Application, settings: Settings) -> None:
 
 async def _pool_context(app: web.Application) -> AsyncIterator[None]:
     app[POOL] = await status_queries.create_pool(app[SETTINGS])
+    pinger = asyncio.create_task(_ping(app[POOL]), name="status-db-ping")
     try:
         yield
     finally:
+        pinger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pinger
         await app[POOL].close()
+
+
+async def _ping(pool: asyncpg.Pool) -> None:
+    """Keep ``webhookmaster_gateway_db_up`` current while no status request comes."""
+    while True:
+        try:
+            async with pool.acquire(timeout=5) as conn:
+                await conn.fetchval("SELECT 1", timeout=5)
+            metrics.DB_UP.set(1)
+        except (*DB_DOWN, asyncpg.PostgresError):
+            metrics.DB_UP.set(0)
+        await asyncio.sleep(PING_INTERVAL_S)
 
 
 Handler = Callable[[web.Request], Awaitable[Any]]
@@ -83,6 +102,7 @@ def _handler(fn: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
         except ApiError as exc:
             return exc.response()
         except DB_DOWN as exc:
+            metrics.DB_UP.set(0)
             log.warning("status API: PostgreSQL unavailable: %s: %s", type(exc).__name__, exc)
             return unavailable(
                 "the status database is unavailable; retry later", "database_unavailable"

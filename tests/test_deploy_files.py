@@ -179,7 +179,8 @@ def test_grafana_dashboard_queries_real_metrics() -> None:
     import ingest_gateway.metrics  # noqa: F401
     import retry_scheduler.metrics  # noqa: F401
     import status_projector.metrics  # noqa: F401
-    import webhookmaster.consumer_thread  # noqa: F401
+    import webhookmaster.consumer_thread
+    import webhookmaster.health_server  # noqa: F401
 
     families = {metric.name for metric in REGISTRY.collect()}
     exposed = {

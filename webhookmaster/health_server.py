@@ -5,7 +5,29 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Gauge,
+    generate_latest,
+)
+
+from webhookmaster import __version__
+
+# ``webhookmaster_component_info{component="agent",version="0.1.0"} 1``: the alert rules and the
+# dashboard join on it (``on (job, instance) group_left (component)``), so they need no
+# scrape-side ``component`` label (Kubernetes annotation scraping adds none).
+COMPONENT_INFO = Gauge(
+    "webhookmaster_component_info",
+    "Always 1; labels: the component this process runs and the WebhookMaster version.",
+    ["component", "version"],
+)
+
+
+def announce_component(name: str) -> None:
+    """Export ``webhookmaster_component_info{component=name}`` from this process."""
+    COMPONENT_INFO.labels(name, __version__).set(1)
 
 
 def metrics_handler(

@@ -66,10 +66,13 @@ def _init(settings: Settings, args: argparse.Namespace) -> int:
 def _component(settings: Settings, args: argparse.Namespace) -> int:
     import importlib
 
+    from webhookmaster.health_server import announce_component
+
     component = components.BY_NAME[args.command]
     if component.needs_secret_keys:
         secret_box.from_settings(settings)  # no usable key: one clear error line, before anything
     logs.configure(settings.log_level, component.name)
+    announce_component(component.name)
     tracing.setup(settings, component.name)
     module = importlib.import_module(component.module)
     try:
