@@ -364,6 +364,17 @@ def test_grafana_is_provisioned_with_the_datasource_and_the_dashboard(
     assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
 
 
+def test_the_operations_guide_sets_every_secret_and_runs_real_commands() -> None:
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    section = guide.split("## Docker compose", 1)[1].split("\n## ", 1)[0]
+    env_file = re.search(r"cat > \.env\) <<EOF\n(.*?)\nEOF", section, re.S)
+    assert env_file, "the guide's .env recipe is gone"
+    assert {line.split("=", 1)[0] for line in env_file.group(1).splitlines()} == set(REQUIRED)
+    choices = cli.build_parser()._subparsers._group_actions[0].choices
+    commands = re.findall(re.escape(OUR_IMAGE) + r" ([a-z-]+)", section)
+    assert commands and set(commands) <= set(choices), commands
+
+
 # --- Dockerfile and the image's contents ----------------------------------------------------
 
 
