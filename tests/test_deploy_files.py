@@ -1,6 +1,6 @@
-"""Offline checks of the files users run elsewhere: docker-compose.yml, the Dockerfile, and the
-configuration table of docs/configuration.md (no Docker engine runs here, so these read the
-files)."""
+"""Offline checks of the files users run elsewhere: the Kubernetes manifests, the Prometheus and
+Grafana files, and the configuration table of docs/configuration.md (docker-compose.yml and the
+Dockerfile: tests/test_compose_and_image.py)."""
 
 from __future__ import annotations
 
@@ -13,84 +13,7 @@ from webhookmaster import settings as settings_mod
 from webhookmaster.ops import cli
 from webhookmaster.settings import PROJECT_ROOT, Settings
 
-COMPOSE_TOP = {"name", "services", "volumes", "networks", "configs", "secrets"}
-SERVICE_KEYS = {
-    "image",
-    "build",
-    "command",
-    "environment",
-    "depends_on",
-    "volumes",
-    "ports",
-    "healthcheck",
-    "restart",
-    "deploy",
-}
 KNOWN_ENV = {f.metadata["env"] for f in dataclasses.fields(Settings)}
-
-
-def compose() -> dict:
-    return yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
-
-
-def test_compose_structure() -> None:
-    doc = compose()
-    assert set(doc) <= COMPOSE_TOP | {k for k in doc if k.startswith("x-")}
-    services = doc["services"]
-    assert {"kafka", "postgres", "init", "gateway", "agent", "scheduler", "projector"} <= set(
-        services
-    )
-    declared_volumes = set(doc.get("volumes") or {})
-    for name, svc in services.items():
-        assert set(svc) <= SERVICE_KEYS, (name, set(svc) - SERVICE_KEYS)
-        assert ("image" in svc) != ("build" in svc), name
-        for dep, cond in (svc.get("depends_on") or {}).items():
-            assert dep in services, (name, dep)
-            assert cond["condition"] in {
-                "service_started",
-                "service_healthy",
-                "service_completed_successfully",
-            }
-            if cond["condition"] == "service_healthy":
-                assert "healthcheck" in services[dep], dep
-        for volume in svc.get("volumes") or []:
-            source = volume.split(":")[0]
-            assert source.startswith((".", "/")) or source in declared_volumes, (name, volume)
-        for port in svc.get("ports") or []:
-            assert re.fullmatch(r"(\d+\.\d+\.\d+\.\d+:)?\d+:\d+", str(port)), port
-
-
-def test_compose_components_use_real_commands_and_settings() -> None:
-    parser_choices = cli.build_parser()._subparsers._group_actions[0].choices
-    for name, svc in compose()["services"].items():
-        if "build" not in svc:
-            continue
-        assert svc["command"][0] in parser_choices, name
-        env = svc.get("environment") or {}
-        unknown = {k for k in env if k.startswith("WM_")} - KNOWN_ENV
-        assert not unknown, (name, unknown)
-
-
-def test_kafka_service_matches_catalogue_needs() -> None:
-    kafka = compose()["services"]["kafka"]
-    assert kafka["image"].startswith("apache/kafka:4.")
-    env = kafka["environment"]
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"  # init applies the catalogue
-
-
-def test_dockerfile_copies_every_package() -> None:
-    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
-    for package in (
-        "webhookmaster",
-        "schemas",
-        "ingest_gateway",
-        "delivery_agents",
-        "retry_scheduler",
-        "status_projector",
-    ):
-        assert f"COPY {package} ./{package}" in dockerfile
-        assert (PROJECT_ROOT / package / "__init__.py").exists(), package
 
 
 def test_configuration_doc_table_is_current() -> None:
