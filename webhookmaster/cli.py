@@ -73,8 +73,10 @@ def _init(settings: Settings, args: argparse.Namespace) -> int:
         missing = topics_admin.missing_topics(settings)
         pending = asyncio.run(migrate.pending_url(settings.dsn, settings.db_schema))
         if missing or pending:
-            print(f"not initialised: missing topics: {', '.join(missing) or 'none'}; "
-                  f"pending migrations: {pending or 'none'}")
+            print(
+                f"not initialised: missing topics: {', '.join(missing) or 'none'}; "
+                f"pending migrations: {pending or 'none'}"
+            )
             return 1
         print("initialised: every topic and migration is in place")
         return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+
 from schemas.topics import catalogue
 
 API_VERSION = "kafka.strimzi.io/v1beta2"
