@@ -14,6 +14,10 @@ PROM_OPERATOR_VERSION=v0.85.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
 CHECK_JSONSCHEMA_VERSION=0.39.0
 mkdir -p "$TOOLS/bin" "$TOOLS/crds" "$TOOLS/strimzi"
+# the Go toolchain's usual place, for shells whose PATH lacks it
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  PATH=$PATH:/usr/local/go/bin
+fi
 
 need() {
   command -v "$1" >/dev/null 2>&1 || {

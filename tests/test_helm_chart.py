@@ -599,3 +599,15 @@ def test_chart_defaults_match_the_settings() -> None:
     assert f'default "{defaults.topic_prefix}"' in helpers
     for component in components.COMPONENTS:
         assert isinstance(values[component.name]["port"], int)
+
+
+def test_values_schema_rejects_typos_and_unquoted_settings(tools: Tools) -> None:
+    base = ["template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION,
+            "-f", str(CHART / "ci" / "all-off-values.yaml")]  # fmt: skip
+    typo = helm(tools, *base, "--set", "keda.enable=true")
+    assert typo.returncode != 0 and "'enable' not allowed" in typo.stderr
+    number = helm(tools, *base, "--set-json", 'config={"WM_TOPIC_PARTITIONS": 12}')
+    assert number.returncode != 0 and "WM_TOPIC_PARTITIONS" in number.stderr
+    name = helm(tools, *base, "--set", "config.TOPIC_PREFIX=x")
+    assert name.returncode != 0 and "TOPIC_PREFIX" in name.stderr
+    assert helm(tools, *base, "--set", "config.WM_LOG_LEVEL=DEBUG").returncode == 0
