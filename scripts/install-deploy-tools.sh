@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Install the tools that validate the deployment files, idempotently, into .tools/ (or
-# $WM_TOOLS_DIR): helm built from its Go module, the KEDA and Prometheus-operator CRDs from their
+# Install the tools that validate the deployment files, idempotently, into
+# ~/.cache/webhookmaster/deploy-tools (beside the Kafka jars; $DEPLOY_TOOLS_DIR to choose): helm built from its Go module, the KEDA and Prometheus-operator CRDs from their
 # Go modules, the classpath of Strimzi's model classes (io.strimzi:api, Maven Central) for the
 # KafkaTopic check, and kubernetes-validate + check-jsonschema into .venv (PyPI). A second run
 # does nothing but check stamps. Needs: go, mvn, java, .venv (scripts/bootstrap.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TOOLS=${WM_TOOLS_DIR:-$ROOT/.tools}
+TOOLS=${DEPLOY_TOOLS_DIR:-${WM_CACHE_DIR:-$HOME/.cache/webhookmaster}/deploy-tools}
 HELM_VERSION=v3.22.0
 KEDA_VERSION=v2.21.0
 PROM_OPERATOR_VERSION=v0.85.0

@@ -2,7 +2,8 @@
 validated strictly: Kubernetes kinds by ``kubernetes-validate --strict``, KEDA and
 Prometheus-operator objects against their CRDs' schemas (unknown fields rejected), Strimzi
 KafkaTopics through Strimzi's model classes (tests/strimzi/ValidateKafkaTopics.java). The tools
-come from scripts/install-deploy-tools.sh (idempotent; the session fixture runs it). Then the
+come from scripts/install-deploy-tools.sh (idempotent, cached in ~/.cache/webhookmaster; the
+session fixture runs it). Then the
 chart's promises: security context on every pod, the init hook, credentials from Secrets, KEDA
 on the right topics and groups, and the chart's copies of the alerts, dashboard and topic
 manifests in step with their sources. No broker or database is needed."""
@@ -60,19 +61,25 @@ class Tools:
         return strict(served["schema"]["openAPIV3Schema"])
 
 
+def tools_dir() -> Path:
+    """Where scripts/install-deploy-tools.sh puts the tools."""
+    if "DEPLOY_TOOLS_DIR" in os.environ:
+        return Path(os.environ["DEPLOY_TOOLS_DIR"])
+    cache = os.environ.get("WM_CACHE_DIR", str(Path.home() / ".cache" / "webhookmaster"))
+    return Path(cache) / "deploy-tools"
+
+
 def validator(api_version: str, kind: str) -> jsonschema.Draft7Validator:
     """A validator of the CRD's schema (checked against the metaschema first)."""
-    tools_dir = Path(os.environ.get("WM_TOOLS_DIR", PROJECT_ROOT / ".tools"))
-    schema = Tools(tools_dir).crd_schema(api_version, kind)
+    schema = Tools(tools_dir()).crd_schema(api_version, kind)
     jsonschema.Draft7Validator.check_schema(schema)
     return jsonschema.Draft7Validator(schema)
 
 
 @pytest.fixture(scope="session")
 def tools() -> Tools:
-    tools_dir = Path(os.environ.get("WM_TOOLS_DIR", PROJECT_ROOT / ".tools"))
     subprocess.run([str(PROJECT_ROOT / "scripts" / "install-deploy-tools.sh")], check=True)
-    return Tools(tools_dir)
+    return Tools(tools_dir())
 
 
 def helm(tools: Tools, *args: str) -> subprocess.CompletedProcess[str]:
