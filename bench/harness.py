@@ -17,12 +17,13 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
+from devstack import local
 from schemas import records
 from schemas.topics import INGEST, SUBSCRIPTIONS
 from webhookmaster import settings as settings_mod
-from webhookmaster import signing, topics_admin
+from webhookmaster import signing
+from webhookmaster.ops import topics_admin
 from webhookmaster.settings import PROJECT_ROOT, Settings, to_env
-from webhookmaster.stack import local
 
 BENCH_ENV = {
     "WM_STATE_DIR": str(PROJECT_ROOT / ".wm-state" / "bench"),
@@ -97,7 +98,7 @@ def component(name: str, settings: Settings, port_var: str, **extra: str) -> tup
         port_var: str(port),
         **extra,
     }
-    return Proc(name, [sys.executable, "-m", "webhookmaster.cli", name], env), port
+    return Proc(name, [sys.executable, "-m", "webhookmaster", name], env), port
 
 
 def module(name: str, *args: str) -> Proc:

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
+from devstack import local
 from tests.receiver import Receiver
-from webhookmaster import migrate, secret_box, topics_admin
+from webhookmaster import secret_box
 from webhookmaster import settings as settings_mod
+from webhookmaster.ops import migrate, topics_admin
 from webhookmaster.settings import PROJECT_ROOT, Settings
-from webhookmaster.stack import local
 
 if TYPE_CHECKING:
     from tests.gateway_helpers import LiveGateway

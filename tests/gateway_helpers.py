@@ -174,7 +174,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """``webhookmaster <args>`` in a process of its own."""
     return subprocess.run(
-        [sys.executable, "-m", "webhookmaster.cli", *args],
+        [sys.executable, "-m", "webhookmaster", *args],
         env=dict(env),
         capture_output=True,
         text=True,

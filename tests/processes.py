@@ -1,4 +1,4 @@
-"""Components run as real processes (``python -m webhookmaster.cli <component>``) for tests
+"""Components run as real processes (``python -m webhookmaster <component>``) for tests
 that kill, restart or rebalance them."""
 
 from __future__ import annotations

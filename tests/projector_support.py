@@ -186,7 +186,7 @@ class ProjectorProcess:
         full_env.update(env)
         self._log = open(log_path, "ab")  # closed in stop() / kill()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "webhookmaster.cli", "projector"],
+            [sys.executable, "-m", "webhookmaster", "projector"],
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

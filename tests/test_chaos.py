@@ -29,6 +29,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from delivery_agents.agent import GROUP_ID as AGENT_GROUP
+from devstack import kafka_broker
 from retry_scheduler.scheduler import GROUP_ID as SCHEDULER_GROUP
 from schemas.topics import ATTEMPTS, DEAD_LETTER, INGEST, SUBSCRIPTIONS
 from status_projector.consumer import group_id as projector_group
@@ -43,10 +44,10 @@ from tests.chaos_support import (
 )
 from tests.conftest import TEST_ENV, clean_env
 from tests.processes import Component
-from webhookmaster import migrate, retry_ladder, topics_admin
+from webhookmaster import retry_ladder
 from webhookmaster import settings as settings_mod
+from webhookmaster.ops import migrate, topics_admin
 from webhookmaster.settings import Settings
-from webhookmaster.stack import kafka_broker
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 

@@ -9,8 +9,8 @@ import re
 
 import yaml
 
-from webhookmaster import cli
 from webhookmaster import settings as settings_mod
+from webhookmaster.ops import cli
 from webhookmaster.settings import PROJECT_ROOT, Settings
 
 COMPOSE_TOP = {"name", "services", "volumes", "networks", "configs", "secrets"}

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from devstack import kafka_broker
 from tests.conftest import clean_env
 from tests.gateway_helpers import free_port, poll, run_cli, running_gateway, state_dir
 from webhookmaster import settings as settings_mod
-from webhookmaster import topics_admin
 from webhookmaster.kafka_clients import AsyncProducer, ProduceError, producer_config
+from webhookmaster.ops import topics_admin
 from webhookmaster.settings import Settings
-from webhookmaster.stack import kafka_broker
 
 # message.timeout.ms of the gateway (10 s) plus scheduling slack.
 BOUND_S = 20.0

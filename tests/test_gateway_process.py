@@ -28,7 +28,7 @@ def _start(settings: Settings) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = clean_env(**to_env(dataclasses.replace(settings, gateway_port=port)))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "webhookmaster.cli", "gateway"],
+        [sys.executable, "-m", "webhookmaster", "gateway"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

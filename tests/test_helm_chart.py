@@ -24,8 +24,9 @@ import pytest
 import yaml
 
 from schemas.topics import INGEST, RETRY_TIERS, catalogue
-from webhookmaster import cli, components, topic_manifests
+from webhookmaster import components
 from webhookmaster import settings as settings_mod
+from webhookmaster.ops import cli, topic_manifests
 from webhookmaster.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.timeout(900)  # the first run builds helm

@@ -13,16 +13,16 @@ import asyncpg
 
 from tests.conftest import TEST_ENV, clean_env
 from tests.kafka_helpers import wait_for
-from webhookmaster import migrate, topics_admin
 from webhookmaster import settings as settings_mod
 from webhookmaster.kafka_clients import admin_client
+from webhookmaster.ops import migrate, topics_admin
 from webhookmaster.settings import Settings
 
 
 def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = clean_env(**settings_mod.to_env(settings))
     return subprocess.run(
-        [sys.executable, "-m", "webhookmaster.cli", *args],
+        [sys.executable, "-m", "webhookmaster", *args],
         env=env,
         capture_output=True,
         text=True,

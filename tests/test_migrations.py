@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from webhookmaster import migrate
+from webhookmaster.ops import migrate
 from webhookmaster.settings import Settings
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from devstack import postgres_server
 from status_projector import consumer as consumer_mod
 from status_projector.consumer import CHECK_EVERY_S, STALL_S, ProjectorConsumer
 from status_projector.store import Store
@@ -31,10 +32,9 @@ from tests.projector_support import (
     until,
     webhook_items,
 )
-from webhookmaster import migrate, topics_admin
 from webhookmaster import settings as settings_mod
+from webhookmaster.ops import migrate, topics_admin
 from webhookmaster.settings import PROJECT_ROOT, Settings
-from webhookmaster.stack import postgres_server
 
 
 def delivered_webhooks(prefix: str, n: int, sub: str) -> list:
@@ -193,7 +193,7 @@ class _connect:
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "webhookmaster.cli", *args],
+        [sys.executable, "-m", "webhookmaster", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -31,8 +31,8 @@ from tests.projector_support import (
     until,
     webhook_items,
 )
-from webhookmaster import migrate
 from webhookmaster import settings as settings_mod
+from webhookmaster.ops import migrate
 from webhookmaster.settings import Settings
 
 

@@ -19,6 +19,7 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
 
+from devstack import kafka_broker, local, postgres_server
 from ingest_gateway import subscriptions_api
 from ingest_gateway.app import TABLE_LOADER
 from ingest_gateway.state import GATEWAY
@@ -32,7 +33,6 @@ from webhookmaster import secret_box, signing
 from webhookmaster.kafka_clients import admin_client, consumer_config
 from webhookmaster.secret_box import InvalidToken, SecretBox, SecretKeyError
 from webhookmaster.settings import Settings
-from webhookmaster.stack import kafka_broker, local, postgres_server
 from webhookmaster.subscription_table import Subscription, SubscriptionTable
 
 WAIT = 60.0

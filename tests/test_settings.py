@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from webhookmaster import cli
 from webhookmaster import settings as settings_mod
+from webhookmaster.ops import cli
 from webhookmaster.retry_ladder import tiers
 from webhookmaster.settings import PROJECT_ROOT, SettingsError
 
@@ -173,7 +173,7 @@ def test_component_with_a_bad_setting_fails_with_one_line(command: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WM_")}
     env.update({"WM_UVLOOP": "ture", "WM_STATE_DIR": str(PROJECT_ROOT / ".wm-state" / "unused")})
     done = subprocess.run(
-        [sys.executable, "-m", "webhookmaster.cli", command],
+        [sys.executable, "-m", "webhookmaster", command],
         env=env,
         capture_output=True,
         text=True,

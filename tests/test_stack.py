@@ -15,12 +15,12 @@ import asyncpg
 import pytest
 from confluent_kafka import Producer
 
+from devstack import kafka_broker
 from schemas.topics import INGEST
 from tests.conftest import clean_env
 from tests.kafka_helpers import consume
 from webhookmaster import settings as settings_mod
 from webhookmaster.settings import PROJECT_ROOT, Settings
-from webhookmaster.stack import kafka_broker
 
 
 def free_port() -> int:
@@ -31,7 +31,7 @@ def free_port() -> int:
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "webhookmaster.cli", *args],
+        [sys.executable, "-m", "webhookmaster", *args],
         env=env,
         capture_output=True,
         text=True,

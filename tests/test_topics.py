@@ -6,8 +6,8 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from schemas.topics import ATTEMPTS, INGEST, RETENTION_72H_MS, RETRY_TIERS, SUBSCRIPTIONS
 from tests.kafka_helpers import wait_for
-from webhookmaster import topics_admin
 from webhookmaster.kafka_clients import admin_client
+from webhookmaster.ops import topics_admin
 from webhookmaster.settings import Settings
 
 

@@ -1,4 +1,5 @@
-"""WebhookMaster's shared runtime: settings, Kafka client setup, logging, metrics, the CLI and
-the local stack."""
+"""WebhookMaster's shared runtime: settings, Kafka client setup, signing, the subscription
+table, offsets, health, logging and the components registry. Operator commands live in
+:mod:`webhookmaster.ops`, the local development stack in the top-level :mod:`devstack`."""
 
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
-"""The ``webhookmaster`` command: one subcommand per component, plus the local stack."""
+"""The ``webhookmaster`` command: one subcommand per component, the operator commands (topics,
+migrations, settings, keys) and, where the :mod:`devstack` package is installed, the local stack."""
 
 from __future__ import annotations
 
@@ -9,16 +10,23 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaException
 
-from webhookmaster import __version__, components, migrate, secret_box, topics_admin
+from webhookmaster import __version__, components, lifecycle, logs, secret_box, tracing
 from webhookmaster import settings as settings_mod
+from webhookmaster.ops import migrate, topics_admin
+from webhookmaster.ops.errors import CommandError
 from webhookmaster.settings import Settings, SettingsError
-from webhookmaster.stack.errors import StackError
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
 
 def _stack(settings: Settings, args: argparse.Namespace) -> int:
-    from webhookmaster.stack import local
+    try:
+        from devstack import local
+    except ImportError:
+        raise CommandError(
+            "the local development stack (the devstack package) is not installed here; "
+            "run it from a source checkout"
+        ) from None
 
     if args.action == "up":
         lines = local.up(settings, components=not args.infra)
@@ -33,7 +41,7 @@ def _stack(settings: Settings, args: argparse.Namespace) -> int:
 
 def _topics(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "manifest":
-        from webhookmaster import topic_manifests
+        from webhookmaster.ops import topic_manifests
 
         if args.format == "helm":
             defaults = Settings()
@@ -93,8 +101,13 @@ def _component(settings: Settings, args: argparse.Namespace) -> int:
     component = components.BY_NAME[args.command]
     if component.needs_secret_keys:
         secret_box.from_settings(settings)  # no usable key: one clear error line, before anything
+    logs.configure(settings.log_level, component.name)
+    tracing.setup(settings, component.name)
     module = importlib.import_module(component.module)
-    status: int = module.run(settings)
+    try:
+        status: int = lifecycle.run(module.serve(settings), settings.uvloop)
+    finally:
+        tracing.shutdown()
     return status
 
 
@@ -177,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_mod.load()
         status: int = args.handler(settings, args)
         return status
-    except StackError as exc:
+    except CommandError as exc:
         if exc.detail:
             print(exc.detail, file=sys.stderr)
         print(f"webhookmaster: error: {exc}", file=sys.stderr)

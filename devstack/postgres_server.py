@@ -12,9 +12,9 @@ from pathlib import Path
 
 import asyncpg
 
+from devstack import processes
+from devstack.errors import StackError
 from webhookmaster.settings import Settings
-from webhookmaster.stack import processes
-from webhookmaster.stack.errors import StackError
 
 DB_NAME = "webhookmaster"
 DB_USER = "webhookmaster"

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from webhookmaster.stack.errors import StackError
+from devstack.errors import StackError
 
 
 def read_pid(pid_file: Path) -> int | None:

@@ -1,4 +1,4 @@
-"""Apply the versioned SQL files in ``webhookmaster/migrations`` in order, once each, recording
+"""Apply the versioned SQL files in ``webhookmaster/ops/migrations`` in order, once each, recording
 them in ``schema_migrations`` of the configured schema."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ _LOCK_KEY = 0x57484D  # pg_advisory_xact_lock key: one migrator at a time
 def migration_files() -> list[tuple[int, str, str]]:
     """(version, name, sql) for every migration file, by version."""
     found = []
-    for entry in resources.files("webhookmaster.migrations").iterdir():
+    for entry in resources.files("webhookmaster.ops.migrations").iterdir():
         match = _FILE.match(entry.name)
         if match:
             found.append((int(match.group(1)), match.group(2), entry.read_text()))

@@ -1,6 +1,6 @@
 """Time decoding one attempt event: msgspec into :class:`schemas.records.AttemptEvent` (types,
 constraints, RFC 3339 checks) against orjson plus the projector's checks of today
-(``status_projector.changes``). ``python -m schemas.decode_timing``; prints microseconds."""
+(``status_projector.changes``). ``python -m bench.decode_timing``; prints microseconds."""
 
 from __future__ import annotations
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from devstack import processes
+from devstack.errors import StackError
 from webhookmaster.settings import Settings
-from webhookmaster.stack import processes
-from webhookmaster.stack.errors import StackError
 
 JAVA_MIN = 17
 TOOL_HEAP = "-Xmx256m"  # StorageTool runs need little memory, whatever the broker's heap
@@ -64,7 +64,7 @@ def assemble(settings: Settings) -> Path:
         )
     work = libs.parent
     work.mkdir(parents=True, exist_ok=True)
-    pom = resources.files("webhookmaster.stack").joinpath("kafka-pom.xml").read_text()
+    pom = resources.files("devstack").joinpath("kafka-pom.xml").read_text()
     (work / "pom.xml").write_text(pom.replace("@KAFKA_VERSION@", settings.kafka_version))
     staging = work / "libs.partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -126,7 +126,7 @@ def _write_config(settings: Settings) -> None:
 
 
 def _java_argv(settings: Settings, main: str, *args: str, heap: str | None = None) -> list[str]:
-    log_config = resources.files("webhookmaster.stack").joinpath("kafka-log4j2.properties")
+    log_config = resources.files("devstack").joinpath("kafka-log4j2.properties")
     heap_flags = (settings.kafka_heap if heap is None else heap).split()
     return [
         shutil.which(settings.java) or settings.java,

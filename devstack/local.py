@@ -11,11 +11,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from webhookmaster import migrate, secret_box, topics_admin
+from devstack import kafka_broker, postgres_server, processes
+from devstack.errors import StackError
+from webhookmaster import secret_box
 from webhookmaster.components import COMPONENTS, Component
+from webhookmaster.ops import migrate, topics_admin
 from webhookmaster.settings import Settings, to_env
-from webhookmaster.stack import kafka_broker, postgres_server, processes
-from webhookmaster.stack.errors import StackError
 
 
 def _component_paths(settings: Settings, component: Component) -> tuple[Path, Path]:

@@ -1,1 +1,0 @@
-"""Versioned SQL migrations, applied in order by :mod:`webhookmaster.migrate`."""
