@@ -1,6 +1,6 @@
-"""Offline checks of the files users run elsewhere: the Kubernetes manifests, the Prometheus and
-Grafana files, and the configuration table of docs/configuration.md (docker-compose.yml and the
-Dockerfile: tests/test_compose_and_image.py)."""
+"""Offline checks of the files users run elsewhere: the Prometheus and Grafana files and the
+configuration table of docs/configuration.md (docker-compose.yml and the Dockerfile:
+tests/test_compose_and_image.py; the Helm chart, with the real tools: tests/test_helm_chart.py)."""
 
 from __future__ import annotations
 
@@ -19,62 +19,6 @@ KNOWN_ENV = {f.metadata["env"] for f in dataclasses.fields(Settings)}
 def test_configuration_doc_table_is_current() -> None:
     doc = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
     assert settings_mod.markdown_table() in doc
-
-
-K8S = PROJECT_ROOT / "deploy" / "kubernetes"
-PORT_VARS = {
-    "gateway": "WM_GATEWAY_PORT",
-    "agent": "WM_AGENT_PORT",
-    "scheduler": "WM_SCHEDULER_PORT",
-    "projector": "WM_PROJECTOR_PORT",
-}
-
-
-def k8s_documents() -> list[dict]:
-    docs = []
-    for path in sorted(K8S.glob("*.yaml")):
-        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
-    return docs
-
-
-def test_kustomization_lists_every_manifest() -> None:
-    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    listed = set(kustomization["resources"])
-    present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert listed == present
-
-
-def test_kubernetes_workloads_match_the_cli_and_settings() -> None:
-    docs = [d for d in k8s_documents() if d.get("kind") != "Kustomization"]
-    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
-    assert set(config) <= KNOWN_ENV
-    secret = next(d for d in docs if d["kind"] == "Secret")["stringData"]
-    assert set(secret) <= KNOWN_ENV
-    assert config["WM_HEALTH_HOST"] == "0.0.0.0" and config["WM_GATEWAY_HOST"] == "0.0.0.0"
-    choices = cli.build_parser()._subparsers._group_actions[0].choices
-    deployments = [d for d in docs if d["kind"] == "Deployment"]
-    assert {d["spec"]["template"]["spec"]["containers"][0]["args"][0] for d in deployments} == set(
-        PORT_VARS
-    )
-    for dep in deployments:
-        spec = dep["spec"]
-        assert (
-            spec["selector"]["matchLabels"].items()
-            <= spec["template"]["metadata"]["labels"].items()
-        )
-        [container] = spec["template"]["spec"]["containers"]
-        component = container["args"][0]
-        assert component in choices
-        port = container["ports"][0]["containerPort"]
-        assert str(port) == config[PORT_VARS[component]], component
-        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-        annotations = spec["template"]["metadata"]["annotations"]
-        assert annotations["prometheus.io/port"] == str(port)
-    job = next(d for d in docs if d["kind"] == "Job")
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["init"]
-    service = next(d for d in docs if d["kind"] == "Service")
-    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "gateway"
 
 
 def test_prometheus_scrapes_the_local_stack_ports() -> None:

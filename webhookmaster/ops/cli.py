@@ -40,6 +40,27 @@ def _stack(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _topics(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "manifest":
+        from webhookmaster.ops import topic_manifests
+
+        if args.format == "helm":
+            defaults = Settings()
+            print(
+                topic_manifests.helm_template(defaults.topic_partitions, defaults.retention_ms),
+                end="",
+            )
+        else:
+            print(
+                topic_manifests.strimzi_yaml(
+                    settings.topic_prefix,
+                    settings.topic_partitions,
+                    settings.retention_ms,
+                    args.cluster,
+                    args.namespace,
+                ),
+                end="",
+            )
+        return 0
     if args.action == "apply":
         created = topics_admin.ensure_topics(settings)
         print(f"catalogue applied; created: {', '.join(created) or 'none'}")
@@ -56,6 +77,17 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _init(settings: Settings, args: argparse.Namespace) -> int:
+    if args.check:
+        missing = topics_admin.missing_topics(settings)
+        pending = asyncio.run(migrate.pending_url(settings.dsn, settings.db_schema))
+        if missing or pending:
+            print(
+                f"not initialised: missing topics: {', '.join(missing) or 'none'}; "
+                f"pending migrations: {pending or 'none'}"
+            )
+            return 1
+        print("initialised: every topic and migration is in place")
+        return 0
     created = topics_admin.ensure_topics(settings)
     applied = asyncio.run(migrate.migrate_url(settings.dsn, settings.db_schema))
     print(f"topics created: {', '.join(created) or 'none'}")
@@ -111,15 +143,29 @@ def build_parser() -> argparse.ArgumentParser:
     stack.set_defaults(handler=_stack)
 
     topics = sub.add_parser("topics", help="show or apply the topic catalogue")
-    topics.add_argument("action", choices=["show", "apply"])
+    topics.add_argument("action", choices=["show", "apply", "manifest"])
+    topics.add_argument(
+        "--format",
+        choices=["strimzi", "helm"],
+        default="strimzi",
+        help="manifest: Strimzi KafkaTopic YAML, or the Helm chart's template of it",
+    )
+    topics.add_argument("--cluster", default="my-cluster", help="manifest: the Strimzi cluster")
+    topics.add_argument("--namespace", default="", help="manifest: the resources' namespace")
     topics.set_defaults(handler=_topics)
 
     sub.add_parser("migrate", help="apply PostgreSQL migrations").set_defaults(handler=_migrate)
-    sub.add_parser(
+    init = sub.add_parser(
         "init",
         help="apply the topic catalogue and the migrations (for deployments "
         "whose Kafka and PostgreSQL run elsewhere)",
-    ).set_defaults(handler=_init)
+    )
+    init.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing: exit 0 when every topic and migration is in place, else 1",
+    )
+    init.set_defaults(handler=_init)
     for component in components.COMPONENTS:
         sub.add_parser(component.name, help=f"run {component.help}").set_defaults(
             handler=_component
