@@ -524,9 +524,9 @@ def test_service_monitor_scrapes_every_component_with_its_label(
         assert monitor["spec"]["endpoints"][0]["port"] in {
             p["name"] for p in service["spec"]["ports"]
         }
-    [relabel] = monitor["spec"]["endpoints"][0]["relabelings"]
-    assert relabel["targetLabel"] == "component"  # the label the alert rules group by
-    assert relabel["sourceLabels"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_component"]
+    # no `component` target label: it would rename the exported webhookmaster_component_info
+    # label the rules join on to exported_component
+    assert "relabelings" not in monitor["spec"]["endpoints"][0]
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
 
