@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
 import pytest
-from confluent_kafka import ConsumerGroupState, ConsumerGroupType
+from confluent_kafka import ConsumerGroupState, ConsumerGroupType, KafkaException
 from confluent_kafka.admin import ConfigResource, ConsumerGroupDescription
 
 from devstack import kafka_broker
@@ -223,36 +223,63 @@ async def test_pipeline_delivers_and_retries_on_kafka_3_9(settings39: Settings) 
         assert state == ConsumerGroupState.STABLE, (name, state)
 
 
-async def test_two_agents_share_partitions_incrementally_on_3_9(settings39: Settings) -> None:
-    """Classic cooperative rebalancing: a second agent joins and takes a share of the ingest
-    partitions, the first keeps delivering; records produced after the join all arrive."""
-    settings = dataclasses.replace(settings39, topic_partitions=3)
+def ingest_owners(settings: Settings) -> list[list[int]]:
+    """The ingest partitions each member of the agents' group owns, as the broker says."""
+    found = describe_group(settings, settings.group("agents"))
+    return sorted(
+        sorted(tp.partition for tp in m.assignment.topic_partitions if tp.topic.endswith(INGEST))
+        for m in found.members
+    )
+
+
+async def owners_become(settings: Settings, wanted: list[list[int]] | int) -> list[list[int]]:
+    """Wait (bounded) until the agents' group shows ``wanted``: that exact assignment, or that
+    many members each owning at least one ingest partition, all three owned."""
+    seen: list[list[int]] = []
+
+    async def check() -> bool:
+        try:
+            seen[:] = await asyncio.to_thread(ingest_owners, settings)
+        except KafkaException:
+            return False  # the group not there yet
+        if isinstance(wanted, int):
+            spread = sorted(p for parts in seen for p in parts) == [0, 1, 2]
+            return len(seen) == wanted and spread and all(seen)
+        return seen == wanted
+
+    assert await poll(check, timeout=WAIT, interval=0.5), f"owners {seen}, wanted {wanted}"
+    return seen
+
+
+async def test_agents_join_and_leave_with_incremental_rebalances_on_3_9(
+    settings39: Settings,
+) -> None:
+    """Classic cooperative rebalancing on 3.9: one agent owns the three ingest partitions; a
+    second joins and takes a share while the first keeps its rest; the second leaves and its
+    share goes back. Records produced in each phase arrive, each once (a member commits what it
+    finished before giving a partition up)."""
+    settings = settings39
     receiver = await Receiver().start()
+
+    async def deliver(sub: dict[str, Any], gateway: LiveGateway, batch: range) -> None:
+        for i in batch:
+            reply = await gateway.ingest(sub, orjson.dumps({"i": i}), event_type="t.x")
+            assert reply.status == 202, reply.body
+        assert await receiver.wait_for(lambda: len(receiver.on("/many")) >= batch.stop, WAIT)
+
     try:
-        async with running_gateway(settings) as gateway, running(settings, agents=2):
+        async with running_gateway(settings) as gateway, running(settings, scheduler=False):
             sub = await gateway.create_subscription(target_url=receiver.url("/many"))
-
-            def members() -> int:
-                return group_members(settings, settings.group("agents"))[2]
-
-            assert await poll(lambda: asyncio.to_thread(lambda: members() == 2), timeout=WAIT), (
-                "the second agent never joined"
-            )
-            for i in range(30):
-                reply = await gateway.ingest(sub, orjson.dumps({"i": i}), event_type="t.x")
-                assert reply.status == 202, reply.body
-            assert await receiver.wait_for(lambda: len(receiver.on("/many")) >= 30, WAIT)
-            description = await asyncio.to_thread(
-                describe_group, settings, settings.group("agents")
-            )
+            await owners_become(settings, [[0, 1, 2]])
+            await deliver(sub, gateway, range(0, 10))
+            async with running(settings, scheduler=False):
+                shared = await owners_become(settings, 2)
+                await deliver(sub, gateway, range(10, 20))
+            await owners_become(settings, [[0, 1, 2]])
+            await deliver(sub, gateway, range(20, 30))
     finally:
         await receiver.stop()
-    owned = [
-        sorted(tp.partition for tp in m.assignment.topic_partitions if tp.topic.endswith(INGEST))
-        for m in description.members
-    ]
-    assert sorted(p for parts in owned for p in parts) == [0, 1, 2], owned
-    assert all(parts for parts in owned), f"an agent owns no ingest partition: {owned}"
+    assert len(shared) == 2 and all(shared), shared
     assert sorted(orjson.loads(h.body)["i"] for h in receiver.on("/many")) == list(range(30))
 
 
