@@ -317,6 +317,35 @@ def test_each_protocol_gets_only_the_properties_it_accepts() -> None:
             Consumer({**base, name: value})
 
 
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        # as the brokers describe themselves (values read from 4.1.1 and 3.9.1 brokers)
+        ({"group.coordinator.rebalance.protocols": "classic,consumer,streams"}, "consumer"),
+        ({"group.coordinator.rebalance.protocols": "classic"}, "classic"),  # 4.x, turned off
+        (
+            {
+                "group.coordinator.rebalance.protocols": "classic",
+                "inter.broker.protocol.version": "3.9-IV0",
+            },
+            "classic",
+        ),
+        (  # 3.9 with the KIP-848 preview on: librdkafka got no assignment from it
+            {
+                "group.coordinator.rebalance.protocols": "classic,consumer",
+                "inter.broker.protocol.version": "3.9-IV0",
+            },
+            "classic",
+        ),
+        ({"inter.broker.protocol.version": "3.6-IV2"}, "classic"),  # before the setting
+    ],
+)
+def test_auto_picks_the_protocol_from_the_broker_configuration(
+    config: dict[str, str], expected: str
+) -> None:
+    assert kafka_clients.protocol_for(config) == expected
+
+
 def test_an_explicit_protocol_asks_no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     """An explicit choice is taken as it is: no detection round."""
 

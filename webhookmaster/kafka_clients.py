@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -96,10 +96,9 @@ def group_protocol(settings: Settings) -> str:
 
 
 def detect_group_protocol(settings: Settings, timeout: float) -> str | None:
-    """'consumer' when a broker's ``group.coordinator.rebalance.protocols`` lists it (Kafka
-    4.x by default; 3.x only with the KIP-848 preview enabled), else 'classic' (older brokers
-    lack the setting); None when the cluster does not answer within ``timeout`` or refuses to
-    describe its configuration (DescribeConfigs needs the cluster's Describe-Configs ACL)."""
+    """The protocol :func:`protocol_for` picks from a broker's configuration; None when the
+    cluster does not answer within ``timeout`` or refuses to describe its configuration
+    (DescribeConfigs needs the cluster's Describe-Configs permission)."""
     deadline = time.monotonic() + timeout
     admin = admin_client(settings)
     try:
@@ -113,8 +112,17 @@ def detect_group_protocol(settings: Settings, timeout: float) -> str | None:
     except (KafkaException, TimeoutError) as exc:
         log.debug("describing the broker's configuration failed: %s", exc)
         return None
-    entry = entries.get("group.coordinator.rebalance.protocols")
-    listed = [] if entry is None or entry.value is None else entry.value.split(",")
+    return protocol_for({name: entry.value for name, entry in entries.items()})
+
+
+def protocol_for(config: Mapping[str, str | None]) -> str:
+    """'consumer' for a Kafka 4.x broker whose ``group.coordinator.rebalance.protocols`` lists
+    it (the 4.x default), else 'classic'. A broker that still has ``inter.broker.protocol.version``
+    (removed in 4.0) is 3.x or older: classic even when the KIP-848 preview is listed, since
+    librdkafka's consumer protocol got no assignment from a 3.9 broker with the preview on."""
+    if config.get("inter.broker.protocol.version") is not None:
+        return "classic"
+    listed = (config.get("group.coordinator.rebalance.protocols") or "").split(",")
     return "consumer" if "consumer" in (p.strip() for p in listed) else "classic"
 
 

@@ -157,8 +157,8 @@ class Settings(StackSettings):
         "WM_KAFKA_GROUP_PROTOCOL",
         "auto",
         "Consumer group protocol: 'consumer' (KIP-848, Kafka 4.x), 'classic' (any broker; "
-        "cooperative-sticky assignment) or 'auto' (the broker's "
-        "group.coordinator.rebalance.protocols lists 'consumer': consumer, else classic).",
+        "cooperative-sticky assignment) or 'auto' (asks a broker: consumer on Kafka 4.x when "
+        "its group.coordinator.rebalance.protocols lists it, else classic).",
         kind=GroupProtocol,
     )
     database_url: str = _setting(
