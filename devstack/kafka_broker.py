@@ -1,5 +1,11 @@
 """A single-node Apache Kafka broker (KRaft, broker and controller in one JVM) on 127.0.0.1,
-assembled from Maven Central jars with Maven, data kept in the state folder."""
+assembled from Maven Central jars with Maven, data kept in the state folder.
+
+Any Apache Kafka from 3.9 on (``WM_KAFKA_VERSION``): 3.9 brought what the stack relies on,
+``kafka-storage format --standalone`` and ``controller.quorum.bootstrap.servers`` (KIP-853).
+The same main classes start 3.9 and 4.x, and both log through log4j2 with one configuration:
+their POMs name no logging backend (the release tarballs ship reload4j for 3.9, log4j2 for 4.x),
+so the stack adds the slf4j-to-log4j2 bridge either way (kafka-pom.xml)."""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from devstack.errors import StackError
 from webhookmaster.settings import Settings
 
 JAVA_MIN = 17
+KAFKA_MIN = (3, 9)
 TOOL_HEAP = "-Xmx256m"  # StorageTool runs need little memory, whatever the broker's heap
 
 
@@ -51,8 +58,22 @@ def check_java(settings: Settings) -> None:
         raise StackError(f"Kafka needs Java {JAVA_MIN}+, {exe} is Java {major}: set WM_JAVA")
 
 
+def check_version(version: str) -> None:
+    """Raise unless ``version`` names an Apache Kafka release the stack can run (3.9+)."""
+    match = re.match(r"(\d+)\.(\d+)\.\d+$", version)
+    if match is None:
+        raise StackError(f"WM_KAFKA_VERSION {version!r} is not a Kafka release such as 4.1.1")
+    if (int(match.group(1)), int(match.group(2))) < KAFKA_MIN:
+        raise StackError(
+            f"the local stack runs Apache Kafka {KAFKA_MIN[0]}.{KAFKA_MIN[1]} or newer "
+            f"(WM_KAFKA_VERSION is {version}): older releases cannot format a standalone "
+            "KRaft controller"
+        )
+
+
 def assemble(settings: Settings) -> Path:
     """The folder of broker jars, fetched with Maven on first use."""
+    check_version(settings.kafka_version)
     libs = paths(settings)["libs"]
     if (libs / f"kafka_2.13-{settings.kafka_version}.jar").exists():
         return libs

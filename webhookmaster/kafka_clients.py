@@ -4,16 +4,20 @@ bridge for the confluent-kafka producer."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from schemas.topics import MAX_MESSAGE_BYTES
 from webhookmaster.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -33,20 +37,93 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
 
 
 def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str, Any]:
-    """Consumer that never auto-commits: components commit after their work is durable."""
+    """Consumer that never auto-commits: components commit after their work is durable. Its
+    group protocol is :func:`group_protocol`'s unless ``extra`` sets ``group.protocol``."""
     config: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap,
         "group.id": group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        # KIP-848 group protocol (Kafka 4.x): the broker assigns partitions incrementally, so a
-        # member joining or leaving moves only its share, without a stop-the-world rebalance.
-        "group.protocol": "consumer",
         "max.poll.interval.ms": 300_000,
     }
+    if "group.protocol" not in extra:
+        config.update(group_protocol_config(group_protocol(settings)))
     config.update(extra)
     return config
+
+
+def group_protocol_config(protocol: str) -> dict[str, Any]:
+    """The consumer properties of a group protocol ('consumer' or 'classic').
+
+    Both move partitions incrementally: a member joining or leaving moves only its share, and
+    the rebalance callbacks get only the partitions that move. KIP-848 ('consumer', Kafka 4.x)
+    assigns on the broker; librdkafka refuses the classic-only properties with it
+    (partition.assignment.strategy, session.timeout.ms, heartbeat.interval.ms). 'classic'
+    needs the cooperative-sticky assignor for that; its session timeout is the client's.
+    """
+    if protocol == "consumer":
+        return {"group.protocol": "consumer"}
+    return {"group.protocol": "classic", "partition.assignment.strategy": "cooperative-sticky"}
+
+
+# Protocol found per bootstrap address by 'auto' (one question per process and cluster).
+_DETECTED: dict[str, str] = {}
+_DETECT_LOCK = threading.Lock()
+DETECT_TIMEOUT_S = 15.0
+
+
+def group_protocol(settings: Settings) -> str:
+    """``WM_KAFKA_GROUP_PROTOCOL``, with 'auto' resolved by asking the cluster
+    (:func:`detect_group_protocol`); 'classic' when the cluster does not answer (every broker
+    serves it), asked again at the next call."""
+    if settings.kafka_group_protocol != "auto":
+        return settings.kafka_group_protocol
+    with _DETECT_LOCK:
+        found = _DETECTED.get(settings.bootstrap)
+        if found is None:
+            found = detect_group_protocol(settings, DETECT_TIMEOUT_S)
+            if found is None:
+                log.warning(
+                    "could not ask Kafka at %s which consumer group protocols it serves; "
+                    "using 'classic' (set WM_KAFKA_GROUP_PROTOCOL to choose)",
+                    settings.bootstrap,
+                )
+                return "classic"
+            _DETECTED[settings.bootstrap] = found
+            log.info("consumer group protocol %r (detected at %s)", found, settings.bootstrap)
+        return found
+
+
+def detect_group_protocol(settings: Settings, timeout: float) -> str | None:
+    """The protocol :func:`protocol_for` picks from a broker's configuration; None when the
+    cluster does not answer within ``timeout`` or refuses to describe its configuration
+    (DescribeConfigs needs the cluster's Describe-Configs permission)."""
+    deadline = time.monotonic() + timeout
+    admin = admin_client(settings)
+    try:
+        brokers = admin.list_topics(timeout=timeout).brokers
+        if not brokers:
+            return None
+        resource = ConfigResource(ConfigResource.Type.BROKER, str(min(brokers)))
+        left = max(1.0, deadline - time.monotonic())
+        future = admin.describe_configs([resource], request_timeout=left)[resource]
+        entries = future.result(timeout=left)
+    except (KafkaException, TimeoutError) as exc:
+        log.debug("describing the broker's configuration failed: %s", exc)
+        return None
+    return protocol_for({name: entry.value for name, entry in entries.items()})
+
+
+def protocol_for(config: Mapping[str, str | None]) -> str:
+    """'consumer' for a Kafka 4.x broker whose ``group.coordinator.rebalance.protocols`` lists
+    it (the 4.x default), else 'classic'. A broker that still has ``inter.broker.protocol.version``
+    (removed in 4.0) is 3.x or older: classic even when the KIP-848 preview is listed, since
+    librdkafka's consumer protocol got no assignment from a 3.9 broker with the preview on."""
+    if config.get("inter.broker.protocol.version") is not None:
+        return "classic"
+    listed = (config.get("group.coordinator.rebalance.protocols") or "").split(",")
+    return "consumer" if "consumer" in (p.strip() for p in listed) else "classic"
 
 
 def record_tp(msg: Message) -> tuple[str, int]:

@@ -26,6 +26,7 @@ from webhookmaster import retry_ladder as _ladder
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+GROUP_PROTOCOLS = ("auto", "consumer", "classic")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -66,6 +67,12 @@ def _retry_ladder(text: str) -> str:
     return text
 
 
+def _group_protocol(text: str) -> str:
+    if text not in GROUP_PROTOCOLS:
+        raise ValueError("expected auto, consumer or classic")
+    return text
+
+
 def _log_level(text: str) -> str:
     if text.strip().upper() not in logging.getLevelNamesMapping():
         raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
@@ -82,6 +89,7 @@ Cidrs = Annotated[str, AfterValidator(_cidrs)]
 ApiKeys = Annotated[str, AfterValidator(_api_keys)]
 RetryLadder = Annotated[str, AfterValidator(_retry_ladder)]
 LogLevel = Annotated[str, AfterValidator(_log_level)]
+GroupProtocol = Annotated[str, AfterValidator(_group_protocol)]
 
 
 def _setting(env: str, default: Any, doc: str, kind: Any = str, secret: bool = False) -> Any:
@@ -109,7 +117,9 @@ class StackSettings:
         kind=Port,
     )
     kafka_version: str = _setting(
-        "WM_KAFKA_VERSION", "4.1.1", "Apache Kafka version the stack assembles from Maven Central."
+        "WM_KAFKA_VERSION",
+        "4.1.1",
+        "Apache Kafka version (3.9 or newer) the stack assembles from Maven Central.",
     )
     kafka_heap: str = _setting("WM_KAFKA_HEAP", "-Xms256m -Xmx1g", "JVM heap flags of the broker.")
     maven_args: str = _setting(
@@ -143,6 +153,14 @@ class Settings(StackSettings):
         "WM_KAFKA_BOOTSTRAP",
         "",
         "Kafka bootstrap servers. Empty: the local broker the stack starts on WM_KAFKA_PORT.",
+    )
+    kafka_group_protocol: str = _setting(
+        "WM_KAFKA_GROUP_PROTOCOL",
+        "auto",
+        "Consumer group protocol: 'consumer' (KIP-848, Kafka 4.x), 'classic' (any broker; "
+        "cooperative-sticky assignment) or 'auto' (asks a broker: consumer on Kafka 4.x when "
+        "its group.coordinator.rebalance.protocols lists it, else classic).",
+        kind=GroupProtocol,
     )
     database_url: str = _setting(
         "WM_DATABASE_URL",
