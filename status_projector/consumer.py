@@ -32,6 +32,7 @@ from status_projector import metrics
 from status_projector.changes import KafkaRecord
 from status_projector.store import Stopping, Store
 from webhookmaster.kafka_clients import (
+    admin_config,
     consumer_config,
     record_headers,
     record_offset,
@@ -293,11 +294,7 @@ def _close_quietly(consumer: Consumer) -> None:
 def _cluster_answers(settings: Settings) -> bool:
     """True when a new client gets the cluster's metadata."""
     admin = AdminClient(
-        {
-            "bootstrap.servers": settings.bootstrap,
-            "log_level": 0,
-            "socket.connection.setup.timeout.ms": 2000,
-        }
+        admin_config(settings, log_level=0, **{"socket.connection.setup.timeout.ms": 2000})
     )
     try:
         admin.list_topics(timeout=QUERY_TIMEOUT_S)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaException
 
-from webhookmaster import __version__, components, secret_box
+from webhookmaster import __version__, components, kafka_clients, secret_box
 from webhookmaster import settings as settings_mod
 from webhookmaster.ops import migrate, topics_admin
 from webhookmaster.ops.errors import CommandError
@@ -41,6 +41,7 @@ def _stack(settings: Settings, args: argparse.Namespace) -> int:
 
 def _topics(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "apply":
+        kafka_clients.check_cluster(settings)
         created = topics_admin.ensure_topics(settings)
         print(f"catalogue applied; created: {', '.join(created) or 'none'}")
     for spec in topics_admin.topic_specs(settings):
@@ -56,6 +57,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _init(settings: Settings, args: argparse.Namespace) -> int:
+    kafka_clients.check_cluster(settings)
     created = topics_admin.ensure_topics(settings)
     applied = asyncio.run(migrate.migrate_url(settings.dsn, settings.db_schema))
     print(f"topics created: {', '.join(created) or 'none'}")
@@ -69,6 +71,7 @@ def _component(settings: Settings, args: argparse.Namespace) -> int:
     component = components.BY_NAME[args.command]
     if component.needs_secret_keys:
         secret_box.from_settings(settings)  # no usable key: one clear error line, before anything
+    kafka_clients.check_cluster(settings)  # wrong credentials: one clear error line, not a hang
     module = importlib.import_module(component.module)
     status: int = module.run(settings)
     return status
@@ -143,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.detail:
             print(exc.detail, file=sys.stderr)
         print(f"webhookmaster: error: {exc}", file=sys.stderr)
-    except SettingsError as exc:
+    except (SettingsError, kafka_clients.KafkaCheckError) as exc:
         print(f"webhookmaster: error: {exc}", file=sys.stderr)
     except KafkaException as exc:
         print(f"webhookmaster: error: Kafka: {exc.args[0].str()}", file=sys.stderr)
