@@ -57,7 +57,10 @@ class SecureListeners:
             f"ssl.truststore.location={self.ca_file}",
             "listener.name.ssl.ssl.client.auth=required",
             f"sasl.enabled.mechanisms={','.join(SCRAM_MECHANISMS)},PLAIN",
-            *(f"listener.name.sasl_ssl.{m.lower()}.sasl.jaas.config={scram}" for m in SCRAM_MECHANISMS),
+            *(
+                f"listener.name.sasl_ssl.{m.lower()}.sasl.jaas.config={scram}"
+                for m in SCRAM_MECHANISMS
+            ),
             "listener.name.sasl_ssl.plain.sasl.jaas.config="
             f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
         ]
@@ -150,7 +153,9 @@ def _write_config(settings: Settings, secure: SecureListeners | None = None) -> 
         [f"PLAINTEXT://127.0.0.1:{port}", f"CONTROLLER://127.0.0.1:{cport}"]
         + [f"{name}://127.0.0.1:{extra_port}" for name, extra_port in extra]
     )
-    protocols = ",".join(["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"] + [f"{n}:{n}" for n, _ in extra])
+    protocols = ",".join(
+        ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"] + [f"{n}:{n}" for n, _ in extra]
+    )
     p["config"].write_text(
         "\n".join(
             [

@@ -26,8 +26,8 @@ from tests.processes import Component
 from tests.receiver import Receiver, Reply
 from tests.test_end_to_end import status_of
 from webhookmaster import kafka_clients
-from webhookmaster.components import BY_NAME
 from webhookmaster import settings as settings_mod
+from webhookmaster.components import BY_NAME
 from webhookmaster.settings import PROJECT_ROOT, Settings
 
 USER, PASSWORD = "alice", "alice-Scram-pw"

@@ -120,9 +120,8 @@ def check_cluster(settings: Settings, timeout: float | None = None) -> None:
     if timeout <= 0:
         return
     errors: list[KafkaError] = []
-    config = admin_config(
-        settings, error_cb=errors.append, log_level=0, **{"socket.connection.setup.timeout.ms": 5000}
-    )
+    quick = {"socket.connection.setup.timeout.ms": 5000, "log_level": 0}
+    config = admin_config(settings, error_cb=errors.append, **quick)
     admin = AdminClient(config)
     deadline = time.monotonic() + timeout
     last = "no answer"

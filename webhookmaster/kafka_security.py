@@ -268,8 +268,10 @@ def _check_combination(settings: Settings, props: dict[str, str]) -> None:
         for env, value in oauth:
             if not value:
                 raise KafkaConfigError(f"{env}: needed with OAUTHBEARER (OIDC client credentials)")
-    elif any(value for _, value in oauth) or s.kafka_oauth_scope:
-        raise KafkaConfigError("WM_KAFKA_OAUTH_TOKEN_URL: needs WM_KAFKA_SASL_MECHANISM=OAUTHBEARER")
+    else:
+        for env, value in [*oauth, ("WM_KAFKA_OAUTH_SCOPE", s.kafka_oauth_scope)]:
+            if value:
+                raise KafkaConfigError(f"{env}: needs WM_KAFKA_SASL_MECHANISM=OAUTHBEARER")
 
 
 def _check_with_librdkafka(settings: Settings, props: dict[str, str]) -> None:
@@ -309,8 +311,8 @@ def check(settings: Settings) -> None:
     for prop in extra:
         if prop in NAMED_ENV and prop in named_props:
             raise KafkaConfigError(
-                f"{_extra_source(settings, prop)}: sets {prop}, which {NAMED_ENV[prop]} sets already; "
-                "keep one"
+                f"{_extra_source(settings, prop)}: sets {prop}, which {NAMED_ENV[prop]} "
+                "sets already; keep one"
             )
     props = {**named_props, **extra}
     _check_combination(settings, props)

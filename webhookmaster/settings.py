@@ -336,7 +336,7 @@ class Settings(StackSettings):
         "WM_KAFKA_SASL_MECHANISM",
         "",
         "SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (OIDC client "
-        "credentials, WM_KAFKA_OAUTH_*). Needed with SASL_SSL / SASL_PLAINTEXT.",
+        "credentials, the WM_KAFKA_OAUTH_ settings). Needed with SASL_SSL / SASL_PLAINTEXT.",
         kind=SaslMechanism,
     )
     kafka_sasl_username: str = _setting(
@@ -373,7 +373,7 @@ class Settings(StackSettings):
         "WM_KAFKA_CONFIG_FILE",
         "",
         "A librdkafka properties file (name=value lines, # comments), e.g. the client.properties "
-        "a Kafka service hands out; WM_KAFKA_CONFIG_<NAME> variables override it.",
+        "a Kafka service hands out; the WM_KAFKA_CONFIG_ variables override it.",
     )
     kafka_check_timeout_s: float = _setting(
         "WM_KAFKA_CHECK_TIMEOUT",
@@ -382,8 +382,14 @@ class Settings(StackSettings):
         "exits with one error line (an authentication or TLS failure exits at once); 0: no check.",
         kind=SecondsOrZero,
     )
-    # WM_KAFKA_CONFIG_<NAME> variables: any other librdkafka property (kafka_security.py)
-    kafka_passthrough: tuple[tuple[str, str], ...] = field(default=(), metadata={"env": None})
+    kafka_passthrough: tuple[tuple[str, str], ...] = _setting(
+        _kafka_security.PREFIX + "<NAME>",
+        (),
+        "Any other librdkafka property of every Kafka client: <NAME> lower-cased, '_' read as "
+        "'.' and '__' as '_' (WM_KAFKA_CONFIG_CLIENT_RACK=a sets client.rack=a). One variable "
+        "per property; see docs/kafka-security.md.",
+        kind=tuple[tuple[str, str], ...],
+    )
 
     def topic(self, suffix: str) -> str:
         """The full name of the catalogue topic ``suffix`` (``schemas.topics.INGEST``, ...)."""
@@ -452,8 +458,7 @@ def _adapter(kind: Any) -> TypeAdapter[Any]:
 def _fields() -> tuple[dataclasses.Field[Any], ...]:
     """Every setting's field: the runtime's, then the local stack's."""
     stack = dataclasses.fields(StackSettings)
-    runtime = (f for f in dataclasses.fields(Settings) if f not in stack and f.metadata["env"])
-    return tuple(runtime) + stack
+    return tuple(f for f in dataclasses.fields(Settings) if f not in stack) + stack
 
 
 def env_names() -> frozenset[str]:
@@ -505,7 +510,11 @@ def unknown_names(env: Mapping[str, str] | None = None) -> list[str]:
 
 def to_env(settings: Settings) -> dict[str, str]:
     """The environment variables that reproduce ``settings`` in a child process."""
-    env = {f.metadata["env"]: str(getattr(settings, f.name)) for f in _fields()}
+    env = {
+        f.metadata["env"]: str(getattr(settings, f.name))
+        for f in _fields()
+        if f.name != "kafka_passthrough"  # a variable per property, below
+    }
     env.update(_kafka_security.passthrough_env(settings.kafka_passthrough))
     return env
 
@@ -523,6 +532,9 @@ def effective(settings: Settings) -> list[tuple[str, str]]:
     """(variable, value) of every setting as ``settings`` holds it, secrets masked."""
     rows = []
     for f in _fields():
+        if f.name == "kafka_passthrough":
+            rows.append((f.metadata["env"], ""))  # a variable per property, at the end
+            continue
         value = _text(getattr(settings, f.name))
         if f.metadata["secret"] and f.name.endswith("keys") and _parts(value):
             count = len(_parts(value))
@@ -543,7 +555,7 @@ def _table(fields: list[dataclasses.Field[Any]]) -> list[str]:
             default = "./.wm-state/dev"
         elif f.name == "cache_dir":
             default = "~/.cache/webhookmaster"
-        shown = f"`{default}`" if default != "" else "(empty)"
+        shown = f"`{default}`" if default not in ("", ()) else "(empty)"
         rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
     return rows
 
