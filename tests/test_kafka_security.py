@@ -24,7 +24,7 @@ from tests.gateway_helpers import free_port, run_cli, state_dir
 from tests.kafka_tls import KEYSTORE_PASSWORD, Pki, make_pki
 from tests.processes import Component
 from tests.receiver import Receiver, Reply
-from tests.test_end_to_end import status_of
+from tests.test_end_to_end import pipeline, status_of
 from webhookmaster import kafka_clients
 from webhookmaster import settings as settings_mod
 from webhookmaster.components import BY_NAME
@@ -117,8 +117,6 @@ def deployment(kafka: dict[str, str]) -> dict[str, str]:
 async def test_the_pipeline_delivers_through_a_secured_broker(
     secured: SecuredBroker, transport: str, tmp_path: Path
 ) -> None:
-    from tests.test_end_to_end import pipeline
-
     env = deployment(sasl_env(secured) if transport == "sasl_ssl" else mtls_env(secured))
     init = run_cli(env, "init")  # catalogue (admin client) and migrations, over the listener
     assert init.returncode == 0, init.stderr

@@ -4,12 +4,14 @@ naming the variable, secrets come from files and are masked when shown."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from tests.gateway_helpers import free_port
 from tests.kafka_tls import CLIENT_KEY_PASSWORD, make_pki
-from webhookmaster import kafka_security
+from webhookmaster import kafka_clients, kafka_security
 from webhookmaster import settings as settings_mod
 from webhookmaster.kafka_clients import admin_config, consumer_config, producer_config
 from webhookmaster.ops import cli
@@ -238,3 +240,13 @@ def test_a_bad_kafka_setting_is_one_error_line(
     assert capsys.readouterr().err.splitlines() == [
         "webhookmaster: error: WM_KAFKA_SASL_MECHANISM: needed with SASL_SSL"
     ]
+
+
+def test_the_start_up_check_gives_up_on_a_silent_address_with_one_message() -> None:
+    settings = load(WM_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}", WM_KAFKA_CHECK_TIMEOUT="1")
+    with pytest.raises(kafka_clients.KafkaCheckError) as caught:
+        kafka_clients.check_cluster(settings)
+    message = str(caught.value)
+    assert message.startswith(f"Kafka: no broker answered at {settings.bootstrap} within 1 s")
+    assert "\n" not in message
+    kafka_clients.check_cluster(dataclasses.replace(settings, kafka_check_timeout_s=0.0))
