@@ -14,16 +14,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from devstack import kafka_broker
-from tests.conftest import TEST_ENV, clean_env
+from tests.conftest import TEST_ENV, _drop_schema, clean_env
 from tests.gateway_helpers import free_port, run_cli, state_dir
 from tests.kafka_tls import KEYSTORE_PASSWORD, Pki, make_pki
 from tests.processes import Component
-from tests.receiver import Receiver, Reply
+from tests.receiver import Hit, Receiver, Reply
 from tests.test_end_to_end import pipeline, status_of
 from webhookmaster import kafka_clients
 from webhookmaster import settings as settings_mod
@@ -118,9 +119,25 @@ async def test_the_pipeline_delivers_through_a_secured_broker(
     secured: SecuredBroker, transport: str, tmp_path: Path
 ) -> None:
     env = deployment(sasl_env(secured) if transport == "sasl_ssl" else mtls_env(secured))
+    settings = settings_mod.load(env)
+    try:
+        done, hits = await _deliver_one(env, settings, tmp_path)
+    finally:
+        await _drop_schema(settings)
+    assert [(a["attempt_number"], a["status_code"]) for a in done["delivery_attempts"]] == [
+        (1, 503),
+        (2, 200),
+    ]
+    assert [orjson.loads(hit.body) for hit in hits] == [{"order": 42}] * 2
+
+
+async def _deliver_one(
+    env: dict[str, str], settings: Settings, tmp_path: Path
+) -> tuple[dict[str, Any], list[Hit]]:
+    """Catalogue and migrations with ``webhookmaster init``, then one webhook from the HTTP API
+    to a receiver that fails once: its final status, and what the receiver got."""
     init = run_cli(env, "init")  # catalogue (admin client) and migrations, over the listener
     assert init.returncode == 0, init.stderr
-    settings = settings_mod.load(env)
     receiver = await Receiver().start()
     receiver.script("/flaky", Reply(503, "not yet"))
     agent = Component("agent", settings, tmp_path)
@@ -139,11 +156,7 @@ async def test_the_pipeline_delivers_through_a_secured_broker(
     finally:
         agent.ensure_stopped()
         await receiver.stop()
-    assert [(a["attempt_number"], a["status_code"]) for a in done["delivery_attempts"]] == [
-        (1, 503),
-        (2, 200),
-    ]
-    assert [orjson.loads(hit.body) for hit in receiver.on("/flaky")] == [{"order": 42}] * 2
+    return done, receiver.on("/flaky")
 
 
 async def test_scram_sha_256_and_plain_users_answer(secured: SecuredBroker) -> None:
