@@ -18,11 +18,12 @@ from schemas import records
 from schemas.topics import INGEST, SUBSCRIPTIONS
 from tests.kafka_helpers import consume, webhook_view
 from webhookmaster import signing
+from webhookmaster.kafka_clients import client_config
 from webhookmaster.settings import Settings
 
 
 def producer(settings: Settings) -> Producer:
-    return Producer({"bootstrap.servers": settings.bootstrap, "acks": "all", "linger.ms": 5})
+    return Producer(client_config(settings, {"acks": "all", "linger.ms": 5}))
 
 
 def create_subscription(

@@ -23,6 +23,7 @@ from confluent_kafka import Producer
 from schemas import records
 from schemas.topics import ATTEMPTS, INGEST
 from tests.conftest import clean_env
+from webhookmaster.kafka_clients import client_config
 from webhookmaster.settings import Settings, to_env
 
 SUB_URL = "https://receiver.example/hooks"
@@ -143,12 +144,14 @@ Item = tuple[str, bytes | str | None, Any]  # topic suffix, key, value (dict, by
 def produce(settings: Settings, items: Iterable[Item]) -> int:
     """Produce ``items`` (acks=all) and wait for every acknowledgement; returns the count."""
     producer = Producer(
-        {
-            "bootstrap.servers": settings.bootstrap,
-            "acks": "all",
-            "linger.ms": 5,
-            "enable.idempotence": True,
-        }
+        client_config(
+            settings,
+            {
+                "acks": "all",
+                "linger.ms": 5,
+                "enable.idempotence": True,
+            },
+        )
     )
     count = 0
     for suffix, key, value in items:

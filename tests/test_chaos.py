@@ -46,6 +46,7 @@ from tests.conftest import TEST_ENV, clean_env
 from tests.processes import Component
 from webhookmaster import retry_ladder
 from webhookmaster import settings as settings_mod
+from webhookmaster.kafka_clients import client_config
 from webhookmaster.ops import migrate, topics_admin
 from webhookmaster.settings import Settings
 
@@ -232,12 +233,14 @@ def read_attempt_events(settings: Settings) -> dict[str, set[Any]]:
     published outcomes per webhook id (an identical record published twice counts once)."""
     topic = settings.topic(ATTEMPTS)
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap,
-            "group.id": "chaos-read",
-            "enable.auto.commit": False,
-            "log_level": 3,
-        }
+        client_config(
+            settings,
+            {
+                "group.id": "chaos-read",
+                "enable.auto.commit": False,
+                "log_level": 3,
+            },
+        )
     )
     events: dict[str, set[Any]] = {}
     try:

@@ -10,7 +10,6 @@ import re
 import yaml
 
 from webhookmaster import settings as settings_mod
-from webhookmaster.ops import cli
 from webhookmaster.settings import PROJECT_ROOT, Settings
 
 KNOWN_ENV = {f.metadata["env"] for f in dataclasses.fields(Settings)}

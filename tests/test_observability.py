@@ -368,7 +368,11 @@ async def check_alert_expressions(get: Callable[..., Awaitable[Any]]) -> None:
         query="webhookmaster_assigned_partitions"
         " * on (job, instance) group_left (component) webhookmaster_component_info",
     )
-    assert {s["metric"]["component"] for s in joined["result"]} == {"agent", "scheduler", "projector"}
+    assert {s["metric"]["component"] for s in joined["result"]} == {
+        "agent",
+        "scheduler",
+        "projector",
+    }
     firing = (await get("/api/v1/alerts"))["alerts"]
     assert not [a for a in firing if a["state"] == "firing"], firing
 

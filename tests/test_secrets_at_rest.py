@@ -30,7 +30,7 @@ from tests.gateway_helpers import poll, run_cli, running_gateway
 from tests.pipeline import create_subscription, running
 from tests.receiver import Receiver
 from webhookmaster import secret_box, signing
-from webhookmaster.kafka_clients import admin_client, consumer_config
+from webhookmaster.kafka_clients import admin_client, client_config, consumer_config
 from webhookmaster.secret_box import InvalidToken, SecretBox, SecretKeyError
 from webhookmaster.settings import Settings
 from webhookmaster.subscription_table import Subscription, SubscriptionTable
@@ -226,7 +226,7 @@ def compact_fast(settings: Settings) -> None:
 def roll_segment(settings: Settings) -> None:
     """Append a tombstone for an unused key: the append rolls the segment once segment.ms has
     passed, which makes the records before it cleanable."""
-    producer = Producer({"bootstrap.servers": settings.bootstrap, "acks": "all"})
+    producer = Producer(client_config(settings, {"acks": "all"}))
     producer.produce(settings.topic(SUBSCRIPTIONS), None, str(uuid.uuid4()))
     assert producer.flush(30) == 0
 
@@ -371,7 +371,7 @@ async def test_record_under_an_unknown_key_is_skipped_and_the_table_goes_on(
     alien = Subscription(
         str(uuid.uuid4()), "https://example.com/a", "whsec_alien", (), True, now, now
     )
-    producer = Producer({"bootstrap.servers": wm_settings.bootstrap, "acks": "all"})
+    producer = Producer(client_config(wm_settings, {"acks": "all"}))
     topic = wm_settings.topic(SUBSCRIPTIONS)
     producer.produce(topic, records.dumps(alien.to_stored(stranger)), alien.id)
     assert producer.flush(30) == 0

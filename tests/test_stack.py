@@ -20,6 +20,7 @@ from schemas.topics import INGEST
 from tests.conftest import clean_env
 from tests.kafka_helpers import consume
 from webhookmaster import settings as settings_mod
+from webhookmaster.kafka_clients import client_config
 from webhookmaster.settings import PROJECT_ROOT, Settings
 
 
@@ -78,7 +79,7 @@ def test_restart_keeps_topics_records_and_rows(
         assert "already running" in again.stdout and "0 created" in again.stdout
 
         topic = settings.topic(INGEST)
-        producer = Producer({"bootstrap.servers": settings.bootstrap, "acks": "all"})
+        producer = Producer(client_config(settings, {"acks": "all"}))
         for i in range(10):
             producer.produce(topic, f"record-{i}".encode(), key=str(i))
         assert producer.flush(30) == 0

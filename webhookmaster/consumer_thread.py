@@ -307,7 +307,7 @@ class ConsumerThread:
                     )
             return None
         except KafkaException as exc:
-            if _cluster_answers(self._config["bootstrap.servers"], timeout):
+            if _cluster_answers(self._config, timeout):
                 return ("unreachable",), f"it cannot query the cluster ({exc}), a new client can"
             return None  # the cluster is away: nothing to fetch anyway
 
@@ -344,11 +344,15 @@ def _close_quietly(consumer: Consumer) -> None:
         log.info("closing the replaced consumer: %s", exc)
 
 
-def _cluster_answers(bootstrap: str, timeout: float) -> bool:
-    """True when a new client gets the cluster's metadata."""
-    admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "log_level": 0, "socket.connection.setup.timeout.ms": 2000}
-    )
+# Consumer-only properties (and callbacks) an admin probe must not get.
+_CONSUMER_ONLY = ("group.", "partition.assignment", "enable.auto", "auto.offset", "max.poll", "on_")
+
+
+def _cluster_answers(consumer_config: dict[str, Any], timeout: float) -> bool:
+    """True when a new client, connecting as the consumer does (security settings included),
+    gets the cluster's metadata."""
+    config = {k: v for k, v in consumer_config.items() if not k.startswith(_CONSUMER_ONLY)}
+    admin = AdminClient({**config, "log_level": 0, "socket.connection.setup.timeout.ms": 2000})
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException:

@@ -1,5 +1,6 @@
-"""Kafka client setup: configs for producers, consumers and the admin client, and an asyncio
-bridge for the confluent-kafka producer."""
+"""Kafka client setup: configs for producers, consumers and the admin client (all built by
+:func:`client_config`, with the security and pass-through settings), the start-up check of the
+cluster, and an asyncio bridge for the confluent-kafka producer."""
 
 from __future__ import annotations
 
@@ -14,16 +15,27 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from schemas.topics import MAX_MESSAGE_BYTES
+from schemas.topics import INGEST, MAX_MESSAGE_BYTES
+from webhookmaster import kafka_security
 from webhookmaster.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
+def client_config(settings: Settings, *layers: Mapping[str, Any]) -> dict[str, Any]:
+    """The one place a Kafka client's config is built: the bootstrap servers, then ``layers``
+    (the client kind's defaults, the caller's extras) in order, then the security settings and
+    the pass-through properties (``WM_KAFKA_*``, docs/kafka-security.md)."""
+    config: dict[str, Any] = {"bootstrap.servers": settings.bootstrap}
+    for layer in layers:
+        config.update(layer)
+    config.update(kafka_security.properties(settings))
+    return config
+
+
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     """Durable producer: acks=all, idempotent, short linger for batching."""
     config: dict[str, Any] = {
-        "bootstrap.servers": settings.bootstrap,
         "acks": "all",
         "enable.idempotence": True,
         "linger.ms": 2,
@@ -32,15 +44,13 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "message.timeout.ms": 30_000,
         "socket.connection.setup.timeout.ms": 5_000,
     }
-    config.update(extra)
-    return config
+    return client_config(settings, config, extra)
 
 
 def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str, Any]:
     """Consumer that never auto-commits: components commit after their work is durable. Its
     group protocol is :func:`group_protocol`'s unless ``extra`` sets ``group.protocol``."""
     config: dict[str, Any] = {
-        "bootstrap.servers": settings.bootstrap,
         "group.id": group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -49,8 +59,7 @@ def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str
     }
     if "group.protocol" not in extra:
         config.update(group_protocol_config(group_protocol(settings)))
-    config.update(extra)
-    return config
+    return client_config(settings, config, extra)
 
 
 def group_protocol_config(protocol: str) -> dict[str, Any]:
@@ -150,8 +159,70 @@ def record_headers(msg: Message) -> list[tuple[str, bytes | None]]:
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]
 
 
-def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap})
+def admin_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """Admin client (topic catalogue, probes)."""
+    return client_config(settings, extra)
+
+
+def admin_client(settings: Settings, **extra: Any) -> AdminClient:
+    return AdminClient(admin_config(settings, **extra))
+
+
+class KafkaCheckError(RuntimeError):
+    """The cluster cannot be used with these settings; ``str()`` is the one line to show."""
+
+
+# librdkafka error codes that no waiting can cure: wrong credentials, a TLS failure.
+_AUTH_CODES = {KafkaError._AUTHENTICATION: "authentication failed", KafkaError._SSL: "TLS failed"}
+CHECK_SLICE_S = 1.0
+
+
+def _what(settings: Settings) -> str:
+    """How the client authenticates, for an error line: ``SASL SCRAM-SHA-256 as user 'x'``."""
+    props = kafka_security.properties(settings)
+    protocol = props.get("security.protocol", "PLAINTEXT").upper()
+    if protocol.startswith("SASL_"):
+        mechanism = props.get("sasl.mechanism", "?").upper()
+        user = props.get("sasl.username") or props.get("sasl.oauthbearer.client.id")
+        return f"SASL {mechanism}" + (f" as {user!r}" if user else "")
+    return "TLS client certificate" if "ssl.certificate.location" in props else protocol
+
+
+def check_cluster(settings: Settings, timeout: float | None = None) -> None:
+    """Return once the cluster answers a metadata request with these settings; raise
+    :class:`KafkaCheckError` at once on an authentication or TLS failure, or after ``timeout``
+    (default ``WM_KAFKA_CHECK_TIMEOUT``; 0 skips the check) when no broker answers."""
+    timeout = settings.kafka_check_timeout_s if timeout is None else timeout
+    if timeout <= 0:
+        return
+    errors: list[KafkaError] = []
+    quick = {"socket.connection.setup.timeout.ms": 5000, "log_level": 0}
+    config = admin_config(settings, error_cb=errors.append, **quick)
+    admin = AdminClient(config)
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while True:
+        try:
+            # one topic's metadata: cheaper than all topics' on a large cluster
+            slice_s = max(0.1, min(CHECK_SLICE_S, deadline - time.monotonic()))
+            admin.list_topics(settings.topic(INGEST), timeout=slice_s)
+            return
+        except KafkaException as exc:
+            last = exc.args[0].str()
+        admin.poll(0)  # serves error_cb
+        for error in errors:
+            if error.code() in _AUTH_CODES:
+                raise KafkaCheckError(
+                    f"Kafka: {_AUTH_CODES[error.code()]} ({_what(settings)}) at "
+                    f"{settings.bootstrap}: {error.str()}"
+                )
+        if errors:
+            last = errors[-1].str()
+        if time.monotonic() >= deadline:
+            raise KafkaCheckError(
+                f"Kafka: no broker answered at {settings.bootstrap} within {timeout:g} s "
+                f"({_what(settings)}): {last}"
+            )
 
 
 # Produce errors that no retry can change: the record's size or form.

@@ -10,7 +10,15 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaException
 
-from webhookmaster import __version__, components, lifecycle, logs, secret_box, tracing
+from webhookmaster import (
+    __version__,
+    components,
+    kafka_clients,
+    lifecycle,
+    logs,
+    secret_box,
+    tracing,
+)
 from webhookmaster import settings as settings_mod
 from webhookmaster.ops import migrate, topics_admin
 from webhookmaster.ops.errors import CommandError
@@ -62,6 +70,7 @@ def _topics(settings: Settings, args: argparse.Namespace) -> int:
             )
         return 0
     if args.action == "apply":
+        kafka_clients.check_cluster(settings)
         created = topics_admin.ensure_topics(settings)
         print(f"catalogue applied; created: {', '.join(created) or 'none'}")
     for spec in topics_admin.topic_specs(settings):
@@ -88,6 +97,7 @@ def _init(settings: Settings, args: argparse.Namespace) -> int:
             return 1
         print("initialised: every topic and migration is in place")
         return 0
+    kafka_clients.check_cluster(settings)
     created = topics_admin.ensure_topics(settings)
     applied = asyncio.run(migrate.migrate_url(settings.dsn, settings.db_schema))
     print(f"topics created: {', '.join(created) or 'none'}")
@@ -103,6 +113,7 @@ def _component(settings: Settings, args: argparse.Namespace) -> int:
     component = components.BY_NAME[args.command]
     if component.needs_secret_keys:
         secret_box.from_settings(settings)  # no usable key: one clear error line, before anything
+    kafka_clients.check_cluster(settings)  # wrong credentials: one clear error line, not a hang
     logs.configure(settings.log_level, component.name)
     announce_component(component.name)
     tracing.setup(settings, component.name)
@@ -197,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.detail:
             print(exc.detail, file=sys.stderr)
         print(f"webhookmaster: error: {exc}", file=sys.stderr)
-    except SettingsError as exc:
+    except (SettingsError, kafka_clients.KafkaCheckError) as exc:
         print(f"webhookmaster: error: {exc}", file=sys.stderr)
     except KafkaException as exc:
         print(f"webhookmaster: error: Kafka: {exc.args[0].str()}", file=sys.stderr)
