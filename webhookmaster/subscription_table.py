@@ -123,14 +123,6 @@ class SubscriptionTable:
         # First, so that a process without a usable key stops before it connects anywhere.
         self.box = box if box is not None else secret_box.from_settings(settings)
         self.topic = settings.topic(SUBSCRIPTIONS)
-        self._consumer = Consumer(
-            consumer_config(
-                settings,
-                f"wm-table-{uuid.uuid4().hex}",
-                # it assigns partitions itself and never joins its group: no protocol to ask
-                **{"enable.partition.eof": True, "group.protocol": "classic"},
-            )
-        )
         self._entries: dict[str, tuple[int, Subscription | None]] = {}
         # Entries read from records to rewrite (plain text, older key): id -> offset.
         self._stale: dict[str, int] = {}
@@ -138,6 +130,20 @@ class SubscriptionTable:
         self._loaded = threading.Event()
         self._stop = threading.Event()
         self._end: dict[int, int] = {}
+        # Next offset the follower will read, per partition, and a condition on its progress.
+        self._position: dict[int, int] = {}
+        self._progress = threading.Condition()
+        # It assigns partitions itself and never joins its group: no protocol to ask. A second
+        # client of the same config asks the topic's end: the follower's own one is busy polling.
+        self._config = consumer_config(
+            settings,
+            f"wm-table-{uuid.uuid4().hex}",
+            **{"enable.partition.eof": True, "group.protocol": "classic"},
+        )
+        self._probe: Consumer | None = None
+        self._probe_lock = threading.Lock()
+        self._consumer = Consumer(self._config)
+        self._partitions: list[int] = []
         self._thread = threading.Thread(target=self._follow, name="subscription-table", daemon=True)
 
     def start(self) -> None:
@@ -145,6 +151,7 @@ class SubscriptionTable:
         if metadata.error is not None:
             raise RuntimeError(f"subscriptions topic {self.topic}: {metadata.error.str()}")
         parts = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+        self._partitions = sorted(metadata.partitions)
         deadline = time.monotonic() + 30
         for tp in parts:
             low, high = self._watermarks(tp, deadline)
@@ -155,11 +162,13 @@ class SubscriptionTable:
             self._loaded.set()
         self._thread.start()
 
-    def _watermarks(self, tp: TopicPartition, deadline: float) -> tuple[int, int]:
+    def _watermarks(
+        self, tp: TopicPartition, deadline: float, client: Consumer | None = None
+    ) -> tuple[int, int]:
         """Low and high watermark; retried while the partition has no leader yet."""
         while True:
             try:
-                return self._consumer.get_watermark_offsets(
+                return (client or self._consumer).get_watermark_offsets(
                     tp, timeout=max(1.0, deadline - time.monotonic())
                 )
             except KafkaException as exc:
@@ -192,7 +201,37 @@ class SubscriptionTable:
             self._mark_progress(record_tp(msg)[1], offset + 1)
         self._consumer.close()
 
+    def wait_caught_up(self, timeout: float) -> bool:
+        """Block until the table holds every subscription record written before this call
+        (read-your-writes for a process that meets an id the table does not know yet: a
+        webhook ingested right after its subscription was created). False after ``timeout``
+        or when the topic's end cannot be asked."""
+        deadline = time.monotonic() + timeout
+        try:
+            with self._probe_lock:
+                if self._stop.is_set():
+                    return False
+                if self._probe is None:
+                    self._probe = Consumer(self._config)
+                ends = {
+                    partition: self._watermarks(
+                        TopicPartition(self.topic, partition), deadline, self._probe
+                    )[1]
+                    for partition in self._partitions
+                }
+        except KafkaException as exc:
+            log.warning("subscriptions topic: cannot ask its end: %s", exc)
+            return False
+        with self._progress:
+            return self._progress.wait_for(
+                lambda: all(self._position.get(p, 0) >= end for p, end in ends.items()),
+                max(0.0, deadline - time.monotonic()),
+            )
+
     def _mark_progress(self, partition: int, next_offset: int) -> None:
+        with self._progress:
+            self._position[partition] = next_offset
+            self._progress.notify_all()
         if partition in self._end and next_offset >= self._end[partition]:
             del self._end[partition]
             if not self._end:
@@ -262,6 +301,10 @@ class SubscriptionTable:
 
     def close(self) -> None:
         self._stop.set()
+        with self._probe_lock:
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
         if self._thread.ident is None:  # never started: the follower thread cannot close it
             self._consumer.close()
         elif self._thread.is_alive():
