@@ -11,8 +11,8 @@ from standardwebhooks.webhooks import Webhook
 
 from schemas import records
 from schemas.topics import ATTEMPTS, DEAD_LETTER, INGEST
+from tests.support.fixtures_infra import MakeSubscription
 from tests.support.pipeline import (
-    create_subscription,
     delete_subscription,
     ingest_record,
     produce_ingest,
@@ -32,9 +32,11 @@ def outcomes(events: list[dict], webhook_id: str) -> list[tuple[int, str]]:
     )
 
 
-async def test_delivered_first_time_signed(settings: Settings, receiver: Receiver) -> None:
+async def test_delivered_first_time_signed(
+    settings: Settings, receiver: Receiver, make_subscription: MakeSubscription
+) -> None:
     secret = signing.new_secret()
-    sub = create_subscription(settings, receiver.url("/hook"), secret=secret)
+    sub = make_subscription(receiver.url("/hook"), secret=secret)
     record = ingest_record(sub, payload={"order": 42, "name": "café"})
     async with running(settings):
         produce_ingest(settings, record)
@@ -55,8 +57,10 @@ async def test_delivered_first_time_signed(settings: Settings, receiver: Receive
     assert event["next_attempt_at"] is None
 
 
-async def test_500_500_200_three_attempts(settings: Settings, receiver: Receiver) -> None:
-    sub = create_subscription(settings, receiver.url("/flaky"))
+async def test_500_500_200_three_attempts(
+    settings: Settings, receiver: Receiver, make_subscription: MakeSubscription
+) -> None:
+    sub = make_subscription(receiver.url("/flaky"))
     receiver.script("/flaky", Reply(500), Reply(500))
     record = ingest_record(sub)
     async with running(settings):
@@ -74,9 +78,9 @@ async def test_500_500_200_three_attempts(settings: Settings, receiver: Receiver
 
 
 async def test_always_failing_six_attempts_then_dead_letter(
-    settings: Settings, receiver: Receiver
+    settings: Settings, receiver: Receiver, make_subscription: MakeSubscription
 ) -> None:
-    sub = create_subscription(settings, receiver.url("/down"))
+    sub = make_subscription(receiver.url("/down"))
     receiver.script("/down", then=Reply(500, "nope"))
     record = ingest_record(sub)
     async with running(settings):
@@ -100,11 +104,11 @@ async def test_always_failing_six_attempts_then_dead_letter(
 
 
 async def test_timeout_and_connection_refused_are_failures(
-    settings: Settings, receiver: Receiver
+    settings: Settings, receiver: Receiver, make_subscription: MakeSubscription
 ) -> None:
-    slow = create_subscription(settings, receiver.url("/slow"))
+    slow = make_subscription(receiver.url("/slow"))
     receiver.script("/slow", Reply(200, delay_s=5))  # longer than the 2 s request timeout
-    refused = create_subscription(settings, "http://127.0.0.1:9/nothing-listens")
+    refused = make_subscription("http://127.0.0.1:9/nothing-listens")
     slow_rec, refused_rec = ingest_record(slow), ingest_record(refused)
     async with running(settings, scheduler=False):
         produce_ingest(settings, slow_rec, refused_rec)
@@ -117,8 +121,10 @@ async def test_timeout_and_connection_refused_are_failures(
     assert by_id[refused_rec["webhook_id"]]["status_code"] is None
 
 
-async def test_redirect_is_not_followed(settings: Settings, receiver: Receiver) -> None:
-    sub = create_subscription(settings, receiver.url("/moved"))
+async def test_redirect_is_not_followed(
+    settings: Settings, receiver: Receiver, make_subscription: MakeSubscription
+) -> None:
+    sub = make_subscription(receiver.url("/moved"))
     receiver.script("/moved", Reply(302, headers={"Location": receiver.url("/elsewhere")}))
     record = ingest_record(sub)
     async with running(settings, scheduler=False):
@@ -130,12 +136,12 @@ async def test_redirect_is_not_followed(settings: Settings, receiver: Receiver) 
 
 
 async def test_retry_after_moves_to_a_longer_tier(
-    wm_settings: Settings, receiver: Receiver
+    wm_settings: Settings, receiver: Receiver, make_subscription: MakeSubscription
 ) -> None:
     settings = dataclasses.replace(
         wm_settings, allowed_cidrs="127.0.0.0/8", retry_ladder="1,3,6,9,12"
     )
-    sub = create_subscription(settings, receiver.url("/busy"))
+    sub = make_subscription(receiver.url("/busy"))
     receiver.script("/busy", Reply(429, headers={"Retry-After": "2"}))
     record = ingest_record(sub)
     async with running(settings):
@@ -154,11 +160,11 @@ async def test_retry_after_moves_to_a_longer_tier(
 
 
 async def test_ssrf_guard_refuses_loopback_by_default(
-    wm_settings: Settings, receiver: Receiver
+    wm_settings: Settings, receiver: Receiver, make_subscription: MakeSubscription
 ) -> None:
     settings = dataclasses.replace(wm_settings, allowed_cidrs="", retry_ladder="1,1,1,1,1")
-    by_ip = create_subscription(settings, receiver.url("/ip"))
-    by_name = create_subscription(settings, f"http://localhost:{receiver.port}/name")
+    by_ip = make_subscription(receiver.url("/ip"))
+    by_name = make_subscription(f"http://localhost:{receiver.port}/name")
     ip_rec, name_rec = ingest_record(by_ip), ingest_record(by_name)
     async with running(settings):
         produce_ingest(settings, ip_rec, name_rec)
@@ -173,9 +179,9 @@ async def test_ssrf_guard_refuses_loopback_by_default(
 
 
 async def test_malformed_record_dead_lettered_next_one_delivered(
-    settings: Settings, receiver: Receiver
+    settings: Settings, receiver: Receiver, make_subscription: MakeSubscription
 ) -> None:
-    sub = create_subscription(settings, receiver.url("/next"))
+    sub = make_subscription(receiver.url("/next"))
     good = ingest_record(sub)
     async with running(settings, scheduler=False):
         produce_ingest(settings, b"{not json", {"event_type": "x"}, good, partition=0)
@@ -189,9 +195,9 @@ async def test_malformed_record_dead_lettered_next_one_delivered(
 
 
 async def test_direct_produce_without_id_gets_a_stable_one(
-    settings: Settings, receiver: Receiver
+    settings: Settings, receiver: Receiver, make_subscription: MakeSubscription
 ) -> None:
-    sub = create_subscription(settings, receiver.url("/direct"))
+    sub = make_subscription(receiver.url("/direct"))
     receiver.script("/direct", Reply(500))
     bare = {"subscription_id": sub, "event_type": "user.signup", "payload": [1, 2, 3]}
     async with running(settings):
@@ -203,12 +209,12 @@ async def test_direct_produce_without_id_gets_a_stable_one(
 
 
 async def test_fan_out_to_matching_active_subscriptions(
-    settings: Settings, receiver: Receiver
+    settings: Settings, receiver: Receiver, make_subscription: MakeSubscription
 ) -> None:
-    every = create_subscription(settings, receiver.url("/every"))
-    orders = create_subscription(settings, receiver.url("/orders"), event_types=["order.paid"])
-    create_subscription(settings, receiver.url("/users"), event_types=["user.signup"])
-    create_subscription(settings, receiver.url("/off"), active=False)
+    every = make_subscription(receiver.url("/every"))
+    orders = make_subscription(receiver.url("/orders"), event_types=["order.paid"])
+    make_subscription(receiver.url("/users"), event_types=["user.signup"])
+    make_subscription(receiver.url("/off"), active=False)
     event = ingest_record(None, payload={"total": 10}, event_type="order.paid")
     async with running(settings, scheduler=False):
         produce_ingest(settings, event)
@@ -225,11 +231,11 @@ async def test_fan_out_to_matching_active_subscriptions(
 
 
 async def test_deleted_and_inactive_subscriptions_fail_with_reason(
-    settings: Settings, receiver: Receiver
+    settings: Settings, receiver: Receiver, make_subscription: MakeSubscription
 ) -> None:
-    gone = create_subscription(settings, receiver.url("/gone"))
+    gone = make_subscription(receiver.url("/gone"))
     delete_subscription(settings, gone)
-    off = create_subscription(settings, receiver.url("/off"), active=False)
+    off = make_subscription(receiver.url("/off"), active=False)
     gone_rec, off_rec = ingest_record(gone), ingest_record(off)
     async with running(settings, scheduler=False):
         produce_ingest(settings, gone_rec, off_rec)
@@ -241,7 +247,7 @@ async def test_deleted_and_inactive_subscriptions_fail_with_reason(
 
 
 async def test_slow_subscription_does_not_starve_others(
-    wm_settings: Settings, receiver: Receiver
+    wm_settings: Settings, receiver: Receiver, make_subscription: MakeSubscription
 ) -> None:
     import asyncio
 
@@ -253,8 +259,8 @@ async def test_slow_subscription_does_not_starve_others(
         request_timeout_s=30,
     )
     release = asyncio.Event()
-    slow = create_subscription(settings, receiver.url("/slow"))
-    fast = create_subscription(settings, receiver.url("/fast"))
+    slow = make_subscription(receiver.url("/slow"))
+    fast = make_subscription(receiver.url("/fast"))
     receiver.script("/slow", then=Reply(200, hold=release))
     slow_recs = [ingest_record(slow) for _ in range(20)]
     fast_recs = [ingest_record(fast) for _ in range(20)]
@@ -286,7 +292,10 @@ def test_non_whsec_secret_uses_utf8_bytes() -> None:
 
 
 async def test_scheduler_pauses_full_partitions_and_hands_back_in_order(
-    settings: Settings, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    make_subscription: MakeSubscription,
 ) -> None:
     from retry_scheduler import metrics as scheduler_metrics
     from retry_scheduler import scheduler as scheduler_mod
@@ -296,7 +305,7 @@ async def test_scheduler_pauses_full_partitions_and_hands_back_in_order(
     # a first retry 4 s away: the 30 failed webhooks pile up in the tier however slowly the
     # agent publishes them (a loaded machine), so the partition fills and is paused
     settings = dataclasses.replace(settings, retry_ladder="4,1,1,1,1")
-    sub = create_subscription(settings, receiver.url("/held"))
+    sub = make_subscription(receiver.url("/held"))
     receiver.script("/held", *[Reply(500)] * 30)  # every first attempt fails
     batch = [ingest_record(sub) for _ in range(30)]
     pauses = scheduler_metrics.PAUSES._value.get()

@@ -6,15 +6,12 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 
-import orjson
 import pytest
 
-from schemas import records
-from schemas.topics import SUBSCRIPTIONS
 from tests.support.gateway import LiveGateway, running_gateway
+from tests.support.pipeline import create_subscription
 from tests.support.waiting import eventually
 from webhookmaster import signing
-from webhookmaster.kafka_clients import AsyncProducer, producer_config
 from webhookmaster.settings import Settings
 
 KEYS = "key-one, key-two ,"
@@ -89,22 +86,8 @@ async def test_ingest_accepts_a_signature_or_a_key(keyed: LiveGateway) -> None:
 
 
 async def test_ingest_without_secret_needs_a_key(keyed: LiveGateway) -> None:
-    sub_id = str(uuid.uuid4())
-    now = records.now_iso()
-    record = {
-        "id": sub_id,
-        "target_url": "https://example.com/",
-        "secret_key": "",
-        "event_types": [],
-        "is_active": True,
-        "created_at": now,
-        "updated_at": now,
-    }
-    producer = AsyncProducer(producer_config(keyed.settings))
-    try:
-        await producer.send(keyed.settings.topic(SUBSCRIPTIONS), orjson.dumps(record), sub_id)
-    finally:
-        producer.close()
+    # an outside writer: the gateway learns it by following the topic
+    sub_id = create_subscription(keyed.settings, "https://example.com/", secret="")
 
     async def known() -> bool:
         reply = await keyed.call("GET", f"/api/subscriptions/{sub_id}/", headers=GOOD)

@@ -7,15 +7,12 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 
-import orjson
-
 from schemas import records
-from schemas.topics import SUBSCRIPTIONS
 from tests.support.gateway import LiveGateway, ingest_records, running_gateway
+from tests.support.pipeline import create_subscription
 from tests.support.topics import webhook_view
 from tests.support.waiting import eventually
 from webhookmaster import signing
-from webhookmaster.kafka_clients import AsyncProducer, producer_config
 from webhookmaster.settings import Settings
 
 # Valid JSON with unusual spacing: the signature must cover these exact bytes.
@@ -172,22 +169,8 @@ async def test_default_limit_is_one_mebibyte(gateway: LiveGateway) -> None:
 
 
 async def test_subscription_without_secret_is_open_without_api_keys(gateway: LiveGateway) -> None:
-    sub_id = str(uuid.uuid4())
-    now = records.now_iso()
-    record = {
-        "id": sub_id,
-        "target_url": "https://example.com/",
-        "secret_key": "",
-        "event_types": [],
-        "is_active": True,
-        "created_at": now,
-        "updated_at": now,
-    }
-    producer = AsyncProducer(producer_config(gateway.settings))
-    try:  # an outside writer: the gateway learns it by following the topic
-        await producer.send(gateway.settings.topic(SUBSCRIPTIONS), orjson.dumps(record), sub_id)
-    finally:
-        producer.close()
+    # an outside writer: the gateway learns it by following the topic
+    sub_id = create_subscription(gateway.settings, "https://example.com/", secret="")
 
     async def known() -> bool:
         return (await gateway.call("GET", f"/api/subscriptions/{sub_id}/")).status == 200

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -15,6 +16,7 @@ import pytest
 
 from devstack import local
 from tests.support.env import TEST_ENV, clean_env
+from tests.support.pipeline import create_subscription
 from webhookmaster import secret_box
 from webhookmaster import settings as settings_mod
 from webhookmaster.ops import migrate, topics_admin
@@ -74,3 +76,13 @@ def settings(wm_settings: Settings) -> Settings:
         request_timeout_s=2.0,
         connect_timeout_s=1.0,
     )
+
+
+MakeSubscription = Callable[..., str]
+
+
+@pytest.fixture
+def make_subscription(wm_settings: Settings) -> MakeSubscription:
+    """``make_subscription(target_url, *, secret=None, event_types=None, active=True)``: a
+    subscription record produced to the test's compacted topic, as the gateway writes it; its id."""
+    return functools.partial(create_subscription, wm_settings)

@@ -5,23 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-from confluent_kafka import Producer
-
 from delivery_agents.main import serve as serve_agent
 from retry_scheduler.main import serve as serve_scheduler
-from schemas import records
 from schemas.topics import INGEST, SUBSCRIPTIONS
+from tests.support.records import Item, ingest, new_id, now, produce, subscription
 from webhookmaster import signing
 from webhookmaster.settings import Settings
-
-
-def producer(settings: Settings) -> Producer:
-    return Producer({"bootstrap.servers": settings.bootstrap, "acks": "all", "linger.ms": 5})
 
 
 def create_subscription(
@@ -32,28 +24,18 @@ def create_subscription(
     event_types: list[str] | None = None,
     active: bool = True,
 ) -> str:
-    """Produce a subscription record (as the gateway would) and return its id."""
-    sub_id = str(uuid.uuid4())
-    now = records.now_iso()
-    value = {
-        "id": sub_id,
-        "target_url": target_url,
-        "secret_key": signing.new_secret() if secret is None else secret,
-        "event_types": event_types or [],
-        "is_active": active,
-        "created_at": now,
-        "updated_at": now,
-    }
-    p = producer(settings)
-    p.produce(settings.topic(SUBSCRIPTIONS), orjson.dumps(value), sub_id)
-    assert p.flush(30) == 0
+    """Produce a subscription record (as the gateway would) and return its id; ``secret`` ""
+    makes one without a secret, None a fresh one."""
+    sub_id = new_id()
+    secret_key = signing.new_secret() if secret is None else secret
+    record = subscription(sub_id, target_url, event_types, active, secret_key)
+    produce(settings, [(SUBSCRIPTIONS, sub_id, record)])
     return sub_id
 
 
 def delete_subscription(settings: Settings, sub_id: str) -> None:
-    p = producer(settings)
-    p.produce(settings.topic(SUBSCRIPTIONS), None, sub_id)
-    assert p.flush(30) == 0
+    """Produce the subscription's tombstone."""
+    produce(settings, [(SUBSCRIPTIONS, sub_id, None)])
 
 
 def ingest_record(
@@ -62,28 +44,22 @@ def ingest_record(
     event_type: str = "order.created",
     webhook_id: str | None = None,
 ) -> dict[str, Any]:
-    return {
-        "webhook_id": webhook_id or str(uuid.uuid4()),
-        "subscription_id": sub_id,
-        "event_type": event_type,
-        "payload": {"n": 1} if payload is None else payload,
-        "received_at": records.now_iso(),
-        "metadata": {"source": "test"},
-    }
+    """An ingest record as the gateway writes it (payload ``{"n": 1}`` unless given)."""
+    payload = {"n": 1} if payload is None else payload
+    return ingest(webhook_id or new_id(), sub_id, now(), event_type=event_type, payload=payload)
 
 
 def produce_ingest(
     settings: Settings, *values: dict[str, Any] | bytes, partition: int | None = None
 ) -> None:
-    p = producer(settings)
+    """Produce ingest records (dicts keyed by subscription or webhook id, or raw bytes)."""
+    items: list[Item] = []
     for value in values:
-        raw = value if isinstance(value, bytes) else orjson.dumps(value)
         key = None
         if isinstance(value, dict):
             key = value.get("subscription_id") or value.get("webhook_id")
-        kwargs = {} if partition is None else {"partition": partition}
-        p.produce(settings.topic(INGEST), raw, key, **kwargs)
-    assert p.flush(30) == 0
+        items.append((INGEST, key, value))
+    produce(settings, items, partition)
 
 
 @contextlib.asynccontextmanager

@@ -27,13 +27,18 @@ def now() -> datetime:
 
 
 def subscription(
-    sub_id: str, url: str = SUB_URL, event_types: list[str] | None = None, is_active: bool = True
+    sub_id: str,
+    url: str = SUB_URL,
+    event_types: list[str] | None = None,
+    is_active: bool = True,
+    secret_key: str = "whsec_test",
 ) -> dict[str, Any]:
+    """A subscription record as the gateway writes it to the compacted topic."""
     at = iso(now())
     return {
         "id": sub_id,
         "target_url": url,
-        "secret_key": "whsec_test",
+        "secret_key": secret_key,
         "event_types": event_types or [],
         "is_active": is_active,
         "created_at": at,
@@ -124,8 +129,9 @@ def dead_letter(
 Item = tuple[str, bytes | str | None, Any]  # topic suffix, key, value (dict, bytes or None)
 
 
-def produce(settings: Settings, items: Iterable[Item]) -> int:
-    """Produce ``items`` (acks=all) and wait for every acknowledgement; returns the count."""
+def produce(settings: Settings, items: Iterable[Item], partition: int | None = None) -> int:
+    """Produce ``items`` (acks=all; to ``partition`` if given, else by key) and wait for every
+    acknowledgement; returns the count."""
     producer = Producer(
         {
             "bootstrap.servers": settings.bootstrap,
@@ -134,13 +140,14 @@ def produce(settings: Settings, items: Iterable[Item]) -> int:
             "enable.idempotence": True,
         }
     )
+    where = {} if partition is None else {"partition": partition}
     count = 0
     for suffix, key, value in items:
         if isinstance(value, dict):
             value = records.dumps(value)
         while True:
             try:
-                producer.produce(settings.topic(suffix), value, key)
+                producer.produce(settings.topic(suffix), value, key, **where)
                 break
             except BufferError:
                 producer.poll(0.1)
