@@ -3,41 +3,32 @@ its own, with its own state folder and ports, against real Kafka and PostgreSQL.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-from confluent_kafka import Producer
 
 from devstack import kafka_broker
 from schemas.topics import INGEST
-from tests.support.env import clean_env
-from tests.support.ports import free_port
+from tests.support.env import private_stack_env
 from tests.support.processes import run_cli
+from tests.support.records import produce
 from tests.support.topics import consume
 from webhookmaster import settings as settings_mod
-from webhookmaster.settings import PROJECT_ROOT, Settings
+from webhookmaster.settings import Settings
 
 
 @pytest.fixture
 def stack_env(base_settings: Settings) -> Iterator[dict[str, str]]:
     """A second, private stack: own state folder and ports, the shared jar cache. The folder
     sits in the project (not pytest's private tmp) so that the postgres user may enter it."""
-    state = PROJECT_ROOT / ".wm-state" / f"stack-test-{uuid.uuid4().hex[:8]}"
-    yield clean_env(
-        WM_STATE_DIR=str(state),
-        WM_KAFKA_PORT=str(free_port()),
-        WM_KAFKA_CONTROLLER_PORT=str(free_port()),
-        WM_PG_PORT=str(free_port()),
-        WM_CACHE_DIR=base_settings.cache_dir,
-        WM_TOPIC_PARTITIONS="2",
-    )
-    shutil.rmtree(state, ignore_errors=True)
+    with private_stack_env(
+        "stack-test", WM_CACHE_DIR=base_settings.cache_dir, WM_TOPIC_PARTITIONS="2"
+    ) as env:
+        yield env
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess, *words: str) -> None:
@@ -63,10 +54,7 @@ def test_restart_keeps_topics_records_and_rows(
         assert "already running" in again.stdout and "0 created" in again.stdout
 
         topic = settings.topic(INGEST)
-        producer = Producer({"bootstrap.servers": settings.bootstrap, "acks": "all"})
-        for i in range(10):
-            producer.produce(topic, f"record-{i}".encode(), key=str(i))
-        assert producer.flush(30) == 0
+        produce(settings, [(INGEST, str(i), f"record-{i}".encode()) for i in range(10)])
 
         import asyncio
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack import kafka_broker
-from tests.support.env import clean_env, state_dir
+from tests.support.env import private_stack_env
 from tests.support.gateway import running_gateway
 from tests.support.ports import free_port
 from tests.support.processes import run_cli
@@ -34,23 +32,15 @@ CLIENTS = 50
 @pytest.fixture
 def private_kafka(base_settings: Settings) -> Iterator[tuple[Settings, dict[str, str]]]:
     """A second broker with its own state folder and ports, the catalogue applied."""
-    state = state_dir(f"gw-kafka-{uuid.uuid4().hex[:8]}")
-    env = clean_env(
-        WM_STATE_DIR=str(state),
-        WM_KAFKA_PORT=str(free_port()),
-        WM_KAFKA_CONTROLLER_PORT=str(free_port()),
-        WM_PG_PORT=str(free_port()),
-        WM_CACHE_DIR=base_settings.cache_dir,
-        WM_TOPIC_PARTITIONS="2",
-    )
-    settings = settings_mod.load(env)
-    try:
-        kafka_broker.start(settings)
-        topics_admin.ensure_topics(settings)
-        yield settings, env
-    finally:
-        run_cli(env, "stack", "down")
-        shutil.rmtree(state, ignore_errors=True)
+    extra = {"WM_CACHE_DIR": base_settings.cache_dir, "WM_TOPIC_PARTITIONS": "2"}
+    with private_stack_env("gw-kafka", **extra) as env:
+        settings = settings_mod.load(env)
+        try:
+            kafka_broker.start(settings)
+            topics_admin.ensure_topics(settings)
+            yield settings, env
+        finally:
+            run_cli(env, "stack", "down")
 
 
 def _produce_errors(text: str) -> float:

@@ -22,10 +22,10 @@ from tests.support.pipeline import (
     delete_subscription,
     ingest_record,
     produce_ingest,
-    producer,
     running,
 )
 from tests.support.receiver import Receiver, Reply
+from tests.support.records import produce
 from tests.support.topics import read
 from tests.support.waiting import eventually
 from webhookmaster import signing
@@ -54,10 +54,7 @@ def produce_raw(
     partition: int | None = None,
 ) -> None:
     """A direct producer's record in the header form."""
-    p = producer(settings)
-    kwargs = {} if partition is None else {"partition": partition}
-    p.produce(settings.topic(INGEST), value, key, headers=headers, **kwargs)
-    assert p.flush(30) == 0
+    produce(settings, [(INGEST, key, value)], partition, headers)
 
 
 def envelope(record: dict, payload: bytes) -> bytes:

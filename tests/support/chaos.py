@@ -294,16 +294,3 @@ def offset_gaps(settings: Settings, group: str, topics: list[str]) -> list[str]:
     finally:
         consumer.close()
     return gaps
-
-
-async def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
-    """Await ``check()`` (sync or async) until truthy or ``timeout``; returns its last value.
-    For state other processes change (PostgreSQL rows, Kafka offsets) with no event to await."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(interval)

@@ -3,9 +3,14 @@ state folder), and a clean process environment for the components the tests star
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.ports import free_port
 from webhookmaster.settings import PROJECT_ROOT
 
 TEST_STATE_DIR = os.environ.get("WM_TEST_STATE_DIR", str(PROJECT_ROOT / ".wm-state" / "test"))
@@ -33,3 +38,21 @@ def clean_env(**extra: str) -> dict[str, str]:
 def state_dir(tag: str) -> Path:
     """A state folder in the project (the postgres user may enter it, unlike pytest's tmp)."""
     return PROJECT_ROOT / ".wm-state" / tag
+
+
+@contextlib.contextmanager
+def private_stack_env(tag: str, **extra: str) -> Iterator[dict[str, str]]:
+    """The environment of a stack of the test's own (never the session's): a fresh state folder
+    ``<tag>-<random>`` (see :func:`state_dir`), free Kafka and PostgreSQL ports, plus ``extra``;
+    the folder is removed afterwards (stop what runs in it first)."""
+    state = state_dir(f"{tag}-{uuid.uuid4().hex[:8]}")
+    try:
+        yield clean_env(
+            WM_STATE_DIR=str(state),
+            WM_KAFKA_PORT=str(free_port()),
+            WM_KAFKA_CONTROLLER_PORT=str(free_port()),
+            WM_PG_PORT=str(free_port()),
+            **extra,
+        )
+    finally:
+        shutil.rmtree(state, ignore_errors=True)

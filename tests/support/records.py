@@ -129,9 +129,14 @@ def dead_letter(
 Item = tuple[str, bytes | str | None, Any]  # topic suffix, key, value (dict, bytes or None)
 
 
-def produce(settings: Settings, items: Iterable[Item], partition: int | None = None) -> int:
-    """Produce ``items`` (acks=all; to ``partition`` if given, else by key) and wait for every
-    acknowledgement; returns the count."""
+def produce(
+    settings: Settings,
+    items: Iterable[Item],
+    partition: int | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> int:
+    """Produce ``items`` (acks=all; to ``partition`` if given, else by key; with ``headers``)
+    and wait for every acknowledgement; returns the count."""
     producer = Producer(
         {
             "bootstrap.servers": settings.bootstrap,
@@ -140,7 +145,9 @@ def produce(settings: Settings, items: Iterable[Item], partition: int | None = N
             "enable.idempotence": True,
         }
     )
-    where = {} if partition is None else {"partition": partition}
+    where: dict[str, Any] = {} if partition is None else {"partition": partition}
+    if headers is not None:
+        where["headers"] = headers
     count = 0
     for suffix, key, value in items:
         if isinstance(value, dict):

@@ -1,4 +1,5 @@
-"""Unit tests of pure pieces: the retry ladder, the offset tracker, the SSRF address rules."""
+"""The retry ladder (webhookmaster/retry_ladder.py): tiers, their topics and delays, the tier a
+failed attempt or a Retry-After answer leads to."""
 
 from __future__ import annotations
 
@@ -7,10 +8,6 @@ from email.utils import format_datetime
 
 import pytest
 
-from delivery_agents.ssrf import allowed, parse_cidrs
-from schemas import topics
-from webhookmaster import settings as settings_mod
-from webhookmaster.offsets import OffsetTracker
 from webhookmaster.retry_ladder import MAX_ATTEMPTS, next_tier, parse_retry_after, tiers
 
 LADDER = tiers("p.", "10,30,60,300,900")
@@ -53,53 +50,3 @@ def test_bad_ladder_is_refused() -> None:
         tiers("p.", "10,30")
     with pytest.raises(ValueError):
         tiers("p.", "10,30,0,1,1")
-
-
-def test_topic_names_come_from_the_catalogue_under_the_prefix() -> None:
-    settings = settings_mod.load({"WM_TOPIC_PREFIX": "p1."})
-    assert settings.topic(topics.INGEST) == "p1.ingest"
-    assert settings.group("agents") == "p1.agents"
-    suffixes = [
-        topics.INGEST,
-        *(s for s, _ in topics.RETRY_TIERS),
-        topics.DEAD_LETTER,
-        topics.ATTEMPTS,
-        topics.SUBSCRIPTIONS,
-    ]
-    assert [spec.name for spec in topics.catalogue("p1.")] == [settings.topic(s) for s in suffixes]
-
-
-def test_tracker_commits_only_the_contiguous_prefix() -> None:
-    tracker = OffsetTracker()
-    tp = ("t", 0)
-    for offset in (5, 6, 7, 8):
-        tracker.started(tp, offset)
-    tracker.done(tp, 7)
-    assert tracker.committable() == {}
-    tracker.done(tp, 5)
-    assert tracker.committable() == {tp: 6}
-    tracker.done(tp, 6)
-    assert tracker.committable() == {tp: 8}
-    assert tracker.committable() == {}  # unchanged since the last call
-    assert tracker.in_flight(tp) == 1
-    tracker.forget(tp)
-    tracker.done(tp, 8)  # a late completion for a revoked partition
-    assert tracker.committable() == {}
-
-
-@pytest.mark.parametrize(
-    ("address", "cidrs", "ok"),
-    [
-        ("8.8.8.8", "", True),
-        ("127.0.0.1", "", False),
-        ("10.1.2.3", "", False),
-        ("169.254.169.254", "", False),
-        ("::1", "", False),
-        ("::ffff:127.0.0.1", "", False),
-        ("fd00::1", "", False),
-        ("127.0.0.1", "127.0.0.0/8", True),
-        ("10.1.2.3", "10.0.0.0/8,192.168.0.0/16", True),
-    ],
-)
-def test_ssrf_address_rules(address: str, cidrs: str, ok: bool) -> None:
-    assert allowed(address, parse_cidrs(cidrs)) is ok

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
@@ -30,6 +30,7 @@ from tests.support.gateway import running_gateway
 from tests.support.pipeline import create_subscription, running
 from tests.support.processes import run_cli
 from tests.support.receiver import Receiver
+from tests.support.records import produce
 from tests.support.waiting import eventually
 from webhookmaster import secret_box, signing
 from webhookmaster.kafka_clients import admin_client, consumer_config
@@ -228,9 +229,7 @@ def compact_fast(settings: Settings) -> None:
 def roll_segment(settings: Settings) -> None:
     """Append a tombstone for an unused key: the append rolls the segment once segment.ms has
     passed, which makes the records before it cleanable."""
-    producer = Producer({"bootstrap.servers": settings.bootstrap, "acks": "all"})
-    producer.produce(settings.topic(SUBSCRIPTIONS), None, str(uuid.uuid4()))
-    assert producer.flush(30) == 0
+    produce(settings, [(SUBSCRIPTIONS, str(uuid.uuid4()), None)])
 
 
 def encrypted(value: dict) -> bool:
@@ -373,10 +372,7 @@ async def test_record_under_an_unknown_key_is_skipped_and_the_table_goes_on(
     alien = Subscription(
         str(uuid.uuid4()), "https://example.com/a", "whsec_alien", (), True, now, now
     )
-    producer = Producer({"bootstrap.servers": wm_settings.bootstrap, "acks": "all"})
-    topic = wm_settings.topic(SUBSCRIPTIONS)
-    producer.produce(topic, records.dumps(alien.to_stored(stranger)), alien.id)
-    assert producer.flush(30) == 0
+    produce(wm_settings, [(SUBSCRIPTIONS, alien.id, records.dumps(alien.to_stored(stranger)))])
     before = skipped("undecryptable")
     table = SubscriptionTable(wm_settings)
     try:
