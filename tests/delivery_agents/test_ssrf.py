@@ -1,5 +1,5 @@
 """The SSRF guard's rules, unit by unit: which addresses and target hosts a delivery may reach,
-with and without WM_ALLOWED_CIDRS (the real-delivery case is in tests/test_delivery.py)."""
+with and without WM_ALLOWED_CIDRS (the real-delivery case is in test_delivery.py)."""
 
 from __future__ import annotations
 

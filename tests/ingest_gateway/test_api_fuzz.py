@@ -10,15 +10,15 @@ read, change, ingest into and delete it).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import sys
 from pathlib import Path
 
 from tests.support.gateway import LiveGateway
+from tests.support.processes import run_bounded
 
-# More for a deeper local run: WM_FUZZ_MAX_EXAMPLES=200 pytest tests/test_api_fuzz.py
+# More for a deeper local run: WM_FUZZ_MAX_EXAMPLES=200 pytest tests/ingest_gateway/test_api_fuzz.py
 MAX_EXAMPLES = os.environ.get("WM_FUZZ_MAX_EXAMPLES", "25")
 # Far above what the run takes; only a hung run reaches it.
 RUN_TIMEOUT_S = 600
@@ -62,16 +62,8 @@ async def _schemathesis(gateway: LiveGateway, phases: str, workdir: Path) -> tup
         "--output-truncate",
         "false",
     ]
-    proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=workdir
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT_S)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    return proc.returncode or 0, out.decode(errors="replace")
+    code, out, _ = await run_bounded(*args, timeout=RUN_TIMEOUT_S, cwd=workdir, merge_stderr=True)
+    return code, out.decode(errors="replace")
 
 
 async def test_every_operation_matches_the_document(gateway: LiveGateway, tmp_path: Path) -> None:

@@ -159,7 +159,7 @@ async def test_limit_maximum_is_the_documented_one(gateway: LiveGateway) -> None
 
 async def test_nul_in_status_queries_is_refused_not_500(gateway: LiveGateway) -> None:
     """PostgreSQL text cannot hold NUL: such a value is a 400 (or an unknown id), never a
-    database error (found by tests/test_api_fuzz.py)."""
+    database error (found by tests/ingest_gateway/test_api_fuzz.py)."""
     reply = await gateway.call("GET", "/api/webhooks/?event_type=a%00b")
     assert reply.status == 400 and reply.json["field"] == "event_type", reply.body
     position = orjson.dumps(["2026-01-01T00:00:00+00:00", "a\u0000"])

@@ -5,13 +5,13 @@ unresolvable, and must show the operations list; a screenshot is kept in
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import re
 import shutil
 from pathlib import Path
 
 from tests.support.gateway import LiveGateway, running_gateway
+from tests.support.processes import run_bounded
 from webhookmaster.settings import PROJECT_ROOT, Settings
 
 ARTIFACTS = PROJECT_ROOT / ".wm-state" / "test-artifacts"
@@ -40,22 +40,15 @@ async def _chromium(url: str, profile: Path, *extra: str) -> bytes:
     """Run headless Chromium on ``url`` with ``extra`` flags; its standard output."""
     chromium = shutil.which("chromium")
     assert chromium is not None, "chromium is missing: run scripts/bootstrap.sh"
-    proc = await asyncio.create_subprocess_exec(
+    code, out, err = await run_bounded(
         chromium,
         *CHROMIUM_FLAGS,
         f"--user-data-dir={profile}",
         *extra,
         url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        timeout=BROWSER_TIMEOUT_S,
     )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), BROWSER_TIMEOUT_S)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode == 0, err.decode(errors="replace")[-5_000:]
+    assert code == 0, err.decode(errors="replace")[-5_000:]
     return out
 
 

@@ -12,6 +12,14 @@ from webhookmaster.settings import PROJECT_ROOT
 
 README = PROJECT_ROOT / "README.md"
 DOCS = PROJECT_ROOT / "docs"
+PACKAGES = (
+    "ingest_gateway",
+    "delivery_agents",
+    "retry_scheduler",
+    "status_projector",
+    "schemas",
+    "webhookmaster",
+)
 MARKDOWN = [README, PROJECT_ROOT / "bench" / "README.md", *sorted(DOCS.rglob("*.md"))]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)
@@ -46,18 +54,7 @@ def test_readme_is_a_front_door() -> None:
     text = README.read_text()
     for command in ("make run", "make test", "/api/subscriptions/", "/api/ingest/", "/api/status/"):
         assert command in text, command
-    for folder in (
-        "ingest_gateway",
-        "delivery_agents",
-        "retry_scheduler",
-        "status_projector",
-        "schemas",
-        "webhookmaster",
-        "deploy",
-        "bench",
-        "tests",
-        "docs",
-    ):
+    for folder in (*PACKAGES, "deploy", "bench", "tests", "docs"):
         assert f"| `{folder}/` |" in text, folder
         assert (PROJECT_ROOT / folder).is_dir(), folder
 
@@ -81,16 +78,6 @@ def test_every_relative_link_resolves() -> None:
                 assert dest.suffix == ".md" and anchor in anchors(dest), where
             checked += 1
     assert checked >= 20, checked
-
-
-PACKAGES = (
-    "ingest_gateway",
-    "delivery_agents",
-    "retry_scheduler",
-    "status_projector",
-    "schemas",
-    "webhookmaster",
-)
 
 
 def exposed_metrics() -> tuple[set[str], set[str]]:

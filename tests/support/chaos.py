@@ -1,6 +1,6 @@
-"""Pieces of the chaos test (tests/test_chaos.py): a receiver that fails some first attempts and
-records every POST, a paced load client for the gateway, deterministic payloads, and the
-committed-offset check of a consumer group."""
+"""Pieces of the chaos test (tests/pipeline/test_chaos.py): a receiver that fails some first
+attempts and records every POST, a paced load client for the gateway, deterministic payloads,
+and the committed-offset check of a consumer group."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import random
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +17,7 @@ from aiohttp import web
 from confluent_kafka import Consumer, TopicPartition
 
 from schemas import records
-from tests.support.receiver import serve
+from tests.support.receiver import Receiver
 from webhookmaster import signing
 from webhookmaster.settings import Settings
 
@@ -66,30 +65,18 @@ class Post:
     status: int = 0  # what the receiver answered (0: not answered)
 
 
-class ChaosReceiver:
+class ChaosReceiver(Receiver):
     """A real HTTP receiver on 127.0.0.1: records every POST when it arrives (before reading
     its body), answers 500/503 to the first POSTs of a webhook as :func:`failures_for` says
-    (by the ``seq`` in its body), 200 otherwise."""
+    (by the ``seq`` in its body), 200 otherwise; ``wait_for`` re-checks at every answer."""
+
+    METHOD = "POST"
 
     def __init__(self) -> None:
+        super().__init__()
         self.posts: list[Post] = []
         self.by_id: defaultdict[str, list[Post]] = defaultdict(list)
         self.delivered: set[str] = set()  # ids answered 2xx at least once
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-        self._answered = asyncio.Condition()
-
-    async def wait_for(self, check: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``check()`` holds (re-checked at every answer), at most ``timeout``."""
-        async with self._answered:
-            try:
-                await asyncio.wait_for(self._answered.wait_for(check), timeout)
-            except TimeoutError:
-                return check()
-        return True
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
 
     async def _handle(self, request: web.Request) -> web.Response:
         webhook_id = request.headers.get("webhook-id", "")
@@ -103,17 +90,9 @@ class ChaosReceiver:
         post.status = (503 if earlier else 500) if fail else 200
         if post.status == 200:
             self.delivered.add(webhook_id)
-        async with self._answered:
-            self._answered.notify_all()
+        async with self._changed:
+            self._changed.notify_all()
         return web.Response(status=post.status, text="no" if fail else "ok")
-
-    async def start(self) -> ChaosReceiver:
-        self._runner, self.port = await serve(self._handle, "POST")
-        return self
-
-    async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -136,3 +136,23 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+async def run_bounded(
+    *args: str, timeout: float, cwd: Path | None = None, merge_stderr: bool = False
+) -> tuple[int, bytes, bytes]:
+    """Run ``args`` to its end: exit code, standard output and error (the error folded into
+    the output with ``merge_stderr``). Past ``timeout`` it is killed and TimeoutError raised."""
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
+        cwd=cwd,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc.returncode or 0, out, err or b""

@@ -8,6 +8,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Self
 
 from aiohttp import web
 
@@ -30,6 +31,10 @@ class Reply:
 
 
 class Receiver:
+    """Records every request (``hits``) and answers each path from its script."""
+
+    METHOD = "*"  # the HTTP methods it serves
+
     def __init__(self) -> None:
         self.hits: list[Hit] = []
         self.scripts: dict[str, list[Reply]] = defaultdict(list)
@@ -76,8 +81,8 @@ class Receiver:
             await asyncio.sleep(reply.delay_s)
         return web.Response(status=reply.status, text=reply.body, headers=reply.headers)
 
-    async def start(self) -> Receiver:
-        self._runner, self.port = await serve(self._handle, "*")
+    async def start(self) -> Self:
+        self._runner, self.port = await serve(self._handle, self.METHOD)
         return self
 
     async def stop(self) -> None:
