@@ -6,17 +6,12 @@ import asyncio
 import logging
 
 from delivery_agents.agent import GROUP_ID, Agent
-from webhookmaster import health_server, lifecycle, logs
+from webhookmaster import health_server, lifecycle
 from webhookmaster.kafka_clients import AsyncProducer, producer_config
 from webhookmaster.settings import Settings
 from webhookmaster.subscription_table import SubscriptionTable
 
 log = logging.getLogger(__name__)
-
-
-def run(settings: Settings) -> int:
-    logs.configure(settings.log_level, "agent")
-    return lifecycle.run(serve(settings), settings.uvloop)
 
 
 async def serve(

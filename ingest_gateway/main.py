@@ -11,7 +11,7 @@ from aiohttp import web
 from ingest_gateway.app import TABLE_LOADER, create_app
 from ingest_gateway.http_server import HardenedAppRunner
 from ingest_gateway.producing import MESSAGE_TIMEOUT_MS, QUEUE_WAIT_S
-from webhookmaster import lifecycle, logs
+from webhookmaster import lifecycle
 from webhookmaster.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,3 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
             relay.cancel()
         await runner.cleanup()
     return code
-
-
-def run(settings: Settings) -> int:
-    """Entry point of ``webhookmaster gateway``."""
-    logs.configure(settings.log_level, "gateway")
-    return lifecycle.run(serve(settings), settings.uvloop)

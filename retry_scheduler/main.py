@@ -6,16 +6,11 @@ import asyncio
 import logging
 
 from retry_scheduler.scheduler import Scheduler
-from webhookmaster import health_server, lifecycle, logs
+from webhookmaster import health_server, lifecycle
 from webhookmaster.kafka_clients import AsyncProducer, producer_config
 from webhookmaster.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def run(settings: Settings) -> int:
-    logs.configure(settings.log_level, "scheduler")
-    return lifecycle.run(serve(settings), settings.uvloop)
 
 
 async def serve(

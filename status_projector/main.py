@@ -8,17 +8,12 @@ import logging
 
 from status_projector.consumer import FatalConsumerError, ProjectorConsumer
 from status_projector.store import Store
-from webhookmaster import health_server, lifecycle, logs
+from webhookmaster import health_server, lifecycle
 from webhookmaster.settings import Settings
 
 log = logging.getLogger(__name__)
 
 PING_INTERVAL_S = 5.0
-
-
-def run(settings: Settings) -> int:
-    logs.configure(settings.log_level, "projector")
-    return lifecycle.run(serve(settings), settings.uvloop)
 
 
 async def serve(

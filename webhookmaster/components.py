@@ -14,7 +14,7 @@ from webhookmaster.settings import Settings
 @dataclass(frozen=True)
 class Component:
     name: str  # the CLI subcommand
-    module: str  # the module whose ``run(settings) -> int`` runs it
+    module: str  # the module whose ``serve(settings)`` coroutine runs it to its exit code
     port_setting: str  # the Settings field of its HTTP port
     description: str  # what it is, in the stack's listing
     help: str  # the CLI subcommand's help, after "run"

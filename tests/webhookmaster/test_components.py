@@ -21,7 +21,7 @@ def test_cli_has_one_subcommand_per_component() -> None:
 
 @pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: c.name)
 def test_entry_point_and_port_setting(component: Component) -> None:
-    assert callable(importlib.import_module(component.module).run)
+    assert callable(importlib.import_module(component.module).serve)
     assert component.port(settings_mod.load({component.port_env: "12345"})) == 12345
     assert component.argv()[-2:] == ["webhookmaster", component.name]
 
