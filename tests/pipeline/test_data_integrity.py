@@ -222,15 +222,8 @@ async def test_a_replay_after_the_subscription_is_gone_leaves_delivered_webhooks
             produce_ingest(settings, *batch)
             assert await receiver.wait_for(lambda: len(receiver.hits) == 50, WAIT)
 
-        async def delivered() -> bool:
-            return (
-                await db.fetchval(
-                    "SELECT count(*) FROM webhooks WHERE id = ANY($1) AND status = 'DELIVERED'", ids
-                )
-                == 50
-            )
-
-        assert await eventually(delivered, timeout=WAIT)
+        delivered = "SELECT count(*) FROM webhooks WHERE id = ANY($1) AND status = 'DELIVERED'"
+        assert await eventually(lambda: _counted(db, delivered, ids, 50), timeout=WAIT)
         delete_subscription(settings, sub)
         # The agents' group rewinds, as after a crash before its commit: every record is
         # redelivered, now to a subscription that no longer exists.
@@ -239,15 +232,8 @@ async def test_a_replay_after_the_subscription_is_gone_leaves_delivered_webhooks
             letters = await read(settings, DEAD_LETTER, 50)
         assert {letter["webhook_id"] for letter in letters} == set(ids)
 
-        async def recorded() -> bool:
-            return (
-                await db.fetchval(
-                    "SELECT count(*) FROM dead_letters WHERE webhook_id = ANY($1)", ids
-                )
-                == 50
-            )
-
-        assert await eventually(recorded, timeout=WAIT)
+        recorded = "SELECT count(*) FROM dead_letters WHERE webhook_id = ANY($1)"
+        assert await eventually(lambda: _counted(db, recorded, ids, 50), timeout=WAIT)
     finally:
         stop.set()
         assert await asyncio.wait_for(projector, 30) == 0
@@ -266,3 +252,8 @@ def rewind_agents(settings: Settings) -> None:
     )
     for future in admin.alter_consumer_group_offsets([request]).values():
         future.result(timeout=30)
+
+
+async def _counted(db: asyncpg.Connection, count_sql: str, ids: list[str], want: int) -> bool:
+    """Whether ``count_sql`` (a count over the ids ``$1``) counts ``want``."""
+    return await db.fetchval(count_sql, ids) == want

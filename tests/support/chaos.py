@@ -124,30 +124,21 @@ class Item:
     body: bytes
 
 
+@dataclass
 class Load:
     """Sends ``items`` to the gateway at ``rate`` per second with ``workers`` concurrent
     clients; an item answered otherwise than 202 (the broker away: 503) is tried again, for at
     most ``give_up_s``. Progress is in :attr:`result`."""
 
-    def __init__(
-        self,
-        url: str,
-        items: list[Item],
-        rate: float,
-        workers: int,
-        event_type: str,
-        fanout_subs: dict[str, dict[str, Any]],
-        give_up_s: float = 120.0,
-    ) -> None:
-        self.url = url
-        self.items = items
-        self.rate = rate
-        self.workers = workers
-        self.event_type = event_type
-        self.fanout_subs = fanout_subs
-        self.give_up_s = give_up_s
-        self.result = LoadResult()
-        self._progress = asyncio.Condition()
+    url: str
+    items: list[Item]
+    rate: float
+    workers: int
+    event_type: str
+    fanout_subs: dict[str, dict[str, Any]]
+    give_up_s: float = 120.0
+    result: LoadResult = field(default_factory=LoadResult)
+    _progress: asyncio.Condition = field(default_factory=asyncio.Condition, repr=False)
 
     async def wait_items(self, count: int, timeout: float) -> bool:
         """Wait until ``count`` items are done (accepted or given up), at most ``timeout``."""
