@@ -26,7 +26,6 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from delivery_agents.agent import GROUP_ID as AGENT_GROUP
 from devstack import kafka_broker
@@ -43,6 +42,7 @@ from tests.support.chaos import (
 )
 from tests.support.env import TEST_ENV, clean_env
 from tests.support.processes import ComponentProcess
+from tests.support.topics import read_to_end
 from tests.support.waiting import eventually
 from webhookmaster import retry_ladder
 from webhookmaster import settings as settings_mod
@@ -231,36 +231,11 @@ async def inject_faults(stack: Stack, load: Load, receiver: ChaosReceiver, run: 
 def read_attempt_events(settings: Settings) -> dict[str, set[Any]]:
     """Every record of the attempts topic, read up to the high watermarks: the distinct
     published outcomes per webhook id (an identical record published twice counts once)."""
-    topic = settings.topic(ATTEMPTS)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap,
-            "group.id": "chaos-read",
-            "enable.auto.commit": False,
-            "log_level": 3,
-        }
-    )
     events: dict[str, set[Any]] = {}
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in parts
-        }
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-        positions = dict.fromkeys(parts, 0)
-        deadline = time.monotonic() + 60
-        while any(positions[p] < ends[p] for p in parts) and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, 0.5):
-                if msg.error() is not None:
-                    continue
-                positions[msg.partition()] = msg.offset() + 1
-                event = orjson.loads(msg.value())
-                key = event.get("attempt_id") or (event["attempt_number"], event["started_at"])
-                events.setdefault(event["webhook_id"], set()).add((key, event.get("status_code")))
-        assert all(positions[p] >= ends[p] for p in parts), f"attempts not read: {positions}"
-    finally:
-        consumer.close()
+    for msg in read_to_end(settings, settings.topic(ATTEMPTS)):
+        event = orjson.loads(msg.value())
+        key = event.get("attempt_id") or (event["attempt_number"], event["started_at"])
+        events.setdefault(event["webhook_id"], set()).add((key, event.get("status_code")))
     return events
 
 

@@ -94,15 +94,15 @@ async def committed_to_end(settings: Settings, partition: int) -> bool:
             probe.close()
         return tp.offset, high
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while True:
+    async def at_end() -> bool:
         committed, high = await asyncio.to_thread(check)
-        if committed == high:
-            return True
-        if loop.time() > deadline:
-            raise AssertionError(f"partition {partition}: committed {committed}, end {high}")
-        await asyncio.sleep(0.2)
+        return committed == high
+
+    return bool(
+        await eventually(
+            at_end, timeout=WAIT, interval=0.2, what=f"partition {partition} committed to its end"
+        )
+    )
 
 
 async def test_hostile_records_are_dead_lettered_and_the_partition_moves_on(

@@ -1,5 +1,5 @@
-"""The one topic reader: records read from the start of a real topic with a fresh consumer
-group, bounded in time, as messages or decoded."""
+"""The topic reader: records read from the start of a real topic, bounded in time, as messages
+or decoded (``consume`` a count of them with a fresh group, ``read_to_end`` all there are)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, Message
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from schemas import records
 from schemas.topics import INGEST
@@ -32,6 +32,30 @@ def consume(settings: Settings, topic: str, count: int, timeout: float = 30.0) -
     finally:
         consumer.close()
     return records
+
+
+def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> list[Message]:
+    """Every record ``topic`` holds now (tombstones too), each partition read from its start to
+    its high watermark at the call, by an assigned consumer (no group), within ``timeout``."""
+    consumer = Consumer(consumer_config(settings, f"test-{uuid.uuid4().hex}"))
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        marks = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in parts
+        }
+        positions = {p: low for p, (low, _) in marks.items()}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        found: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while any(positions[p] < high for p, (_, high) in marks.items()):
+            assert time.monotonic() < deadline, f"{topic} not read to its end: {positions}"
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error() is None:
+                    positions[msg.partition()] = msg.offset() + 1
+                    found.append(msg)
+        return found
+    finally:
+        consumer.close()
 
 
 def webhook_view(msg: Message) -> dict[str, Any]:

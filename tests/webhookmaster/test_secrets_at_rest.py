@@ -8,13 +8,11 @@ import asyncio
 import dataclasses
 import os
 import stat
-import time
 import uuid
 from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
@@ -31,9 +29,10 @@ from tests.support.pipeline import create_subscription, running
 from tests.support.processes import run_cli
 from tests.support.receiver import Receiver
 from tests.support.records import produce
+from tests.support.topics import read_to_end
 from tests.support.waiting import eventually
 from webhookmaster import secret_box, signing
-from webhookmaster.kafka_clients import admin_client, consumer_config
+from webhookmaster.kafka_clients import admin_client
 from webhookmaster.secret_box import InvalidToken, SecretBox, SecretKeyError
 from webhookmaster.settings import Settings
 from webhookmaster.subscription_table import Subscription, SubscriptionTable
@@ -187,23 +186,10 @@ def test_stack_folders_are_private(base_settings: Settings) -> None:
 def topic_records(settings: Settings) -> list[tuple[str | None, bytes | None, int]]:
     """Every record the subscriptions topic holds now (key, value, offset), read raw from the
     start as kafka-console-consumer would."""
-    topic = settings.topic(SUBSCRIPTIONS)
-    consumer = Consumer(consumer_config(settings, f"raw-{uuid.uuid4().hex}"))
-    try:
-        tp = TopicPartition(topic, 0)
-        low, high = consumer.get_watermark_offsets(tp, timeout=10)
-        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        out: list[tuple[str | None, bytes | None, int]] = []
-        deadline = time.monotonic() + 30
-        while (not out or out[-1][2] < high - 1) and high > low:
-            assert time.monotonic() < deadline, "topic not read within 30 s"
-            msg = consumer.poll(0.5)
-            if msg is not None and msg.error() is None:
-                key = msg.key().decode() if msg.key() is not None else None
-                out.append((key, msg.value(), msg.offset()))
-        return out
-    finally:
-        consumer.close()
+    return [
+        (msg.key().decode() if msg.key() is not None else None, msg.value(), msg.offset())
+        for msg in read_to_end(settings, settings.topic(SUBSCRIPTIONS), timeout=30)
+    ]
 
 
 def latest(settings: Settings, sub_id: str) -> dict:
@@ -301,10 +287,10 @@ async def test_plain_records_are_rewritten_at_gateway_start_and_still_verify(
         raw = b"".join((v or b"") + (k or "").encode() for k, v, _ in topic_records(settings))
         return b"whsec_" in raw or any(s[6:].encode() in raw for s in secrets.values())
 
-    deadline = time.monotonic() + 120
-    while await asyncio.to_thread(plain_left):
-        assert time.monotonic() < deadline, "the cleaner did not compact the topic in 120 s"
-        await asyncio.sleep(1)
+    async def compacted() -> bool:
+        return not await asyncio.to_thread(plain_left)
+
+    assert await eventually(compacted, timeout=120, interval=1), "the topic was not compacted"
     values = {
         k: orjson.loads(v)
         for k, v, _ in await asyncio.to_thread(topic_records, settings)
