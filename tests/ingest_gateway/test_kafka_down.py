@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devstack import kafka_broker
 from tests.support.env import private_stack_env
-from tests.support.gateway import running_gateway
+from tests.support.gateway import LiveGateway, running_gateway
 from tests.support.ports import free_port
 from tests.support.processes import run_cli
 from tests.support.waiting import eventually
@@ -50,6 +50,10 @@ def _produce_errors(text: str) -> float:
         for s in f.samples
         if s.name == "webhookmaster_gateway_produce_errors_total"
     )
+
+
+async def _not_ready(gw: LiveGateway) -> bool:
+    return (await gw.call("GET", "/readyz")).status == 503
 
 
 async def _timed(coro) -> tuple[float, object]:
@@ -101,10 +105,7 @@ async def test_broker_down_gives_503_with_retry_after(
         metrics = (await gw.call("GET", "/metrics")).body.decode()
         assert _produce_errors(metrics) >= errors_before + 4
 
-        async def not_ready() -> bool:
-            return (await gw.call("GET", "/readyz")).status == 503
-
-        assert await eventually(not_ready, timeout=15)
+        assert await eventually(lambda: _not_ready(gw), timeout=15)
         assert (await gw.call("GET", "/readyz")).json == {"status": "not ready"}
 
 
@@ -117,10 +118,7 @@ async def test_writes_fail_fast_once_kafka_is_known_down(
         down = await asyncio.to_thread(run_cli, env, "stack", "down")
         assert down.returncode == 0, down.stderr
 
-        async def not_ready() -> bool:
-            return (await gw.call("GET", "/readyz")).status == 503
-
-        assert await eventually(not_ready, timeout=15)
+        assert await eventually(lambda: _not_ready(gw), timeout=15)
         writes = [gw.ingest(sub, b'{"n": %d}' % i) for i in range(CLIENTS)]
         writes += [
             gw.call("POST", "/api/events/", json_body={"event_type": "e", "payload": 1}),
