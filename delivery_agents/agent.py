@@ -21,7 +21,7 @@ from delivery_agents.ssrf import GuardedResolver, parse_cidrs
 from schemas import records
 from schemas.records import RecordError, Webhook
 from schemas.topics import INGEST
-from webhookmaster import retry_ladder
+from webhookmaster import retry_ladder, tracing
 from webhookmaster.consumer_thread import ConsumerThread
 from webhookmaster.kafka_clients import (
     AsyncProducer,
@@ -243,6 +243,22 @@ class Agent:
         )
 
     async def _deliver(self, record: Webhook, msg: Message) -> None:
+        """Deliver ``record`` once: under a consumer span that continues its trace when tracing
+        is on."""
+        if not tracing.enabled():
+            return await self._attempt(record, msg)
+        attributes = {
+            "webhookmaster.webhook_id": record.webhook_id,
+            "webhookmaster.subscription_id": record.subscription_id,
+            "webhookmaster.event_type": record.event_type,
+            "webhookmaster.attempt": record.attempt + 1,
+        }
+        with tracing.span(
+            f"deliver {record.event_type}", "consumer", record.traceparent, attributes
+        ):
+            await self._attempt(record, msg)
+
+    async def _attempt(self, record: Webhook, msg: Message) -> None:
         sub_id = record.subscription_id
         assert sub_id is not None
         sub = self.table.get(sub_id)
@@ -266,14 +282,27 @@ class Agent:
             metrics.IN_FLIGHT.inc()
             started = datetime.now(UTC)
             try:
-                result = await http_delivery.post(
-                    self.session, sub.target_url, headers, record.body, self.timeout, self.networks
-                )
+                with tracing.span("POST", "client", None, {"url.full": sub.target_url}) as trace:
+                    if trace is not None:
+                        headers[tracing.HEADER] = trace
+                    result = await http_delivery.post(
+                        self.session,
+                        sub.target_url,
+                        headers,
+                        record.body,
+                        self.timeout,
+                        self.networks,
+                    )
+                    tracing.annotate({"http.response.status_code": result.status_code})
             finally:
                 metrics.IN_FLIGHT.dec()
-        outcome = await self._durably(
-            lambda: self.publisher.outcome(record, sub, started, result, msg)
-        )
+        with tracing.span("publish outcome", "producer") as trace:
+            if trace is not None:
+                record = record.replace(traceparent=trace)  # a retry continues from here
+            outcome = await self._durably(
+                lambda: self.publisher.outcome(record, sub, started, result, msg)
+            )
+            tracing.annotate({"webhookmaster.outcome": outcome})
         metrics.attempts(outcome, result.status_code).inc()
         metrics.DURATION.observe(result.duration_ms / 1000)
         if outcome == "delivered":

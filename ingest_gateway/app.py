@@ -23,6 +23,7 @@ from ingest_gateway.errors import error_middleware
 from ingest_gateway.metrics import metrics_middleware
 from ingest_gateway.producing import producer_extra
 from ingest_gateway.state import GATEWAY, Gateway
+from ingest_gateway.tracing_middleware import tracing_middleware
 from webhookmaster.health_server import add_health_routes
 from webhookmaster.kafka_clients import AsyncProducer, producer_config
 from webhookmaster.settings import Settings
@@ -46,6 +47,8 @@ def create_app(settings: Settings) -> web.Application:
     """The gateway application (Kafka resources start with the app)."""
     gw = Gateway.from_settings(settings)
     middlewares: list[Middleware] = [metrics_middleware, error_middleware]
+    if settings.tracing:
+        middlewares.insert(0, tracing_middleware)
     if gw.api_keys:
         middlewares.append(api_key_middleware(gw.api_keys))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)

@@ -19,6 +19,7 @@ from ingest_gateway.producing import not_acknowledged, produce
 from ingest_gateway.state import Gateway, gateway
 from schemas import json_text, records
 from schemas.topics import INGEST
+from webhookmaster import tracing
 from webhookmaster.subscription_table import Subscription
 
 TOPIC_LABEL = INGEST  # the metrics label: the topic's catalogue suffix
@@ -111,15 +112,21 @@ async def ingest(request: web.Request) -> web.Response:
     _check_event_type(sub, event_type)
     _check_json(body)
     webhook_id = str(uuid.uuid4())
-    record = records.Webhook(
-        webhook_id=webhook_id,
-        subscription_id=sub.id,
-        event_type=event_type,
-        body=body,
-        received_at=records.now_iso(),
-        metadata=_metadata(request),
-    )
-    await produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, body, record.headers())
+    with tracing.span(
+        f"publish {gw.ingest_topic}",
+        "producer",
+        attributes={"webhookmaster.webhook_id": webhook_id},
+    ) as traceparent:
+        record = records.Webhook(
+            webhook_id=webhook_id,
+            subscription_id=sub.id,
+            event_type=event_type,
+            body=body,
+            received_at=records.now_iso(),
+            metadata=_metadata(request),
+            traceparent=traceparent,
+        )
+        await produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, body, record.headers())
     metrics.PAYLOAD_BYTES.observe(len(body))
     metrics.INGEST_SECONDS.labels("ingest").observe(time.perf_counter() - started)
     return json_response({"id": webhook_id, "status": "accepted"}, 202)
@@ -137,19 +144,25 @@ async def fan_out(request: web.Request) -> web.Response:
     metadata = _metadata(request, event_id=event_id)
     ids: list[str] = []
     sends = []
-    for sub in table.matching(event_type):
-        webhook_id = records.derived_id(event_id, sub.id)
-        record = records.Webhook(
-            webhook_id=webhook_id,
-            subscription_id=sub.id,
-            event_type=event_type,
-            body=payload,
-            received_at=received_at,
-            metadata=metadata,
-        )
-        ids.append(webhook_id)
-        sends.append(produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, payload, record.headers()))
-    results = await asyncio.gather(*sends, return_exceptions=True)
+    with tracing.span(
+        f"publish {gw.ingest_topic}", "producer", attributes={"webhookmaster.event_id": event_id}
+    ) as traceparent:
+        for sub in table.matching(event_type):
+            webhook_id = records.derived_id(event_id, sub.id)
+            record = records.Webhook(
+                webhook_id=webhook_id,
+                subscription_id=sub.id,
+                event_type=event_type,
+                body=payload,
+                received_at=received_at,
+                metadata=metadata,
+                traceparent=traceparent,
+            )
+            ids.append(webhook_id)
+            sends.append(
+                produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, payload, record.headers())
+            )
+        results = await asyncio.gather(*sends, return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:
         raise failures[0] if isinstance(failures[0], ApiError) else not_acknowledged()

@@ -22,7 +22,7 @@ from confluent_kafka import KafkaException, Message
 from retry_scheduler import metrics
 from schemas import records
 from schemas.topics import DEAD_LETTER, INGEST
-from webhookmaster import retry_ladder
+from webhookmaster import retry_ladder, tracing
 from webhookmaster.consumer_thread import ConsumerThread
 from webhookmaster.kafka_clients import (
     AsyncProducer,
@@ -145,15 +145,27 @@ class Scheduler:
         task.add_done_callback(self.tasks.discard)
 
     async def _hand_back(self, msg: Message, at: int) -> None:
-        """Produce ``msg`` (value and headers unchanged) to the ingest topic; once Kafka
-        acknowledged it, its offset may be committed. A record Kafka refuses for good is
-        dead-lettered instead, so it cannot hold the partition."""
+        """Produce ``msg`` (value and headers unchanged; with tracing on, its traceparent
+        then names the hand-back span) to the ingest topic; once Kafka acknowledged it, its
+        offset may be committed. A record Kafka refuses for good is dead-lettered instead, so
+        it cannot hold the partition."""
+        headers = record_headers(msg)
+        if not tracing.enabled():
+            return await self._send_back(msg, at, headers)
+        parent = records.valid_traceparent(dict(headers).get(tracing.HEADER))
+        tier = self.tier_names[record_tp(msg)[0]]
+        with tracing.span(f"hand back {tier}", "producer", parent) as trace:
+            assert trace is not None
+            kept = [(k, v) for k, v in headers if k != tracing.HEADER]
+            await self._send_back(msg, at, [*kept, (tracing.HEADER, trace.encode())])
+
+    async def _send_back(
+        self, msg: Message, at: int, headers: list[tuple[str, bytes | None]]
+    ) -> None:
         delay = 0.5
         while True:
             try:
-                await self.producer.send(
-                    self.ingest_topic, msg.value(), msg.key(), headers=record_headers(msg)
-                )
+                await self.producer.send(self.ingest_topic, msg.value(), msg.key(), headers=headers)
                 break
             except ProduceError as exc:
                 if self.stopping.is_set():

@@ -353,6 +353,8 @@ H_RECEIVED_AT = "wm-received-at"
 H_METADATA = "wm-metadata"  # a JSON object
 H_ATTEMPT = "wm-attempt"
 H_DUE_AT = "wm-due-at"
+H_TRACEPARENT = "traceparent"  # W3C trace context; optional, a malformed one is ignored
+TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +371,7 @@ class Webhook:
     metadata: bytes = b"{}"  # a JSON object: source, remote address, idempotency key, ...
     attempt: int = 0  # attempts already made
     due_at: str | None = None  # when this retry was due (set by the ladder)
+    traceparent: str | None = None  # the trace this webhook belongs to (opt-in tracing)
 
     def headers(self) -> list[tuple[str, bytes]]:
         """The record headers that carry everything but the body."""
@@ -384,6 +387,8 @@ class Webhook:
             headers.append((H_ATTEMPT, str(self.attempt).encode()))
         if self.due_at is not None:
             headers.append((H_DUE_AT, self.due_at.encode()))
+        if self.traceparent is not None:
+            headers.append((H_TRACEPARENT, self.traceparent.encode()))
         return headers
 
     def replace(self, **changes: Any) -> Webhook:
@@ -447,11 +452,26 @@ def parse_webhook(
         raise RecordError("record has no value")
     found = {}
     for name, raw in headers or ():
-        if name.startswith("wm-") and name not in found:
+        if (name.startswith("wm-") or name == H_TRACEPARENT) and name not in found:
             found[name] = raw
     if H_EVENT_TYPE in found:
-        return _from_headers(value, found, fallback_id, fallback_time, check_body)
-    return _from_envelope(value, fallback_id, fallback_time)
+        record = _from_headers(value, found, fallback_id, fallback_time, check_body)
+    else:
+        record = _from_envelope(value, fallback_id, fallback_time)
+    traceparent = found.get(H_TRACEPARENT)
+    if traceparent is not None:
+        return record.replace(traceparent=valid_traceparent(traceparent))
+    return record
+
+
+def valid_traceparent(raw: bytes | str | None) -> str | None:
+    """``raw`` as text when it is a well-formed W3C traceparent, else None: a bad one is
+    dropped, never an error (tracing must not refuse a webhook)."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("ascii", errors="replace")
+    if raw is not None and TRACEPARENT.match(raw):
+        return raw
+    return None
 
 
 def _header_text(found: dict[str, bytes | None], name: str) -> str | None:

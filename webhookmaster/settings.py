@@ -76,6 +76,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[int, Field(gt=0)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 SecondsOrZero = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Ratio = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Bool = Annotated[bool, BeforeValidator(_bool)]
 Cidrs = Annotated[str, AfterValidator(_cidrs)]
 ApiKeys = Annotated[str, AfterValidator(_api_keys)]
@@ -277,6 +278,26 @@ class Settings(StackSettings):
         "",
         "File holding the Fernet keys instead, one per line, newest first (e.g. a mounted "
         "Kubernetes Secret). Set WM_SECRET_KEYS or this, not both.",
+    )
+    tracing: bool = _setting(
+        "WM_TRACING",
+        False,
+        "Export OpenTelemetry traces over OTLP/HTTP: ingest, produce, delivery attempt, retry "
+        "hand-off; deliveries carry 'traceparent'. Off: no OpenTelemetry code is loaded.",
+        kind=Bool,
+    )
+    otlp_endpoint: str = _setting(
+        "WM_OTLP_ENDPOINT",
+        "",
+        "OTLP/HTTP traces URL (e.g. http://otel-collector:4318/v1/traces). Empty: the standard "
+        "OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables, else http://localhost:4318/v1/traces.",
+    )
+    tracing_sample_ratio: float = _setting(
+        "WM_TRACING_SAMPLE_RATIO",
+        1.0,
+        "Share of new traces recorded (0-1); a producer's traceparent keeps its own sampling "
+        "decision.",
+        kind=Ratio,
     )
 
     def topic(self, suffix: str) -> str:

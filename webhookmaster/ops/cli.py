@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaException
 
-from webhookmaster import __version__, components, lifecycle, logs, secret_box
+from webhookmaster import __version__, components, lifecycle, logs, secret_box, tracing
 from webhookmaster import settings as settings_mod
 from webhookmaster.ops import migrate, topics_admin
 from webhookmaster.ops.errors import CommandError
@@ -70,8 +70,12 @@ def _component(settings: Settings, args: argparse.Namespace) -> int:
     if component.needs_secret_keys:
         secret_box.from_settings(settings)  # no usable key: one clear error line, before anything
     logs.configure(settings.log_level, component.name)
+    tracing.setup(settings, component.name)
     module = importlib.import_module(component.module)
-    status: int = lifecycle.run(module.serve(settings), settings.uvloop)
+    try:
+        status: int = lifecycle.run(module.serve(settings), settings.uvloop)
+    finally:
+        tracing.shutdown()
     return status
 
 
