@@ -13,19 +13,18 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
-from confluent_kafka import Producer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from schemas import records
 from schemas.topics import INGEST
-from tests.pipeline import create_subscription
-from tests.processes import Component
-from tests.receiver import Receiver, Reply
+from tests.support.fixtures_processes import MakeComponent
+from tests.support.pipeline import create_subscription
+from tests.support.receiver import Receiver, Reply, serve
+from tests.support.records import produce
 from webhookmaster import signing
 from webhookmaster.settings import PROJECT_ROOT, Settings
 
@@ -54,13 +53,7 @@ class Collector:
         self.url = ""
 
     async def start(self) -> Collector:
-        app = web.Application()
-        app.router.add_post("/v1/traces", self._export)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
+        self._runner, port = await serve(self._export, "POST")
         self.url = f"http://127.0.0.1:{port}/v1/traces"
         return self
 
@@ -110,13 +103,6 @@ async def collector() -> AsyncIterator[Collector]:
     await found.stop()
 
 
-def _spawn(name: str, settings: Settings, tmp_path: Path, started: list[Component]) -> Component:
-    component = Component(name, settings, tmp_path)
-    component.env["OTEL_BSP_SCHEDULE_DELAY"] = "100"  # export spans within 0.1 s
-    started.append(component.start())
-    return component
-
-
 def _one(spans: list[Span], **where: object) -> Span:
     found = [s for s in spans if all(getattr(s, k) == v for k, v in where.items())]
     assert len(found) == 1, (where, spans)
@@ -124,18 +110,20 @@ def _one(spans: list[Span], **where: object) -> Span:
 
 
 async def test_one_trace_from_the_producer_through_a_retry_to_the_delivery(
-    settings: Settings, receiver: Receiver, collector: Collector, tmp_path: Path
+    settings: Settings, receiver: Receiver, collector: Collector, make_component: MakeComponent
 ) -> None:
     settings = dataclasses.replace(settings, tracing=True, otlp_endpoint=collector.url)
     receiver.script("/hook", Reply(500), then=Reply(200))
     secret = signing.new_secret()
     sub = create_subscription(settings, receiver.url("/hook"), secret=secret)
     direct_sub = create_subscription(settings, receiver.url("/direct"))
-    started: list[Component] = []
+    # OTEL_BSP_SCHEDULE_DELAY: export spans within 0.1 s
+    started = [
+        make_component(name, settings, OTEL_BSP_SCHEDULE_DELAY="100")
+        for name in ("gateway", "agent", "scheduler")
+    ]
+    gateway = started[0]
     try:
-        gateway = _spawn("gateway", settings, tmp_path, started)
-        for name in ("agent", "scheduler"):
-            _spawn(name, settings, tmp_path, started)
         await asyncio.gather(*(c.wait_ready() for c in started))
 
         url = f"http://127.0.0.1:{gateway.port}/api/ingest/{sub}/?event_type=order.created"
@@ -160,9 +148,7 @@ async def test_one_trace_from_the_producer_through_a_retry_to_the_delivery(
             received_at=records.now_iso(),
             traceparent=f"00-{direct_trace}-b7ad6b7169203331-01",
         )
-        producer = Producer({"bootstrap.servers": settings.bootstrap})
-        producer.produce(settings.topic(INGEST), record.body, direct_sub, headers=record.headers())
-        assert producer.flush(30) == 0
+        produce(settings, [(INGEST, direct_sub, record.body)], headers=record.headers())
 
         assert await receiver.wait_for(
             lambda: len(receiver.on("/hook")) == 2 and len(receiver.on("/direct")) == 1, WAIT_S
