@@ -22,6 +22,7 @@ from schemas import records
 from schemas.topics import INGEST, SUBSCRIPTIONS
 from webhookmaster import settings as settings_mod
 from webhookmaster import signing
+from webhookmaster.kafka_clients import client_config
 from webhookmaster.ops import topics_admin
 from webhookmaster.settings import PROJECT_ROOT, Settings, to_env
 
@@ -136,7 +137,7 @@ def wait_count(receiver_port: int, target: int, timeout: float, key: str = "uniq
 
 
 def create_subscriptions(settings: Settings, urls: list[str], secret: str = "") -> list[str]:
-    producer = Producer({"bootstrap.servers": settings.bootstrap, "acks": "all"})
+    producer = Producer(client_config(settings, {"acks": "all"}))
     ids = []
     for url in urls:
         sub_id = str(uuid.uuid4())
@@ -164,14 +165,16 @@ def create_subscriptions(settings: Settings, urls: list[str], secret: str = "") 
 def produce_webhooks(settings: Settings, sub_ids: list[str], count: int) -> float:
     """Produce ``count`` ingest records round-robin over ``sub_ids``; returns records/s."""
     producer = Producer(
-        {
-            "bootstrap.servers": settings.bootstrap,
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 500_000,
-        }
+        client_config(
+            settings,
+            {
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 500_000,
+            },
+        )
     )
     topic = settings.topic(INGEST)
     started = time.perf_counter()
@@ -210,12 +213,14 @@ def read_topic(settings: Settings, suffix: str, count: int, timeout: float = 60)
     from confluent_kafka import Consumer
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap,
-            "group.id": f"bench-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        client_config(
+            settings,
+            {
+                "group.id": f"bench-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+        )
     )
     consumer.subscribe([settings.topic(suffix)])
     out: list[dict] = []

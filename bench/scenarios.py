@@ -21,6 +21,7 @@ from bench.harness import (
     wait_http,
 )
 from schemas.topics import ATTEMPTS, INGEST
+from webhookmaster.kafka_clients import client_config
 from webhookmaster.settings import Settings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -326,12 +327,14 @@ def projection(settings: Settings, count: int) -> dict[str, Any]:
 
     s = fresh(settings)
     producer = Producer(
-        {
-            "bootstrap.servers": s.bootstrap,
-            "acks": "all",
-            "linger.ms": 5,
-            "queue.buffering.max.messages": 500_000,
-        }
+        client_config(
+            s,
+            {
+                "acks": "all",
+                "linger.ms": 5,
+                "queue.buffering.max.messages": 500_000,
+            },
+        )
     )
     sub = str(uuid_mod.uuid4())
     now = records.now_iso()

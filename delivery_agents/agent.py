@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import aiohttp
-from confluent_kafka import Message
+from confluent_kafka import KafkaException, Message
 
 from delivery_agents import http_delivery, metrics
 from delivery_agents.outcomes import Publisher, dead_letter, seconds_since
@@ -41,6 +41,7 @@ T = TypeVar("T")
 GROUP_ID = "agents"
 FETCH_BATCH = 500
 LOCAL_TRIES = 3  # tries of a record that raised before it is dead-lettered
+LAG_EVERY_S = 2.0  # between two measures of the ingest lag gauge
 
 
 class RecordRefused(Exception):
@@ -111,7 +112,11 @@ class Agent:
                 await self._finish()
 
     async def _fetch_loop(self) -> None:
+        next_lag = 0.0
         while not self.stopping.is_set():
+            if time.monotonic() >= next_lag:
+                next_lag = time.monotonic() + LAG_EVERY_S
+                await self.consumer.call(self._measure_lag)
             room = self.capacity - self.held
             if room <= 0:
                 self.space.clear()
@@ -127,6 +132,20 @@ class Agent:
                 task = asyncio.create_task(self._handle(msg))
                 self.tasks.add(task)
                 task.add_done_callback(self._finished)
+
+    def _measure_lag(self) -> None:
+        """Set the ingest lag gauge: records beyond this agent's position on its partitions
+        (on the consumer's thread)."""
+        lag = 0
+        try:
+            for tp, position in self.consumer.positions(sorted(self.consumer.assigned)).items():
+                _, high = self.consumer.watermarks(tp)
+                if position >= 0 and high >= 0:
+                    lag += max(0, high - position)
+        except KafkaException as exc:  # revoked meanwhile, broker away: measured next time
+            log.debug("ingest lag: %s", exc)
+            return
+        metrics.INGEST_LAG.set(lag)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)

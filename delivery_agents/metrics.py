@@ -26,6 +26,13 @@ DEAD_LETTERED = Counter(
     "Records sent to the dead-letter topic, by reason kind.",
     ["kind"],
 )
+# Every kind exported from the start (at 0): rate() and increase() then see the first one.
+for _kind in ("unreadable", "subscription", "exhausted", "error"):
+    DEAD_LETTERED.labels(_kind)
+INGEST_LAG = Gauge(
+    "webhookmaster_ingest_lag_records",
+    "Records on this agent's ingest partitions beyond its position (high watermark - position).",
+)
 
 
 def status_class(status: int | None) -> str:

@@ -1,11 +1,18 @@
 """A single-node Apache Kafka broker (KRaft, broker and controller in one JVM) on 127.0.0.1,
-assembled from Maven Central jars with Maven, data kept in the state folder."""
+assembled from Maven Central jars with Maven, data kept in the state folder.
+
+Any Apache Kafka from 3.9 on (``WM_KAFKA_VERSION``): 3.9 brought what the stack relies on,
+``kafka-storage format --standalone`` and ``controller.quorum.bootstrap.servers`` (KIP-853).
+The same main classes start 3.9 and 4.x, and both log through log4j2 with one configuration:
+their POMs name no logging backend (the release tarballs ship reload4j for 3.9, log4j2 for 4.x),
+so the stack adds the slf4j-to-log4j2 bridge either way (kafka-pom.xml)."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -17,7 +24,62 @@ from devstack.errors import StackError
 from webhookmaster.settings import Settings
 
 JAVA_MIN = 17
+KAFKA_MIN = (3, 9)
 TOOL_HEAP = "-Xmx256m"  # StorageTool runs need little memory, whatever the broker's heap
+
+
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class SecureListeners:
+    """Extra listeners beside the plain one, to try client security locally (the tests):
+    ``ssl_port`` takes TLS with a client certificate signed by ``ca_file`` (mutual TLS),
+    ``sasl_ssl_port`` takes SASL over TLS with SCRAM-SHA-256, SCRAM-SHA-512 (credentials made
+    at format time) and PLAIN, for each of ``users``. The broker keeps talking to itself over
+    the plain listener."""
+
+    keystore: Path  # PKCS12: the broker's key and certificate (names 127.0.0.1, localhost)
+    keystore_password: str
+    ca_file: Path  # PEM: the CA the SSL listener trusts for client certificates
+    ssl_port: int | None = None
+    sasl_ssl_port: int | None = None
+    users: tuple[tuple[str, str], ...] = ()  # (name, password)
+
+    def listeners(self) -> list[tuple[str, int]]:
+        """(listener name = security protocol, port) of each extra listener."""
+        found = [("SSL", self.ssl_port), ("SASL_SSL", self.sasl_ssl_port)]
+        return [(name, port) for name, port in found if port is not None]
+
+    def properties(self) -> list[str]:
+        """The server.properties lines of the TLS material and the SASL mechanisms."""
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        plain_users = " ".join(f'user_{name}="{password}"' for name, password in self.users)
+        return [
+            "ssl.keystore.type=PKCS12",
+            f"ssl.keystore.location={self.keystore}",
+            f"ssl.keystore.password={self.keystore_password}",
+            f"ssl.key.password={self.keystore_password}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.ca_file}",
+            "listener.name.ssl.ssl.client.auth=required",
+            f"sasl.enabled.mechanisms={','.join(SCRAM_MECHANISMS)},PLAIN",
+            *(
+                f"listener.name.sasl_ssl.{m.lower()}.sasl.jaas.config={scram}"
+                for m in SCRAM_MECHANISMS
+            ),
+            "listener.name.sasl_ssl.plain.sasl.jaas.config="
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
+        ]
+
+    def format_args(self) -> list[str]:
+        """StorageTool arguments that create the users' SCRAM credentials."""
+        return [
+            arg
+            for name, password in self.users
+            for mechanism in SCRAM_MECHANISMS
+            for arg in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
+        ]
 
 
 def paths(settings: Settings) -> dict[str, Path]:
@@ -51,8 +113,22 @@ def check_java(settings: Settings) -> None:
         raise StackError(f"Kafka needs Java {JAVA_MIN}+, {exe} is Java {major}: set WM_JAVA")
 
 
+def check_version(version: str) -> None:
+    """Raise unless ``version`` names an Apache Kafka release the stack can run (3.9+)."""
+    match = re.match(r"(\d+)\.(\d+)\.\d+$", version)
+    if match is None:
+        raise StackError(f"WM_KAFKA_VERSION {version!r} is not a Kafka release such as 4.1.1")
+    if (int(match.group(1)), int(match.group(2))) < KAFKA_MIN:
+        raise StackError(
+            f"the local stack runs Apache Kafka {KAFKA_MIN[0]}.{KAFKA_MIN[1]} or newer "
+            f"(WM_KAFKA_VERSION is {version}): older releases cannot format a standalone "
+            "KRaft controller"
+        )
+
+
 def assemble(settings: Settings) -> Path:
     """The folder of broker jars, fetched with Maven on first use."""
+    check_version(settings.kafka_version)
     libs = paths(settings)["libs"]
     if (libs / f"kafka_2.13-{settings.kafka_version}.jar").exists():
         return libs
@@ -90,19 +166,27 @@ def assemble(settings: Settings) -> Path:
     return libs
 
 
-def _write_config(settings: Settings) -> None:
+def _write_config(settings: Settings, secure: SecureListeners | None = None) -> None:
     p = paths(settings)
     port, cport = settings.kafka_port, settings.kafka_controller_port
+    extra = secure.listeners() if secure else []
+    listeners = ",".join(
+        [f"PLAINTEXT://127.0.0.1:{port}", f"CONTROLLER://127.0.0.1:{cport}"]
+        + [f"{name}://127.0.0.1:{extra_port}" for name, extra_port in extra]
+    )
+    protocols = ",".join(
+        ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"] + [f"{n}:{n}" for n, _ in extra]
+    )
     p["config"].write_text(
         "\n".join(
             [
                 "node.id=1",
                 "process.roles=broker,controller",
-                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
+                f"listeners={listeners}",
+                f"advertised.listeners={listeners}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"listener.security.protocol.map={protocols}",
                 f"controller.quorum.bootstrap.servers=127.0.0.1:{cport}",
                 f"log.dirs={p['data']}",
                 "num.partitions=1",
@@ -119,6 +203,7 @@ def _write_config(settings: Settings) -> None:
                 "group.consumer.min.session.timeout.ms=6000",
                 "group.consumer.session.timeout.ms=10000",
                 "auto.create.topics.enable=false",
+                *(secure.properties() if secure else []),
                 "",
             ]
         )
@@ -139,7 +224,7 @@ def _java_argv(settings: Settings, main: str, *args: str, heap: str | None = Non
     ]
 
 
-def _format_storage(settings: Settings) -> None:
+def _format_storage(settings: Settings, secure: SecureListeners | None = None) -> None:
     p = paths(settings)
     if (p["data"] / "meta.properties").exists():
         return
@@ -160,6 +245,7 @@ def _format_storage(settings: Settings) -> None:
             "-c",
             str(p["config"]),
             "--standalone",
+            *(secure.format_args() if secure else []),
             heap=TOOL_HEAP,
         ),
         capture_output=True,
@@ -201,8 +287,9 @@ def secure_dirs(settings: Settings) -> None:
         folder.chmod(0o700)
 
 
-def start(settings: Settings) -> str:
-    """Start the broker unless it already runs; wait until it answers. Returns a status line."""
+def start(settings: Settings, secure: SecureListeners | None = None) -> str:
+    """Start the broker unless it already runs; wait until it answers. Returns a status line.
+    ``secure`` adds TLS and SASL listeners (applied when the broker is first formatted)."""
     p = paths(settings)
     secure_dirs(settings)
     if running(settings):
@@ -217,9 +304,11 @@ def start(settings: Settings) -> str:
     processes.require_free_port(
         settings.kafka_controller_port, "Kafka controller", "WM_KAFKA_CONTROLLER_PORT"
     )
+    for name, extra_port in secure.listeners() if secure else []:
+        processes.require_free_port(extra_port, f"Kafka {name} listener", "the listener's port")
     assemble(settings)
-    _write_config(settings)
-    _format_storage(settings)
+    _write_config(settings, secure)
+    _format_storage(settings, secure)
     pid = processes.start(_java_argv(settings, "kafka.Kafka", str(p["config"])), p["log"], p["pid"])
     ok = processes.wait_until(
         lambda: responds(settings),

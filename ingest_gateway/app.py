@@ -1,4 +1,5 @@
-"""The gateway's aiohttp application: routes, middlewares, and the Kafka resources' lifecycle.
+"""The gateway's aiohttp application: routes (from :mod:`ingest_gateway.routes`), middlewares, and
+the Kafka resources' lifecycle.
 
 At startup the app creates the producer and the subscription table and starts two background
 tasks: one loads the table to the end (then it keeps following the topic) and then rewrites the
@@ -17,14 +18,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from ingest_gateway import ingest_api, openapi, secret_migration, status_api, subscriptions_api
+from ingest_gateway import routes, secret_migration, status_api
 from ingest_gateway.auth import api_key_middleware
 from ingest_gateway.errors import error_middleware
 from ingest_gateway.metrics import metrics_middleware
 from ingest_gateway.producing import producer_extra
 from ingest_gateway.state import GATEWAY, Gateway
 from ingest_gateway.tracing_middleware import tracing_middleware
-from webhookmaster.health_server import add_health_routes
+from webhookmaster.health_server import READY
 from webhookmaster.kafka_clients import AsyncProducer, producer_config
 from webhookmaster.settings import Settings
 from webhookmaster.subscription_table import SubscriptionTable
@@ -54,11 +55,9 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[GATEWAY] = gw
     app.cleanup_ctx.append(kafka_resources)
-    add_health_routes(app, gw.ready)
-    openapi.setup(app)
-    subscriptions_api.setup(app)
-    ingest_api.setup(app)
-    status_api.setup(app, settings)
+    app[READY] = gw.ready
+    status_api.add_pool(app, settings)
+    routes.register(app)  # every route of the table, and the OpenAPI document of it
     return app
 
 

@@ -12,9 +12,10 @@ from typing import Any
 from aiohttp import web
 
 from ingest_gateway import metrics, validation
+from ingest_gateway.api_models import FanoutAccepted, IngestAccepted
 from ingest_gateway.auth import authenticate_ingest, authenticate_unknown_ingest
 from ingest_gateway.errors import ApiError, not_found, too_large, validation_error
-from ingest_gateway.jsonio import json_response
+from ingest_gateway.jsonio import model_response
 from ingest_gateway.producing import not_acknowledged, produce
 from ingest_gateway.state import Gateway, gateway
 from schemas import json_text, records
@@ -129,7 +130,7 @@ async def ingest(request: web.Request) -> web.Response:
         await produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, body, record.headers())
     metrics.PAYLOAD_BYTES.observe(len(body))
     metrics.INGEST_SECONDS.labels("ingest").observe(time.perf_counter() - started)
-    return json_response({"id": webhook_id, "status": "accepted"}, 202)
+    return model_response(IngestAccepted(id=webhook_id, status="accepted"), 202)
 
 
 async def fan_out(request: web.Request) -> web.Response:
@@ -168,10 +169,4 @@ async def fan_out(request: web.Request) -> web.Response:
         raise failures[0] if isinstance(failures[0], ApiError) else not_acknowledged()
     metrics.PAYLOAD_BYTES.observe(len(body))
     metrics.INGEST_SECONDS.labels("fanout").observe(time.perf_counter() - started)
-    return json_response({"event_id": event_id, "ids": ids, "status": "accepted"}, 202)
-
-
-def setup(app: web.Application) -> None:
-    """Register the ingest and fan-out routes."""
-    app.router.add_post("/api/ingest/{subscription_id}/", ingest, name="ingest")
-    app.router.add_post("/api/events/", fan_out, name="events")
+    return model_response(FanoutAccepted(event_id=event_id, ids=ids, status="accepted"), 202)

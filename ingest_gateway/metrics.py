@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
     "webhookmaster_gateway_requests_total",
@@ -30,6 +30,12 @@ PRODUCE_ERRORS = Counter(
     "webhookmaster_gateway_produce_errors_total",
     "Records Kafka did not acknowledge (error or timeout), by topic.",
     ["topic"],
+)
+for _topic in ("ingest", "subscriptions"):  # exported at 0: rate() sees the first error
+    PRODUCE_ERRORS.labels(_topic)
+DB_UP = Gauge(
+    "webhookmaster_gateway_db_up",
+    "1 when the status API's PostgreSQL answered the last query or ping, else 0.",
 )
 PAYLOAD_BYTES = Histogram(
     "webhookmaster_gateway_payload_bytes",

@@ -8,6 +8,9 @@ bodies; PostgreSQL unreachable is 503 with Retry-After.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +20,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from ingest_gateway import pagination, status_queries
+from ingest_gateway import metrics, pagination, status_queries
 from ingest_gateway.errors import ApiError, not_found, unavailable, validation_error
 from ingest_gateway.jsonio import json_response
 from schemas.records import Status
@@ -29,6 +32,7 @@ POOL = web.AppKey("status_pool", asyncpg.Pool)
 SETTINGS = web.AppKey("status_settings", Settings)
 
 DEFAULT_LIMIT = 20
+PING_INTERVAL_S = 5.0  # between two PostgreSQL pings (webhookmaster_gateway_db_up)
 STATUSES = tuple(Status)
 BAD_CURSOR = "cursor is not one this API returned"
 
@@ -46,20 +50,42 @@ DB_DOWN = (
 
 
 def setup(app: web.Application, settings: Settings) -> None:
-    """Register the status routes and the asyncpg pool (created and closed with the app)."""
+    """The status API alone on ``app``: its pool (:func:`add_pool`) and its routes from the
+    route table."""
+    from ingest_gateway import routes  # the table imports this module's handlers
+
+    add_pool(app, settings)
+    routes.register(app, tag="status")
+
+
+def add_pool(app: web.Application, settings: Settings) -> None:
+    """The asyncpg pool the handlers use, created and closed with the app."""
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_pool_context)
-    app.router.add_get("/api/status/{webhook_id}/", _handler(webhook_status))
-    app.router.add_get("/api/subscriptions/{id}/history/", _handler(subscription_history))
-    app.router.add_get("/api/webhooks/", _handler(list_webhooks))
 
 
 async def _pool_context(app: web.Application) -> AsyncIterator[None]:
     app[POOL] = await status_queries.create_pool(app[SETTINGS])
+    pinger = asyncio.create_task(_ping(app[POOL]), name="status-db-ping")
     try:
         yield
     finally:
+        pinger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pinger
         await app[POOL].close()
+
+
+async def _ping(pool: asyncpg.Pool) -> None:
+    """Keep ``webhookmaster_gateway_db_up`` current while no status request comes."""
+    while True:
+        try:
+            async with pool.acquire(timeout=5) as conn:
+                await conn.fetchval("SELECT 1", timeout=5)
+            metrics.DB_UP.set(1)
+        except (*DB_DOWN, asyncpg.PostgresError):
+            metrics.DB_UP.set(0)
+        await asyncio.sleep(PING_INTERVAL_S)
 
 
 Handler = Callable[[web.Request], Awaitable[Any]]
@@ -69,12 +95,14 @@ def _handler(fn: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     """``fn``'s result as JSON; its errors and the database's as JSON error bodies (also in an
     app without the gateway's error middleware)."""
 
+    @functools.wraps(fn)
     async def handle(request: web.Request) -> web.Response:
         try:
             return json_response(await fn(request))
         except ApiError as exc:
             return exc.response()
         except DB_DOWN as exc:
+            metrics.DB_UP.set(0)
             log.warning("status API: PostgreSQL unavailable: %s: %s", type(exc).__name__, exc)
             return unavailable(
                 "the status database is unavailable; retry later", "database_unavailable"
@@ -89,6 +117,7 @@ def _handler(fn: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
 # --- handlers ---------------------------------------------------------------------------------
 
 
+@_handler
 async def webhook_status(request: web.Request) -> dict[str, Any]:
     """``GET /api/status/{webhook_id}/``: one webhook with its attempts."""
     webhook_id = request.match_info["webhook_id"]
@@ -102,6 +131,7 @@ async def webhook_status(request: web.Request) -> dict[str, Any]:
     return found
 
 
+@_handler
 async def subscription_history(request: web.Request) -> dict[str, Any]:
     """``GET /api/subscriptions/{id}/history/``: the subscription's webhooks, newest first."""
     sub_id = _uuid(request.match_info["id"], "id")
@@ -117,6 +147,7 @@ async def subscription_history(request: web.Request) -> dict[str, Any]:
         return page
 
 
+@_handler
 async def list_webhooks(request: web.Request) -> dict[str, Any]:
     """``GET /api/webhooks/``: webhooks by status, subscription, event type, time."""
     query = request.query

@@ -143,15 +143,3 @@ async def delete_subscription(request: web.Request) -> web.Response:
         gw.table.apply(sub_id, None, record_offset(msg))
     gw.write_locks.pop(sub_id, None)
     return web.Response(status=204)
-
-
-def setup(app: web.Application) -> None:
-    """Register the subscription routes."""
-    collection = app.router.add_resource("/api/subscriptions/", name="subscriptions")
-    collection.add_route("POST", create_subscription)
-    collection.add_route("GET", list_subscriptions)
-    item = app.router.add_resource("/api/subscriptions/{id}/", name="subscription")
-    item.add_route("GET", get_subscription)
-    item.add_route("PUT", replace_subscription)
-    item.add_route("PATCH", update_subscription)
-    item.add_route("DELETE", delete_subscription)

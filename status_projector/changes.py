@@ -1,13 +1,9 @@
 """Turn topic records into the row changes the projector writes.
 
-Every change to a webhook's status carries an order key, ``progress``: DELIVERED above FAILED
-above every non-final status, then how far along the webhook the event is (ingest 0, a retry
-handed back before attempt k ``10k - 5``, attempt n ``10n``, dead letter 1000). The upsert
-applies an event's status fields only when its key is at least the stored one, so the final row
-is the same whatever order the events arrive in (late, replayed, or from topics read at
-different speeds): a webhook never leaves DELIVERED, and never leaves FAILED for a non-final
-status. Every dead letter is also kept as an event of its own (``dead_letters``), and a record
-that cannot be read is kept with its reason (``unprojectable``): nothing consumed vanishes.
+Every webhook change carries the order key ``progress`` (see :mod:`status_projector.ordering`),
+so the final row is the same whatever order the events arrive in. Every dead letter is also
+kept as an event of its own (``dead_letters``), and a record that cannot be read is kept with its
+reason (``unprojectable``): nothing consumed vanishes.
 """
 
 from __future__ import annotations
@@ -21,25 +17,19 @@ from typing import Any
 import orjson
 
 from schemas import records
-from schemas.records import RecordError, Status
+from schemas.records import RecordError
 from schemas.topics import ATTEMPTS, DEAD_LETTER, INGEST, SUBSCRIPTIONS
-
-PENDING, IN_PROGRESS, DELIVERED, FAILED = (
-    Status.PENDING,
-    Status.IN_PROGRESS,
-    Status.DELIVERED,
-    Status.FAILED,
+from status_projector.ordering import (
+    DEAD_LETTER_STEP,
+    DELIVERED,
+    FAILED,
+    IN_PROGRESS,
+    PENDING,
+    WebhookChange,
+    progress,
 )
-STATUSES = tuple(Status)
-TERMINAL = 10_000
-DEAD_LETTER_STEP = 1_000
-RANK: dict[str, int] = {PENDING: 0, IN_PROGRESS: 0, FAILED: TERMINAL, DELIVERED: 2 * TERMINAL}
+
 RAW_TEXT_LIMIT = 65_536  # characters of an unprojectable record's value that are kept
-
-
-def progress(status: str, step: int) -> int:
-    """Order key of an event: DELIVERED ranks above FAILED, both above every other status."""
-    return RANK[status] + step
 
 
 @dataclass(frozen=True)
@@ -53,26 +43,6 @@ class KafkaRecord:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...] = ()
-
-
-@dataclass
-class WebhookChange:
-    """One upsert of a webhooks row (columns as in the table)."""
-
-    id: str
-    created_at: datetime
-    subscription_id: uuid.UUID | None
-    event_type: str | None
-    payload: str | None  # JSON text
-    status: str
-    progress: int
-    attempt_count: int
-    last_status_code: int | None
-    code_from_attempt: bool  # last_status_code counts (an attempt event)
-    last_error: str | None
-    next_retry_at: datetime | None
-    delivered_at: datetime | None
-    updated_at: datetime
 
 
 @dataclass

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 
-from status_projector.consumer import FatalConsumerError, ProjectorConsumer
+from status_projector.consumer import ProjectorConsumer
 from status_projector.store import Store
 from webhookmaster import health_server, lifecycle
+from webhookmaster.consumer_thread import FatalConsumerError
 from webhookmaster.settings import Settings
 
 log = logging.getLogger(__name__)

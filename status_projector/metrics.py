@@ -9,6 +9,8 @@ EVENTS = Counter(
     "Records projected into PostgreSQL, by topic.",
     ["topic"],
 )
+for _topic in ("ingest", "attempts", "deadletter", "subscriptions"):  # at 0 from the start
+    EVENTS.labels(_topic)
 SKIPPED = Counter(
     "webhookmaster_projector_skipped_total",
     "Records not projected, by topic and reason (invalid, expired, refused by PostgreSQL).",

@@ -1,7 +1,7 @@
 """The SQL the projector writes with: idempotent, order-safe upserts, one transaction a batch.
 
 Replaying any record changes nothing (same key, same values); an older event after a newer one
-leaves the newer state (see :mod:`status_projector.changes` for the ``progress`` order key).
+leaves the newer state (the webhooks row's rules live in :mod:`status_projector.ordering`).
 """
 
 from __future__ import annotations
@@ -16,32 +16,10 @@ from typing import Any
 import asyncpg
 
 from schemas import records
-from status_projector.changes import AttemptRow, Batch, SubscriptionChange, WebhookChange
+from status_projector.changes import AttemptRow, Batch, SubscriptionChange
+from status_projector.ordering import UPSERT_WEBHOOK, WebhookChange, fold, webhook_args
 
 log = logging.getLogger(__name__)
-
-UPSERT_WEBHOOK = """
-INSERT INTO webhooks AS w (id, created_at, subscription_id, event_type, payload, status, progress,
-                           attempt_count, last_status_code, last_error, next_retry_at,
-                           delivered_at, updated_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $11, $12, $13, $14)
-ON CONFLICT (id, created_at) DO UPDATE SET
-    subscription_id = COALESCE(w.subscription_id, EXCLUDED.subscription_id),
-    event_type = COALESCE(w.event_type, EXCLUDED.event_type),
-    payload = COALESCE(w.payload, EXCLUDED.payload),
-    status = CASE WHEN EXCLUDED.progress >= w.progress THEN EXCLUDED.status ELSE w.status END,
-    last_error = CASE WHEN EXCLUDED.progress >= w.progress
-                      THEN EXCLUDED.last_error ELSE w.last_error END,
-    next_retry_at = CASE WHEN EXCLUDED.progress >= w.progress
-                         THEN EXCLUDED.next_retry_at ELSE w.next_retry_at END,
-    delivered_at = CASE WHEN EXCLUDED.progress >= w.progress
-                        THEN EXCLUDED.delivered_at ELSE w.delivered_at END,
-    progress = GREATEST(w.progress, EXCLUDED.progress),
-    last_status_code = CASE WHEN $10::boolean AND EXCLUDED.attempt_count >= w.attempt_count
-                            THEN EXCLUDED.last_status_code ELSE w.last_status_code END,
-    attempt_count = GREATEST(w.attempt_count, EXCLUDED.attempt_count),
-    updated_at = GREATEST(w.updated_at, EXCLUDED.updated_at)
-"""
 
 INSERT_ATTEMPTS = """
 INSERT INTO delivery_attempts (webhook_id, attempt_id, attempt_number, received_at,
@@ -93,53 +71,6 @@ ORDER BY id, created_at DESC
 """
 
 
-def fold(changes: list[WebhookChange]) -> list[WebhookChange]:
-    """Combine consecutive changes of the same row (``changes`` sorted by row key) into one,
-    where the combination is exactly what upserting both in order leaves; otherwise keep them
-    apart. Fewer upserts for the common batch that holds a webhook's ingest record and its
-    attempt events."""
-    out: list[WebhookChange] = []
-    for change in changes:
-        last = out[-1] if out else None
-        if last is not None and (last.id, last.created_at) == (change.id, change.created_at):
-            merged = _fold_pair(last, change)
-            if merged is not None:
-                out[-1] = merged
-                continue
-        out.append(change)
-    return out
-
-
-def _fold_pair(a: WebhookChange, b: WebhookChange) -> WebhookChange | None:
-    """``a`` then ``b`` as one change (the UPSERT_WEBHOOK rules applied to each other), or None
-    when the status-code rule cannot be kept in one change: a change without an attempt's code
-    that saw more attempts than the one with the code."""
-    if a.code_from_attempt and b.code_from_attempt:
-        code_src = b if b.attempt_count >= a.attempt_count else a
-    elif a.code_from_attempt or b.code_from_attempt:
-        code_src, other = (a, b) if a.code_from_attempt else (b, a)
-        if other.attempt_count > code_src.attempt_count:
-            return None
-    else:  # neither is an attempt: only an insert stores a code, and a comes first
-        code_src = a
-    status_src = b if b.progress >= a.progress else a
-    return replace(
-        b,
-        subscription_id=a.subscription_id if a.subscription_id is not None else b.subscription_id,
-        event_type=a.event_type if a.event_type is not None else b.event_type,
-        payload=a.payload if a.payload is not None else b.payload,
-        status=status_src.status,
-        last_error=status_src.last_error,
-        next_retry_at=status_src.next_retry_at,
-        delivered_at=status_src.delivered_at,
-        progress=max(a.progress, b.progress),
-        last_status_code=code_src.last_status_code,
-        code_from_attempt=a.code_from_attempt or b.code_from_attempt,
-        attempt_count=max(a.attempt_count, b.attempt_count),
-        updated_at=max(a.updated_at, b.updated_at),
-    )
-
-
 def _attempt_rows(attempts: list[AttemptRow]) -> list[tuple[Any, ...]]:
     """One row per attempt id (one statement cannot insert a key twice), in key order (rows
     lock in the same order everywhere)."""
@@ -168,25 +99,6 @@ def _attempt_rows(attempts: list[AttemptRow]) -> list[tuple[Any, ...]]:
 def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     """Rows as one list per column (the arguments of an ``unnest`` insert)."""
     return [list(column) for column in zip(*rows, strict=True)]
-
-
-def webhook_args(c: WebhookChange) -> tuple[Any, ...]:
-    return (
-        c.id,
-        c.created_at,
-        c.subscription_id,
-        c.event_type,
-        c.payload,
-        c.status,
-        c.progress,
-        c.attempt_count,
-        c.last_status_code,
-        c.code_from_attempt,
-        c.last_error,
-        c.next_retry_at,
-        c.delivered_at,
-        c.updated_at,
-    )
 
 
 def _subscription_args(c: SubscriptionChange) -> tuple[Any, ...]:

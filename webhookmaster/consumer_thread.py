@@ -1,36 +1,69 @@
-"""A confluent-kafka consumer driven from asyncio.
+"""A confluent-kafka consumer driven from asyncio: the one bridge of the agents, the scheduler and
+the status projector.
 
 librdkafka consumers are not safe to call from several threads, so every call runs on one
 dedicated thread; the event loop awaits them. Rebalance callbacks fire on that thread too, inside
 ``consume``: on revocation the owner's ``on_revoke`` is given the partitions and may block that
 thread (not the loop) while in-flight work of those partitions finishes, then the committable
-offsets are committed before the partitions are released.
+offsets are committed before the partitions are released. Only offsets whose records the owner
+marked done in :attr:`ConsumerThread.tracker` are ever committed (at least once).
+
+An optional :class:`Watchdog` replaces a consumer that stopped fetching: librdkafka can come out
+of a broker restart with its broker handles or partitions stuck (seen with a single broker
+restarting under load: no record fetched, no error, ever again). When no record came for
+``stall_s`` and two checks ``check_every_s`` apart see the same sign (an assigned, not paused
+partition with records beyond this consumer's position, or this consumer unable to query a
+cluster that a new client reaches), the consumer is closed and a new one joins the group; it
+resumes from the committed offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 from prometheus_client import Gauge
 
 from webhookmaster.offsets import OffsetTracker, Partition
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+WARN_EVERY_S = 60.0
 
 ASSIGNED = Gauge(
     "webhookmaster_assigned_partitions", "Partitions this process's consumer group member owns."
 )
 
 
+class FatalConsumerError(Exception):
+    """librdkafka reported a fatal error: this consumer cannot go on (the process exits)."""
+
+
+@dataclass
+class Watchdog:
+    """When and how often to check for a stuck consumer, and what the checks found."""
+
+    stall_s: float = 20.0  # idle this long: start checking whether records wait
+    check_every_s: float = 10.0  # between two checks; a stuck consumer is replaced at the second
+    query_timeout_s: float = 5.0
+    checks: int = 0  # checks run
+    replaced: int = 0  # consumers replaced
+    progress_at: float = field(default_factory=time.monotonic)  # last record or commit
+    checked_at: float = field(default_factory=time.monotonic)
+    suspect: tuple[Any, ...] | None = None  # the sign seen at the last check
+
+
 class ConsumerThread:
     """One consumer, one thread, one :class:`OffsetTracker` whose committable offsets are
-    committed before every fetch and on every revocation."""
+    committed before every fetch, on :meth:`commit` and on every revocation."""
 
     def __init__(
         self,
@@ -38,41 +71,77 @@ class ConsumerThread:
         topics: list[str],
         on_assign: Callable[[list[Partition]], None] | None = None,
         on_revoke: Callable[[list[Partition]], None] | None = None,
+        watchdog: Watchdog | None = None,
+        report_errors: bool = False,
     ) -> None:
+        """``report_errors``: log the client's error events, each text at most once a minute
+        (a broker away would otherwise fill the log)."""
         self.tracker = OffsetTracker()
-        self._consumer = Consumer(config)
+        self._config = {**config, "error_cb": self._on_error} if report_errors else config
+        self._consumer = Consumer(self._config)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="kafka-consumer")
         self._topics = topics
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self.watchdog = watchdog
         self.assigned: set[Partition] = set()
+        self.paused: set[Partition] = set()  # paused by the owner (the watchdog leaves them be)
         self.subscribed = False
+        self.joined = False  # a group member now (assigned partitions, possibly none)
+        self._warned: dict[str, float] = {}
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the consumer's thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def subscribe(self) -> None:
-        await self.call(self._consumer.subscribe, self._topics, self._assigned, self._revoked)
+        await self.call(self._subscribe)
         self.subscribed = True
 
+    def _subscribe(self) -> None:
+        self._consumer.subscribe(
+            self._topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
+        )
+
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return  # a replaced consumer closing
+        self.joined = True
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.assigned.update(tps)
         ASSIGNED.set(len(self.assigned))
-        log.info("assigned %s", tps)
+        if tps:
+            log.info("assigned %s", _describe(tps))
         if self._on_assign:
             self._on_assign(tps)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return
         tps = [(tp.topic, tp.partition) for tp in partitions]
-        log.info("revoking %s", tps)
-        if self._on_revoke:
+        if tps:
+            log.info("revoking %s", _describe(tps))
+        self._release(tps, commit=True)
+
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return
+        self.joined = False  # until the group assigns again
+        tps = [(tp.topic, tp.partition) for tp in partitions]
+        log.warning("lost %s (no longer a group member)", _describe(tps))
+        self._release(tps, commit=False)  # no longer ours to commit: the next owner redoes
+
+    def _release(self, tps: list[Partition], commit: bool) -> None:
+        """The owner's ``on_revoke`` (work in hand may finish), then commit what is committable
+        and forget the partitions."""
+        if self._on_revoke and tps:
             self._on_revoke(tps)
-        self._commit()
+        if commit:
+            self._commit()
         for tp in tps:
             self.tracker.forget(tp)
             self.assigned.discard(tp)
+            self.paused.discard(tp)
         ASSIGNED.set(len(self.assigned))
 
     def _commit(self, wait: bool = True) -> None:
@@ -89,31 +158,73 @@ class ConsumerThread:
             else:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
-            log.warning("offset commit failed (records will be redone): %s", exc)
+            log.warning("offset commit failed (records will be redone): %s", _text(exc))
 
-    def _consume(self, max_records: int, timeout: float) -> list[Message]:
-        self._commit(wait=False)  # revocation and close commit synchronously
-        # consume(n, t) waits until n records are there or t passed: at low load every record
-        # would wait the whole t. Wait for the first record only, then take what is queued.
-        first = self._consumer.poll(timeout)
-        if first is None:
-            return []
-        return [first, *self._consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
+    def _consume(self, max_records: int, timeout: float, fill: bool) -> list[Message]:
+        self._commit(wait=False)  # revocation, commit() and close commit synchronously
+        if fill:
+            messages = self._consumer.consume(max_records, timeout)
+        else:
+            # consume(n, t) waits until n records are there or t passed: at low load every
+            # record would wait the whole t. Wait for the first record only, then take what is
+            # queued.
+            first = self._consumer.poll(timeout)
+            if first is None:
+                messages = []
+            elif max_records > 1:
+                messages = [first, *self._consumer.consume(max_records - 1, 0)]
+            else:
+                messages = [first]
+        if self.watchdog is not None:
+            if any(m.error() is None for m in messages):
+                self.watchdog.progress_at = time.monotonic()
+            else:
+                self._watch(self.watchdog)
+        return messages
 
-    async def consume(self, max_records: int, wait_s: float) -> list[Message]:
+    async def consume(self, max_records: int, wait_s: float, fill: bool = False) -> list[Message]:
         """Commit what is committable, then fetch up to ``max_records``: as soon as one is
-        there, with whatever else is already queued, or none after ``wait_s``."""
-        return await self.call(self._consume, max_records, wait_s)
+        there, with whatever else is already queued, or none after ``wait_s``. With ``fill``,
+        wait up to ``wait_s`` for ``max_records`` (a batch writer that wants full batches)."""
+        return await self.call(self._consume, max_records, wait_s, fill)
 
     async def commit(self) -> None:
+        """Commit what is committable now, waiting for the broker's answer."""
         await self.call(self._commit)
+        if self.watchdog is not None:
+            self.watchdog.progress_at = time.monotonic()
+
+    def records(self, messages: list[Message]) -> list[Message]:
+        """The records of ``messages``: error events are dropped and logged (each text at most
+        once a minute); a fatal one raises :class:`FatalConsumerError`."""
+        found = []
+        for msg in messages:
+            err = msg.error()
+            if err is None:
+                found.append(msg)
+            elif err.fatal():
+                raise FatalConsumerError(err.str())
+            elif err.code() != KafkaError._PARTITION_EOF:
+                self._warn_limited(f"consume: {err.str()}")
+        return found
+
+    def _on_error(self, err: KafkaError) -> None:
+        self._warn_limited(f"Kafka: {err.str()}")
+
+    def _warn_limited(self, text: str) -> None:
+        now = time.monotonic()
+        if self._warned.get(text, -WARN_EVERY_S) + WARN_EVERY_S <= now:
+            self._warned[text] = now
+            log.warning("%s", text)
 
     def pause(self, tps: list[Partition]) -> None:
         """Pause partitions (call on the consumer's thread, e.g. via :meth:`call`)."""
         self._consumer.pause([TopicPartition(t, p) for t, p in tps])
+        self.paused.update(tps)
 
     def resume(self, tps: list[Partition]) -> None:
         self._consumer.resume([TopicPartition(t, p) for t, p in tps])
+        self.paused.difference_update(tps)
 
     def seek(self, tp: Partition, offset: int) -> None:
         self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
@@ -127,8 +238,134 @@ class ConsumerThread:
             for tp in self._consumer.position([TopicPartition(t, p) for t, p in tps])
         }
 
+    def lag(self) -> dict[Partition, int]:
+        """Records beyond the position of each assigned partition that has one (cached high
+        watermarks; on the consumer's thread)."""
+        lag = {}
+        for tp, position in self.positions(sorted(self.assigned)).items():
+            _low, high = self.watermarks(tp)
+            if position >= 0 and high >= 0:
+                lag[tp] = max(0, high - position)
+        return lag
+
+    def _watch(self, dog: Watchdog) -> None:
+        """On an idle fetch, once ``stall_s`` passed without a record: every
+        ``check_every_s``, look for a sign that the consumer is stuck; the same sign at two
+        checks in a row (no record in between) replaces the consumer. One sign alone may be a
+        record not fetched yet."""
+        now = time.monotonic()
+        if now - dog.progress_at < dog.stall_s:
+            dog.suspect = None
+            return
+        if now - dog.checked_at < dog.check_every_s:
+            return
+        dog.checked_at = now
+        dog.checks += 1
+        found = self._stuck(dog.query_timeout_s)
+        if found is None or found[0] != dog.suspect:
+            dog.suspect = found[0] if found else None
+            return
+        log.warning(
+            "the Kafka consumer fetched nothing for %.0f s although %s; replacing it "
+            "(it resumes from the committed offsets)",
+            now - dog.progress_at,
+            found[1],
+        )
+        self._replace()
+        dog.replaced += 1
+        dog.suspect = None
+        dog.progress_at = time.monotonic()
+
+    def _stuck(self, timeout: float) -> tuple[tuple[Any, ...], str] | None:
+        """A sign that the consumer is stuck, as (key, text): records wait beyond its position
+        on an assigned partition the owner did not pause, or it cannot query a cluster that
+        answers a new client."""
+        try:
+            assignment = [
+                tp
+                for tp in self._consumer.assignment()
+                if (tp.topic, tp.partition) not in self.paused
+            ]
+            if not assignment:
+                return None
+            positions = self._consumer.position(assignment)
+            unread = [tp for tp in positions if tp.offset < 0]
+            committed = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in (self._consumer.committed(unread, timeout=timeout) if unread else [])
+            }
+            for tp in positions:
+                low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+                start = max(
+                    low,
+                    tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), -1),
+                )
+                if high > start:
+                    return (
+                        ("lag", tp.topic, tp.partition, start),
+                        f"{tp.topic} [{tp.partition}] has records from offset {start} to {high}",
+                    )
+            return None
+        except KafkaException as exc:
+            if _cluster_answers(self._config, timeout):
+                return ("unreachable",), f"it cannot query the cluster ({exc}), a new client can"
+            return None  # the cluster is away: nothing to fetch anyway
+
+    def _replace(self) -> None:
+        """Release the partitions (uncommitted work is redone), close the stuck consumer (in
+        the background: a stuck close must not block) and subscribe a new one to the group."""
+        old = self._consumer
+        self._consumer = Consumer(self._config)  # from here on, the old one's callbacks are ignored
+        self.joined = False
+        self._release(sorted(self.assigned), commit=False)
+        self.paused.clear()
+        self._subscribe()
+        threading.Thread(
+            target=_close_quietly, args=(old,), name="kafka-consumer-close", daemon=True
+        ).start()
+
     async def close(self) -> None:
         """Commit, leave the group (revocation callbacks run), stop the thread."""
         await self.call(self._commit)
-        await self.call(self._consumer.close)
+        await self.call(self._close)
         self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        try:
+            self._consumer.close()  # leaves the group: partitions move at once
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("closing the consumer: %s", exc)
+
+
+def _close_quietly(consumer: Consumer) -> None:
+    try:
+        consumer.close()
+    except (KafkaException, RuntimeError) as exc:
+        log.info("closing the replaced consumer: %s", exc)
+
+
+# Consumer-only properties (and callbacks) an admin probe must not get.
+_CONSUMER_ONLY = ("group.", "partition.assignment", "enable.auto", "auto.offset", "max.poll", "on_")
+
+
+def _cluster_answers(consumer_config: dict[str, Any], timeout: float) -> bool:
+    """True when a new client, connecting as the consumer does (security settings included),
+    gets the cluster's metadata."""
+    config = {k: v for k, v in consumer_config.items() if not k.startswith(_CONSUMER_ONLY)}
+    admin = AdminClient({**config, "log_level": 0, "socket.connection.setup.timeout.ms": 2000})
+    try:
+        admin.list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return True
+
+
+def _text(exc: KafkaException) -> str:
+    return exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
+
+
+def _describe(tps: list[Partition]) -> str:
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in tps:
+        by_topic.setdefault(topic, []).append(partition)
+    return "; ".join(f"{t} {sorted(p)}" for t, p in sorted(by_topic.items()))

@@ -1,25 +1,41 @@
-"""Kafka client setup: configs for producers, consumers and the admin client, and an asyncio
-bridge for the confluent-kafka producer."""
+"""Kafka client setup: configs for producers, consumers and the admin client (all built by
+:func:`client_config`, with the security and pass-through settings), the start-up check of the
+cluster, and an asyncio bridge for the confluent-kafka producer."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 
-from schemas.topics import MAX_MESSAGE_BYTES
+from schemas.topics import INGEST, MAX_MESSAGE_BYTES
+from webhookmaster import kafka_security
 from webhookmaster.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def client_config(settings: Settings, *layers: Mapping[str, Any]) -> dict[str, Any]:
+    """The one place a Kafka client's config is built: the bootstrap servers, then ``layers``
+    (the client kind's defaults, the caller's extras) in order, then the security settings and
+    the pass-through properties (``WM_KAFKA_*``, docs/kafka-security.md)."""
+    config: dict[str, Any] = {"bootstrap.servers": settings.bootstrap}
+    for layer in layers:
+        config.update(layer)
+    config.update(kafka_security.properties(settings))
+    return config
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     """Durable producer: acks=all, idempotent, short linger for batching."""
     config: dict[str, Any] = {
-        "bootstrap.servers": settings.bootstrap,
         "acks": "all",
         "enable.idempotence": True,
         "linger.ms": 2,
@@ -28,25 +44,95 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "message.timeout.ms": 30_000,
         "socket.connection.setup.timeout.ms": 5_000,
     }
-    config.update(extra)
-    return config
+    return client_config(settings, config, extra)
 
 
 def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str, Any]:
-    """Consumer that never auto-commits: components commit after their work is durable."""
+    """Consumer that never auto-commits: components commit after their work is durable. Its
+    group protocol is :func:`group_protocol`'s unless ``extra`` sets ``group.protocol``."""
     config: dict[str, Any] = {
-        "bootstrap.servers": settings.bootstrap,
         "group.id": group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        # KIP-848 group protocol (Kafka 4.x): the broker assigns partitions incrementally, so a
-        # member joining or leaving moves only its share, without a stop-the-world rebalance.
-        "group.protocol": "consumer",
         "max.poll.interval.ms": 300_000,
     }
-    config.update(extra)
-    return config
+    if "group.protocol" not in extra:
+        config.update(group_protocol_config(group_protocol(settings)))
+    return client_config(settings, config, extra)
+
+
+def group_protocol_config(protocol: str) -> dict[str, Any]:
+    """The consumer properties of a group protocol ('consumer' or 'classic').
+
+    Both move partitions incrementally: a member joining or leaving moves only its share, and
+    the rebalance callbacks get only the partitions that move. KIP-848 ('consumer', Kafka 4.x)
+    assigns on the broker; librdkafka refuses the classic-only properties with it
+    (partition.assignment.strategy, session.timeout.ms, heartbeat.interval.ms). 'classic'
+    needs the cooperative-sticky assignor for that; its session timeout is the client's.
+    """
+    if protocol == "consumer":
+        return {"group.protocol": "consumer"}
+    return {"group.protocol": "classic", "partition.assignment.strategy": "cooperative-sticky"}
+
+
+# Protocol found per bootstrap address by 'auto' (one question per process and cluster).
+_DETECTED: dict[str, str] = {}
+_DETECT_LOCK = threading.Lock()
+DETECT_TIMEOUT_S = 15.0
+
+
+def group_protocol(settings: Settings) -> str:
+    """``WM_KAFKA_GROUP_PROTOCOL``, with 'auto' resolved by asking the cluster
+    (:func:`detect_group_protocol`); 'classic' when the cluster does not answer (every broker
+    serves it), asked again at the next call."""
+    if settings.kafka_group_protocol != "auto":
+        return settings.kafka_group_protocol
+    with _DETECT_LOCK:
+        found = _DETECTED.get(settings.bootstrap)
+        if found is None:
+            found = detect_group_protocol(settings, DETECT_TIMEOUT_S)
+            if found is None:
+                log.warning(
+                    "could not ask Kafka at %s which consumer group protocols it serves; "
+                    "using 'classic' (set WM_KAFKA_GROUP_PROTOCOL to choose)",
+                    settings.bootstrap,
+                )
+                return "classic"
+            _DETECTED[settings.bootstrap] = found
+            log.info("consumer group protocol %r (detected at %s)", found, settings.bootstrap)
+        return found
+
+
+def detect_group_protocol(settings: Settings, timeout: float) -> str | None:
+    """The protocol :func:`protocol_for` picks from a broker's configuration; None when the
+    cluster does not answer within ``timeout`` or refuses to describe its configuration
+    (DescribeConfigs needs the cluster's Describe-Configs permission)."""
+    deadline = time.monotonic() + timeout
+    admin = admin_client(settings)
+    try:
+        brokers = admin.list_topics(timeout=timeout).brokers
+        if not brokers:
+            return None
+        resource = ConfigResource(ConfigResource.Type.BROKER, str(min(brokers)))
+        left = max(1.0, deadline - time.monotonic())
+        future = admin.describe_configs([resource], request_timeout=left)[resource]
+        entries = future.result(timeout=left)
+    except (KafkaException, TimeoutError) as exc:
+        log.debug("describing the broker's configuration failed: %s", exc)
+        return None
+    return protocol_for({name: entry.value for name, entry in entries.items()})
+
+
+def protocol_for(config: Mapping[str, str | None]) -> str:
+    """'consumer' for a Kafka 4.x broker whose ``group.coordinator.rebalance.protocols`` lists
+    it (the 4.x default), else 'classic'. A broker that still has ``inter.broker.protocol.version``
+    (removed in 4.0) is 3.x or older: classic even when the KIP-848 preview is listed, since
+    librdkafka's consumer protocol got no assignment from a 3.9 broker with the preview on."""
+    if config.get("inter.broker.protocol.version") is not None:
+        return "classic"
+    listed = (config.get("group.coordinator.rebalance.protocols") or "").split(",")
+    return "consumer" if "consumer" in (p.strip() for p in listed) else "classic"
 
 
 def record_tp(msg: Message) -> tuple[str, int]:
@@ -73,8 +159,70 @@ def record_headers(msg: Message) -> list[tuple[str, bytes | None]]:
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]
 
 
-def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap})
+def admin_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """Admin client (topic catalogue, probes)."""
+    return client_config(settings, extra)
+
+
+def admin_client(settings: Settings, **extra: Any) -> AdminClient:
+    return AdminClient(admin_config(settings, **extra))
+
+
+class KafkaCheckError(RuntimeError):
+    """The cluster cannot be used with these settings; ``str()`` is the one line to show."""
+
+
+# librdkafka error codes that no waiting can cure: wrong credentials, a TLS failure.
+_AUTH_CODES = {KafkaError._AUTHENTICATION: "authentication failed", KafkaError._SSL: "TLS failed"}
+CHECK_SLICE_S = 1.0
+
+
+def _what(settings: Settings) -> str:
+    """How the client authenticates, for an error line: ``SASL SCRAM-SHA-256 as user 'x'``."""
+    props = kafka_security.properties(settings)
+    protocol = props.get("security.protocol", "PLAINTEXT").upper()
+    if protocol.startswith("SASL_"):
+        mechanism = props.get("sasl.mechanism", "?").upper()
+        user = props.get("sasl.username") or props.get("sasl.oauthbearer.client.id")
+        return f"SASL {mechanism}" + (f" as {user!r}" if user else "")
+    return "TLS client certificate" if "ssl.certificate.location" in props else protocol
+
+
+def check_cluster(settings: Settings, timeout: float | None = None) -> None:
+    """Return once the cluster answers a metadata request with these settings; raise
+    :class:`KafkaCheckError` at once on an authentication or TLS failure, or after ``timeout``
+    (default ``WM_KAFKA_CHECK_TIMEOUT``; 0 skips the check) when no broker answers."""
+    timeout = settings.kafka_check_timeout_s if timeout is None else timeout
+    if timeout <= 0:
+        return
+    errors: list[KafkaError] = []
+    quick = {"socket.connection.setup.timeout.ms": 5000, "log_level": 0}
+    config = admin_config(settings, error_cb=errors.append, **quick)
+    admin = AdminClient(config)
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while True:
+        try:
+            # one topic's metadata: cheaper than all topics' on a large cluster
+            slice_s = max(0.1, min(CHECK_SLICE_S, deadline - time.monotonic()))
+            admin.list_topics(settings.topic(INGEST), timeout=slice_s)
+            return
+        except KafkaException as exc:
+            last = exc.args[0].str()
+        admin.poll(0)  # serves error_cb
+        for error in errors:
+            if error.code() in _AUTH_CODES:
+                raise KafkaCheckError(
+                    f"Kafka: {_AUTH_CODES[error.code()]} ({_what(settings)}) at "
+                    f"{settings.bootstrap}: {error.str()}"
+                )
+        if errors:
+            last = errors[-1].str()
+        if time.monotonic() >= deadline:
+            raise KafkaCheckError(
+                f"Kafka: no broker answered at {settings.bootstrap} within {timeout:g} s "
+                f"({_what(settings)}): {last}"
+            )
 
 
 # Produce errors that no retry can change: the record's size or form.

@@ -22,10 +22,12 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
 
 from schemas import topics as _topics
+from webhookmaster import kafka_security as _kafka_security
 from webhookmaster import retry_ladder as _ladder
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+GROUP_PROTOCOLS = ("auto", "consumer", "classic")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -66,6 +68,12 @@ def _retry_ladder(text: str) -> str:
     return text
 
 
+def _group_protocol(text: str) -> str:
+    if text not in GROUP_PROTOCOLS:
+        raise ValueError("expected auto, consumer or classic")
+    return text
+
+
 def _log_level(text: str) -> str:
     if text.strip().upper() not in logging.getLevelNamesMapping():
         raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
@@ -82,6 +90,21 @@ Cidrs = Annotated[str, AfterValidator(_cidrs)]
 ApiKeys = Annotated[str, AfterValidator(_api_keys)]
 RetryLadder = Annotated[str, AfterValidator(_retry_ladder)]
 LogLevel = Annotated[str, AfterValidator(_log_level)]
+GroupProtocol = Annotated[str, AfterValidator(_group_protocol)]
+
+
+def _one_of(*choices: str) -> Any:
+    def check(text: str) -> str:
+        word = text.strip().upper()
+        if word and word not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return word
+
+    return Annotated[str, AfterValidator(check)]
+
+
+SecurityProtocol = _one_of("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SaslMechanism = _one_of("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 
 
 def _setting(env: str, default: Any, doc: str, kind: Any = str, secret: bool = False) -> Any:
@@ -109,7 +132,9 @@ class StackSettings:
         kind=Port,
     )
     kafka_version: str = _setting(
-        "WM_KAFKA_VERSION", "4.1.1", "Apache Kafka version the stack assembles from Maven Central."
+        "WM_KAFKA_VERSION",
+        "4.1.1",
+        "Apache Kafka version (3.9 or newer) the stack assembles from Maven Central.",
     )
     kafka_heap: str = _setting("WM_KAFKA_HEAP", "-Xms256m -Xmx1g", "JVM heap flags of the broker.")
     maven_args: str = _setting(
@@ -143,6 +168,14 @@ class Settings(StackSettings):
         "WM_KAFKA_BOOTSTRAP",
         "",
         "Kafka bootstrap servers. Empty: the local broker the stack starts on WM_KAFKA_PORT.",
+    )
+    kafka_group_protocol: str = _setting(
+        "WM_KAFKA_GROUP_PROTOCOL",
+        "auto",
+        "Consumer group protocol: 'consumer' (KIP-848, Kafka 4.x), 'classic' (any broker; "
+        "cooperative-sticky assignment) or 'auto' (asks a broker: consumer on Kafka 4.x when "
+        "its group.coordinator.rebalance.protocols lists it, else classic).",
+        kind=GroupProtocol,
     )
     database_url: str = _setting(
         "WM_DATABASE_URL",
@@ -299,6 +332,103 @@ class Settings(StackSettings):
         "decision.",
         kind=Ratio,
     )
+    # Kafka client security (docs/kafka-security.md); checked together by kafka_security.check
+    kafka_security_protocol: str = _setting(
+        "WM_KAFKA_SECURITY_PROTOCOL",
+        "",
+        "Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. Empty: PLAINTEXT "
+        "(or what WM_KAFKA_CONFIG_SECURITY_PROTOCOL / the properties file says).",
+        kind=SecurityProtocol,
+    )
+    kafka_ssl_ca_file: str = _setting(
+        "WM_KAFKA_SSL_CA_FILE",
+        "",
+        "PEM file of the CA(s) that sign the brokers' certificates. Empty: the system's CAs.",
+    )
+    kafka_ssl_cert_file: str = _setting(
+        "WM_KAFKA_SSL_CERT_FILE",
+        "",
+        "PEM file of the client certificate (mutual TLS); needs WM_KAFKA_SSL_KEY_FILE.",
+    )
+    kafka_ssl_key_file: str = _setting(
+        "WM_KAFKA_SSL_KEY_FILE", "", "PEM file of the client certificate's private key."
+    )
+    kafka_ssl_key_password: str = _setting(
+        "WM_KAFKA_SSL_KEY_PASSWORD",
+        "",
+        "Password of an encrypted private key.",
+        secret=True,
+    )
+    kafka_ssl_key_password_file: str = _setting(
+        "WM_KAFKA_SSL_KEY_PASSWORD_FILE",
+        "",
+        "File holding that password instead (e.g. a mounted Kubernetes Secret).",
+    )
+    kafka_ssl_verify_hostname: bool = _setting(
+        "WM_KAFKA_SSL_VERIFY_HOSTNAME",
+        True,
+        "Check that the broker's certificate names the host connected to (false only for "
+        "brokers whose certificates lack the right names).",
+        kind=Bool,
+    )
+    kafka_sasl_mechanism: str = _setting(
+        "WM_KAFKA_SASL_MECHANISM",
+        "",
+        "SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (OIDC client "
+        "credentials, the WM_KAFKA_OAUTH_ settings). Needed with SASL_SSL / SASL_PLAINTEXT.",
+        kind=SaslMechanism,
+    )
+    kafka_sasl_username: str = _setting(
+        "WM_KAFKA_SASL_USERNAME", "", "SASL user name (PLAIN, SCRAM)."
+    )
+    kafka_sasl_password: str = _setting(
+        "WM_KAFKA_SASL_PASSWORD", "", "SASL password (PLAIN, SCRAM).", secret=True
+    )
+    kafka_sasl_password_file: str = _setting(
+        "WM_KAFKA_SASL_PASSWORD_FILE",
+        "",
+        "File holding the SASL password instead (e.g. a mounted Kubernetes Secret).",
+    )
+    kafka_oauth_token_url: str = _setting(
+        "WM_KAFKA_OAUTH_TOKEN_URL",
+        "",
+        "OAUTHBEARER: the OIDC token endpoint librdkafka gets tokens from (client credentials).",
+    )
+    kafka_oauth_client_id: str = _setting(
+        "WM_KAFKA_OAUTH_CLIENT_ID", "", "OAUTHBEARER: the OIDC client id."
+    )
+    kafka_oauth_client_secret: str = _setting(
+        "WM_KAFKA_OAUTH_CLIENT_SECRET", "", "OAUTHBEARER: the OIDC client secret.", secret=True
+    )
+    kafka_oauth_client_secret_file: str = _setting(
+        "WM_KAFKA_OAUTH_CLIENT_SECRET_FILE",
+        "",
+        "File holding the OIDC client secret instead (e.g. a mounted Kubernetes Secret).",
+    )
+    kafka_oauth_scope: str = _setting(
+        "WM_KAFKA_OAUTH_SCOPE", "", "OAUTHBEARER: scope(s) to request, if the provider needs any."
+    )
+    kafka_config_file: str = _setting(
+        "WM_KAFKA_CONFIG_FILE",
+        "",
+        "A librdkafka properties file (name=value lines, # comments), e.g. the client.properties "
+        "a Kafka service hands out; the WM_KAFKA_CONFIG_ variables override it.",
+    )
+    kafka_check_timeout_s: float = _setting(
+        "WM_KAFKA_CHECK_TIMEOUT",
+        30.0,
+        "Seconds a component or command waits at start for the cluster to answer before it "
+        "exits with one error line (an authentication or TLS failure exits at once); 0: no check.",
+        kind=SecondsOrZero,
+    )
+    kafka_passthrough: tuple[tuple[str, str], ...] = _setting(
+        _kafka_security.PREFIX + "<NAME>",
+        (),
+        "Any other librdkafka property of every Kafka client: <NAME> lower-cased, '_' read as "
+        "'.' and '__' as '_' (WM_KAFKA_CONFIG_CLIENT_RACK=a sets client.rack=a). One variable "
+        "per property; see docs/kafka-security.md.",
+        kind=tuple[tuple[str, str], ...],
+    )
 
     def topic(self, suffix: str) -> str:
         """The full name of the catalogue topic ``suffix`` (``schemas.topics.INGEST``, ...)."""
@@ -352,7 +482,7 @@ class Settings(StackSettings):
 # WM_* names that are not settings but are read elsewhere: WM_TEST_* by tests/support/env.py
 # (the test stack's ports and state dir), WM_FUZZ_MAX_EXAMPLES by
 # tests/ingest_gateway/test_api_fuzz.py.
-OTHER_PREFIXES = ("WM_TEST_",)
+OTHER_PREFIXES = ("WM_TEST_", _kafka_security.PREFIX)
 OTHER_NAMES = frozenset({"WM_FUZZ_MAX_EXAMPLES"})
 
 
@@ -397,8 +527,14 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         name = f.metadata["env"]
         if name in env:
             values[f.name] = parse(f, env[name])
-    values.update(overrides)
-    return Settings(**values)
+    try:
+        values["kafka_passthrough"] = _kafka_security.passthrough(env)
+        values.update(overrides)
+        settings = Settings(**values)
+        _kafka_security.check(settings)
+    except _kafka_security.KafkaConfigError as exc:
+        raise SettingsError(str(exc)) from None
+    return settings
 
 
 def unknown_names(env: Mapping[str, str] | None = None) -> list[str]:
@@ -414,7 +550,13 @@ def unknown_names(env: Mapping[str, str] | None = None) -> list[str]:
 
 def to_env(settings: Settings) -> dict[str, str]:
     """The environment variables that reproduce ``settings`` in a child process."""
-    return {f.metadata["env"]: str(getattr(settings, f.name)) for f in _fields()}
+    env = {
+        f.metadata["env"]: str(getattr(settings, f.name))
+        for f in _fields()
+        if f.name != "kafka_passthrough"  # a variable per property, below
+    }
+    env.update(_kafka_security.passthrough_env(settings.kafka_passthrough))
+    return env
 
 
 def _text(value: Any) -> str:
@@ -430,11 +572,18 @@ def effective(settings: Settings) -> list[tuple[str, str]]:
     """(variable, value) of every setting as ``settings`` holds it, secrets masked."""
     rows = []
     for f in _fields():
+        if f.name == "kafka_passthrough":
+            rows.append((f.metadata["env"], ""))  # a variable per property, at the end
+            continue
         value = _text(getattr(settings, f.name))
-        if f.metadata["secret"] and _parts(value):
+        if f.metadata["secret"] and f.name.endswith("keys") and _parts(value):
             count = len(_parts(value))
             value = f"{MASK} ({count} key{'s' if count > 1 else ''})"
+        elif f.metadata["secret"] and value:
+            value = MASK
         rows.append((f.metadata["env"], value))
+    for name, value in _kafka_security.passthrough_env(settings.kafka_passthrough).items():
+        rows.append((name, MASK if _kafka_security.is_secret(name) else value))
     return rows
 
 
@@ -446,7 +595,7 @@ def _table(fields: list[dataclasses.Field[Any]]) -> list[str]:
             default = "./.wm-state/dev"
         elif f.name == "cache_dir":
             default = "~/.cache/webhookmaster"
-        shown = f"`{default}`" if default != "" else "(empty)"
+        shown = f"`{default}`" if default not in ("", ()) else "(empty)"
         rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
     return rows
 

@@ -125,7 +125,10 @@ class SubscriptionTable:
         self.topic = settings.topic(SUBSCRIPTIONS)
         self._consumer = Consumer(
             consumer_config(
-                settings, f"wm-table-{uuid.uuid4().hex}", **{"enable.partition.eof": True}
+                settings,
+                f"wm-table-{uuid.uuid4().hex}",
+                # it assigns partitions itself and never joins its group: no protocol to ask
+                **{"enable.partition.eof": True, "group.protocol": "classic"},
             )
         )
         self._entries: dict[str, tuple[int, Subscription | None]] = {}

@@ -29,7 +29,7 @@ from tests.support.records import produce
 from tests.support.topics import read
 from tests.support.waiting import eventually
 from webhookmaster import signing
-from webhookmaster.kafka_clients import admin_client
+from webhookmaster.kafka_clients import admin_client, client_config
 from webhookmaster.settings import Settings
 
 WAIT = 60.0
@@ -87,7 +87,7 @@ async def committed_to_end(settings: Settings, partition: int) -> bool:
         )
         [result] = futures.values()
         [tp] = result.result(timeout=10).topic_partitions
-        probe = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "probe"})
+        probe = Consumer(client_config(settings, {"group.id": "probe"}))
         try:
             _, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
         finally:

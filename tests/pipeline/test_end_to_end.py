@@ -3,20 +3,15 @@ the real broker and PostgreSQL, a real receiver, and the status API read back.""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 
-from status_projector.main import serve as serve_projector
-from tests.support.gateway import LiveGateway, running_gateway
-from tests.support.pipeline import running
+from tests.support.gateway import LiveGateway
+from tests.support.pipeline import full_pipeline, status_of
 from tests.support.receiver import Receiver, Reply
-from tests.support.waiting import eventually
 from webhookmaster.settings import Settings
 
 WAIT = 60.0
@@ -25,36 +20,6 @@ WAIT = 60.0
 @pytest.fixture
 def settings(wm_settings: Settings) -> Settings:
     return dataclasses.replace(wm_settings, allowed_cidrs="127.0.0.0/8", retry_ladder="1,1,1,1,1")
-
-
-@contextlib.asynccontextmanager
-async def pipeline(settings: Settings) -> AsyncIterator[LiveGateway]:
-    """Gateway, agent, scheduler and projector running in this loop."""
-    stop = asyncio.Event()
-    projector = asyncio.create_task(serve_projector(settings, stop, port=0))
-    try:
-        async with running_gateway(settings) as gateway, running(settings):
-            yield gateway
-    finally:
-        stop.set()
-        assert await asyncio.wait_for(projector, 30) == 0
-
-
-async def status_of(
-    gateway: LiveGateway, webhook_id: str, until: Any = lambda body: True
-) -> dict[str, Any]:
-    """The status API's answer once it is 200 and ``until(body)`` holds (bounded)."""
-    found: dict[str, Any] = {}
-
-    async def check() -> bool:
-        reply = await gateway.call("GET", f"/api/status/{webhook_id}/")
-        if reply.status == 200 and until(reply.json):
-            found.update(reply.json)
-            return True
-        return False
-
-    assert await eventually(check, timeout=WAIT), f"status of {webhook_id} never got there"
-    return found
 
 
 async def ingest(gateway: LiveGateway, sub: dict[str, Any], payload: Any) -> str:
@@ -68,7 +33,7 @@ async def test_delivered_retried_and_failed_webhooks_in_the_status_api(settings:
     receiver.script("/flaky", Reply(500, "first"), Reply(503, "second"))
     receiver.script("/down", then=Reply(500, "always"))
     try:
-        async with pipeline(settings) as gateway:
+        async with full_pipeline(settings) as gateway:
             ok = await gateway.create_subscription(target_url=receiver.url("/ok"))
             flaky = await gateway.create_subscription(target_url=receiver.url("/flaky"))
             down = await gateway.create_subscription(target_url=receiver.url("/down"))
@@ -107,7 +72,7 @@ async def test_delivered_retried_and_failed_webhooks_in_the_status_api(settings:
 async def test_history_pages_through_a_subscription(settings: Settings) -> None:
     receiver = await Receiver().start()
     try:
-        async with pipeline(settings) as gateway:
+        async with full_pipeline(settings) as gateway:
             sub = await gateway.create_subscription(target_url=receiver.url("/h"))
             ids = [await ingest(gateway, sub, {"i": i}) for i in range(5)]
             for webhook_id in ids:

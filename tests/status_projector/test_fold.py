@@ -1,4 +1,4 @@
-"""Property test of the projector's fold (status_projector/upserts.py): upserting ``fold(changes)``
+"""Property test of the projector's fold (status_projector/ordering.py): upserting ``fold(changes)``
 leaves the same webhooks row as upserting each change in order, in the real PostgreSQL.
 
 The changes are drawn as the decoders make them (status_projector/changes.py): only an attempt
@@ -16,9 +16,10 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.records import Status
 from status_projector import partitions
-from status_projector.changes import STATUSES, WebhookChange, day_of, progress
-from status_projector.upserts import UPSERT_WEBHOOK, fold, webhook_args
+from status_projector.changes import day_of
+from status_projector.ordering import UPSERT_WEBHOOK, WebhookChange, fold, progress, webhook_args
 from webhookmaster.settings import Settings
 
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -47,7 +48,7 @@ def maybe(values: st.SearchStrategy) -> st.SearchStrategy:
 def changes_of_one_row(draw: st.DrawFn) -> WebhookChange:
     """One change of the row: any status and step (ties included), an attempt event with its
     status code or an event without one, optional fields unset or set from small pools."""
-    status = draw(st.sampled_from(STATUSES))
+    status = draw(st.sampled_from(tuple(Status)))
     step = draw(st.sampled_from([0, 5, 10, 15, 20, 25, 30, 1000]))
     from_attempt = draw(st.booleans())
     return WebhookChange(

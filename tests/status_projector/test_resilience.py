@@ -18,8 +18,8 @@ import asyncpg
 import pytest
 
 from devstack import postgres_server
-from status_projector import consumer as consumer_mod
-from status_projector.consumer import CHECK_EVERY_S, STALL_S, ProjectorConsumer
+from status_projector.consumer import TOPICS as PROJECTED_TOPICS
+from status_projector.consumer import ProjectorConsumer
 from status_projector.store import Store
 from tests.support.env import clean_env
 from tests.support.ports import free_port
@@ -33,6 +33,7 @@ from tests.support.records import (
 )
 from tests.support.waiting import eventually
 from webhookmaster import settings as settings_mod
+from webhookmaster.consumer_thread import Watchdog
 from webhookmaster.ops import migrate, topics_admin
 from webhookmaster.settings import PROJECT_ROOT, Settings
 
@@ -110,6 +111,13 @@ async def test_two_instances_rebalance_and_project_everything_once(
             await eventually(lambda p=prefix, k=n: _at_least(db, p, k), what=f"all of {prefix}")
             await assert_exactly_once(db, prefix, n)
         assert second.metric("webhookmaster_projector_events_total") > 0
+        # the shared bridge's gauge: the second now owns every partition of the four topics
+        topics = {wm_settings.topic(t) for t in PROJECTED_TOPICS}
+        owned = sum(s.partitions for s in topics_admin.topic_specs(wm_settings) if s.name in topics)
+        await eventually(
+            lambda: second.metric("webhookmaster_assigned_partitions") == owned,
+            what=f"{owned} partitions assigned to the second projector",
+        )
     finally:
         await first.terminate()
         if second is not None:
@@ -206,7 +214,7 @@ async def test_projector_resumes_after_a_broker_restart(
     projector runs through ``stack down`` / ``stack up`` of the broker.
 
     Bounds allow a loaded machine: the broker's restart, then librdkafka's reconnection, or,
-    when the consumer came out of the restart stuck, the watchdog's replacement (STALL_S and two
+    when the consumer came out of the restart stuck, the watchdog's replacement (stall_s and two
     checks) and the new member's join."""
     state = PROJECT_ROOT / ".wm-state" / f"proj-kafka-{uuid.uuid4().hex[:8]}"
     env = clean_env(
@@ -238,7 +246,8 @@ async def test_projector_resumes_after_a_broker_restart(
         assert up.returncode == 0, up.stderr
         produce(settings, delivered_webhooks("br-b", 50, sub))
         produced = time.monotonic()
-        bound = 90 + STALL_S + 2 * CHECK_EVERY_S
+        dog = Watchdog()
+        bound = 90 + dog.stall_s + 2 * dog.check_every_s
         try:
             await eventually(
                 lambda: _at_least(db, "br-b", 50), timeout=bound, what="rows after restart"
@@ -260,16 +269,15 @@ async def test_projector_resumes_after_a_broker_restart(
 
 
 async def test_a_consumer_that_stops_fetching_is_replaced(
-    wm_settings: Settings, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+    wm_settings: Settings, db: asyncpg.Connection
 ) -> None:
     """The watchdog: a consumer that fetches nothing although records wait (here: its
     partitions paused behind its back, as librdkafka can leave them after a broker restart) is
     replaced, and the new one projects what waits; an idle healthy consumer is left alone."""
-    monkeypatch.setattr(consumer_mod, "STALL_S", 1.0)
-    monkeypatch.setattr(consumer_mod, "CHECK_EVERY_S", 0.5)
+    dog = Watchdog(stall_s=1.0, check_every_s=0.5)
     store = Store(wm_settings)
     consumer = ProjectorConsumer(
-        dataclasses.replace(wm_settings, projector_batch_wait_s=0.05), store
+        dataclasses.replace(wm_settings, projector_batch_wait_s=0.05), store, dog
     )
     task = asyncio.create_task(consumer.run())
     sub = new_id()
@@ -278,33 +286,27 @@ async def test_a_consumer_that_stops_fetching_is_replaced(
         await eventually(
             lambda: _at_least(db, "wd-a", 20), timeout=60, what="rows of a healthy run"
         )
-        idle_from = consumer.checks
+        idle_from = dog.checks
         await eventually(
-            _async(lambda: consumer.checks >= idle_from + 3),
+            lambda: dog.checks >= idle_from + 3,
             timeout=30,
             what="three watchdog checks while idle",
         )
-        assert consumer.replaced == 0, "an idle consumer with nothing to read was replaced"
+        assert dog.replaced == 0, "an idle consumer with nothing to read was replaced"
 
-        stuck = consumer._consumer
-        await consumer._call(lambda: stuck.pause(stuck.assignment()))
+        bridge = consumer.bridge
+        stuck = bridge._consumer
+        await bridge.call(lambda: stuck.pause(stuck.assignment()))
         produce(wm_settings, delivered_webhooks("wd-b", 20, sub))
         await eventually(
             lambda: _at_least(db, "wd-b", 20),
             timeout=90,
             what="rows after the stuck consumer was replaced",
         )
-        assert consumer.replaced == 1 and consumer._consumer is not stuck
+        assert dog.replaced == 1 and bridge._consumer is not stuck
         await assert_exactly_once(db, "wd-a", 20)
         await assert_exactly_once(db, "wd-b", 20)
     finally:
         consumer.stop()
         await asyncio.wait_for(task, 60)
         await store.close()
-
-
-def _async(check):  # type: ignore[no-untyped-def]
-    async def wrapped() -> bool:
-        return check()
-
-    return wrapped

@@ -32,6 +32,7 @@ from tests.support.records import (
 )
 from tests.support.waiting import eventually
 from webhookmaster import settings as settings_mod
+from webhookmaster.kafka_clients import client_config
 from webhookmaster.ops import migrate
 from webhookmaster.settings import Settings
 
@@ -338,7 +339,7 @@ async def test_replay_into_an_empty_schema_gives_identical_rows(
     original = await dump(db)
 
     # the same group starts over, into an empty schema
-    admin = AdminClient({"bootstrap.servers": wm_settings.bootstrap})
+    admin = AdminClient(client_config(wm_settings, {}))
     group = group_id(wm_settings)
     admin.delete_consumer_groups([group])[group].result(timeout=30)
     replay_settings = settings_mod.load(

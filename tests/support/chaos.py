@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 from schemas import records
 from tests.support.receiver import Receiver
 from webhookmaster import signing
+from webhookmaster.kafka_clients import client_config
 from webhookmaster.settings import Settings
 
 SEQ = re.compile(rb'"seq"\s*:\s*(\d+)')
@@ -242,12 +243,14 @@ def offset_gaps(settings: Settings, group: str, topics: list[str]) -> list[str]:
     """Partitions of ``topics`` whose committed offset for ``group`` is below the high
     watermark, as readable lines (empty: every record is committed)."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap,
-            "group.id": group,
-            "enable.auto.commit": False,
-            "log_level": 3,
-        }
+        client_config(
+            settings,
+            {
+                "group.id": group,
+                "enable.auto.commit": False,
+                "log_level": 3,
+            },
+        )
     )
     gaps = []
     try:

@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 from devstack import local
+from tests.support.db import drop_schema
 from tests.support.env import TEST_ENV, clean_env
 from tests.support.pipeline import create_subscription
 from webhookmaster import secret_box
@@ -42,17 +43,8 @@ def wm_settings(base_settings: Settings) -> Iterator[Settings]:
     topics_admin.ensure_topics(settings)
     asyncio.run(migrate.migrate_url(settings.dsn, settings.db_schema))
     yield settings
-    asyncio.run(_drop_schema(settings))
+    asyncio.run(drop_schema(settings))
     topics_admin.delete_topics(settings)  # keeps the session's broker small
-
-
-async def _drop_schema(settings: Settings) -> None:
-    conn = await asyncpg.connect(settings.dsn)
-    try:
-        schema = migrate.quote_ident(settings.db_schema)
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    finally:
-        await conn.close()
 
 
 @pytest.fixture

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from delivery_agents.main import serve as serve_agent
 from retry_scheduler.main import serve as serve_scheduler
 from schemas.topics import INGEST, SUBSCRIPTIONS
+from status_projector.main import serve as serve_projector
+from tests.support.gateway import LiveGateway, running_gateway
 from tests.support.records import Item, ingest, new_id, now, produce, subscription
+from tests.support.waiting import eventually
 from webhookmaster import signing
 from webhookmaster.settings import Settings
 
@@ -82,3 +85,36 @@ async def running(
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+
+@contextlib.asynccontextmanager
+async def full_pipeline(settings: Settings) -> AsyncIterator[LiveGateway]:
+    """Gateway, agent, scheduler and projector running in this loop; yields the gateway."""
+    stop = asyncio.Event()
+    projector = asyncio.create_task(serve_projector(settings, stop, port=0))
+    try:
+        async with running_gateway(settings) as gateway, running(settings):
+            yield gateway
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(projector, 60) == 0
+
+
+async def status_of(
+    gateway: LiveGateway,
+    webhook_id: str,
+    until: Callable[[Any], bool] = lambda body: True,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """The status API's answer once it is 200 and ``until(body)`` holds (bounded)."""
+    found: dict[str, Any] = {}
+
+    async def check() -> bool:
+        reply = await gateway.call("GET", f"/api/status/{webhook_id}/")
+        if reply.status == 200 and until(reply.json):
+            found.update(reply.json)
+            return True
+        return False
+
+    assert await eventually(check, timeout=timeout), f"status of {webhook_id} never got there"
+    return found

@@ -13,6 +13,7 @@ from confluent_kafka import Producer
 
 from schemas import records
 from schemas.topics import ATTEMPTS, INGEST
+from webhookmaster.kafka_clients import client_config
 from webhookmaster.settings import Settings
 
 SUB_URL = "https://receiver.example/hooks"
@@ -138,12 +139,14 @@ def produce(
     """Produce ``items`` (acks=all; to ``partition`` if given, else by key; with ``headers``)
     and wait for every acknowledgement; returns the count."""
     producer = Producer(
-        {
-            "bootstrap.servers": settings.bootstrap,
-            "acks": "all",
-            "linger.ms": 5,
-            "enable.idempotence": True,
-        }
+        client_config(
+            settings,
+            {
+                "acks": "all",
+                "linger.ms": 5,
+                "enable.idempotence": True,
+            },
+        )
     )
     where: dict[str, Any] = {} if partition is None else {"partition": partition}
     if headers is not None:

@@ -15,12 +15,12 @@ async def eventually(
     *,
     timeout: float = 30.0,
     interval: float = 0.05,
-    what: str | None = None,
+    what: str | Callable[[], object] | None = None,
 ) -> Any:
     """Call ``check()`` (plain or async) until its value is truthy or ``timeout`` seconds pass,
     sleeping ``interval`` between calls, and return its last value (so ``assert await
-    eventually(...)`` fails on a timeout). With ``what``, a timeout raises AssertionError
-    naming it and the last value instead."""
+    eventually(...)`` fails on a timeout). With ``what`` (a text, or a callable giving one when
+    the time is up), a timeout raises AssertionError naming it and the last value instead."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -30,6 +30,7 @@ async def eventually(
             return value
         if time.monotonic() > deadline:
             if what is not None:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}: {value!r}")
+                said = what() if callable(what) else what
+                raise AssertionError(f"timed out after {timeout}s waiting for {said}: {value!r}")
             return value
         await asyncio.sleep(interval)

@@ -10,7 +10,15 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaException
 
-from webhookmaster import __version__, components, lifecycle, logs, secret_box, tracing
+from webhookmaster import (
+    __version__,
+    components,
+    kafka_clients,
+    lifecycle,
+    logs,
+    secret_box,
+    tracing,
+)
 from webhookmaster import settings as settings_mod
 from webhookmaster.ops import migrate, topics_admin
 from webhookmaster.ops.errors import CommandError
@@ -40,7 +48,29 @@ def _stack(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _topics(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "manifest":
+        from webhookmaster.ops import topic_manifests
+
+        if args.format == "helm":
+            defaults = Settings()
+            print(
+                topic_manifests.helm_template(defaults.topic_partitions, defaults.retention_ms),
+                end="",
+            )
+        else:
+            print(
+                topic_manifests.strimzi_yaml(
+                    settings.topic_prefix,
+                    settings.topic_partitions,
+                    settings.retention_ms,
+                    args.cluster,
+                    args.namespace,
+                ),
+                end="",
+            )
+        return 0
     if args.action == "apply":
+        kafka_clients.check_cluster(settings)
         created = topics_admin.ensure_topics(settings)
         print(f"catalogue applied; created: {', '.join(created) or 'none'}")
     for spec in topics_admin.topic_specs(settings):
@@ -56,6 +86,18 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _init(settings: Settings, args: argparse.Namespace) -> int:
+    if args.check:
+        missing = topics_admin.missing_topics(settings)
+        pending = asyncio.run(migrate.pending_url(settings.dsn, settings.db_schema))
+        if missing or pending:
+            print(
+                f"not initialised: missing topics: {', '.join(missing) or 'none'}; "
+                f"pending migrations: {pending or 'none'}"
+            )
+            return 1
+        print("initialised: every topic and migration is in place")
+        return 0
+    kafka_clients.check_cluster(settings)
     created = topics_admin.ensure_topics(settings)
     applied = asyncio.run(migrate.migrate_url(settings.dsn, settings.db_schema))
     print(f"topics created: {', '.join(created) or 'none'}")
@@ -66,10 +108,14 @@ def _init(settings: Settings, args: argparse.Namespace) -> int:
 def _component(settings: Settings, args: argparse.Namespace) -> int:
     import importlib
 
+    from webhookmaster.health_server import announce_component
+
     component = components.BY_NAME[args.command]
     if component.needs_secret_keys:
         secret_box.from_settings(settings)  # no usable key: one clear error line, before anything
+    kafka_clients.check_cluster(settings)  # wrong credentials: one clear error line, not a hang
     logs.configure(settings.log_level, component.name)
+    announce_component(component.name)
     tracing.setup(settings, component.name)
     module = importlib.import_module(component.module)
     try:
@@ -108,15 +154,29 @@ def build_parser() -> argparse.ArgumentParser:
     stack.set_defaults(handler=_stack)
 
     topics = sub.add_parser("topics", help="show or apply the topic catalogue")
-    topics.add_argument("action", choices=["show", "apply"])
+    topics.add_argument("action", choices=["show", "apply", "manifest"])
+    topics.add_argument(
+        "--format",
+        choices=["strimzi", "helm"],
+        default="strimzi",
+        help="manifest: Strimzi KafkaTopic YAML, or the Helm chart's template of it",
+    )
+    topics.add_argument("--cluster", default="my-cluster", help="manifest: the Strimzi cluster")
+    topics.add_argument("--namespace", default="", help="manifest: the resources' namespace")
     topics.set_defaults(handler=_topics)
 
     sub.add_parser("migrate", help="apply PostgreSQL migrations").set_defaults(handler=_migrate)
-    sub.add_parser(
+    init = sub.add_parser(
         "init",
         help="apply the topic catalogue and the migrations (for deployments "
         "whose Kafka and PostgreSQL run elsewhere)",
-    ).set_defaults(handler=_init)
+    )
+    init.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing: exit 0 when every topic and migration is in place, else 1",
+    )
+    init.set_defaults(handler=_init)
     for component in components.COMPONENTS:
         sub.add_parser(component.name, help=f"run {component.help}").set_defaults(
             handler=_component
@@ -148,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.detail:
             print(exc.detail, file=sys.stderr)
         print(f"webhookmaster: error: {exc}", file=sys.stderr)
-    except SettingsError as exc:
+    except (SettingsError, kafka_clients.KafkaCheckError) as exc:
         print(f"webhookmaster: error: {exc}", file=sys.stderr)
     except KafkaException as exc:
         print(f"webhookmaster: error: Kafka: {exc.args[0].str()}", file=sys.stderr)

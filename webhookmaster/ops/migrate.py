@@ -50,6 +50,24 @@ async def migrate(conn: asyncpg.Connection, schema: str = "public") -> list[int]
     return applied_now
 
 
+async def pending(conn: asyncpg.Connection, schema: str = "public") -> list[int]:
+    """Versions of the migration files not yet applied in ``schema`` (all when none is)."""
+    versions = [version for version, _, _ in migration_files()]
+    table = f"{quote_ident(schema)}.schema_migrations"
+    if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+        return versions
+    done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {table}")}
+    return [v for v in versions if v not in done]
+
+
+async def pending_url(dsn: str, schema: str = "public") -> list[int]:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return await pending(conn, schema)
+    finally:
+        await conn.close()
+
+
 async def migrate_url(dsn: str, schema: str = "public") -> list[int]:
     conn = await asyncpg.connect(dsn, timeout=10)
     try:

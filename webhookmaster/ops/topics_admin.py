@@ -40,6 +40,12 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     return created
 
 
+def missing_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """The catalogue topics the cluster does not have (``init --check``)."""
+    existing = admin_client(settings).list_topics(timeout=timeout).topics
+    return [s.name for s in topic_specs(settings) if s.name not in existing]
+
+
 def _create_missing(admin: AdminClient, specs: list[TopicSpec], timeout: float) -> list[str]:
     if not specs:
         return []

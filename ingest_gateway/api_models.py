@@ -1,0 +1,183 @@
+"""The HTTP API's request and response bodies, declared once as msgspec Structs: the OpenAPI
+document's ``components/schemas`` are generated from them (:mod:`ingest_gateway.openapi`).
+
+The field rules come from the constants the handlers validate with (:mod:`ingest_gateway.
+validation`, :mod:`ingest_gateway.pagination`, :mod:`schemas.records`); the handlers keep their
+own checks, whose error messages name the field at fault.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from ingest_gateway.pagination import MAX_LIMIT
+from ingest_gateway.validation import MAX_URL_LENGTH
+from schemas.records import EventType, Status, Timestamp, Uuid
+
+# --- field types ------------------------------------------------------------------------------
+
+TargetUrl = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_URL_LENGTH,
+        extra_json_schema={"format": "uri"},
+        description="Absolute http(s) URI with a host, ASCII only (an IRI is refused: "
+        "percent-encode, punycode the host); an IPv4 host only as a dotted quad.",
+    ),
+]
+SecretKey = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        description="Signing secret. Omitted on create: a new whsec_ secret; omitted on PUT: "
+        "the current secret is kept.",
+    ),
+]
+EventTypes = Annotated[
+    list[EventType], Meta(description="Event types delivered; empty: every type.")
+]
+IsActive = Annotated[
+    bool,
+    Meta(description="Inactive subscriptions refuse ingest (409) and get no fan-out events."),
+]
+StatusName = Annotated[str, Meta(extra_json_schema={"enum": [s.value for s in Status]})]
+NextCursor = Annotated[
+    str | None, Meta(description="Cursor of the next page; null on the last page.")
+]
+Accepted = Literal["accepted"]
+AnyJson = Annotated[Any, Meta(description="Any JSON value.")]
+# Path and query parameters.
+UuidText = Annotated[str, Meta(extra_json_schema={"format": "uuid"})]
+DateTimeText = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
+
+
+def page_size(default: int) -> Any:
+    """The ``limit`` query parameter's type: 1..MAX_LIMIT, ``default`` when absent."""
+    return Annotated[int, Meta(ge=1, le=MAX_LIMIT, extra_json_schema={"default": default})]
+
+
+# --- bodies -----------------------------------------------------------------------------------
+
+
+class Error(msgspec.Struct):
+    """Every error answer: a code, a human detail, the input field at fault when one is."""
+
+    error: Annotated[
+        str,
+        Meta(
+            description="Machine-readable code, e.g. validation_error, not_found, unauthorized, "
+            "invalid_signature, signature_required, subscription_inactive, payload_too_large, "
+            "kafka_unavailable, not_ready, method_not_allowed, internal_error."
+        ),
+    ]
+    detail: str
+    field: Annotated[str, Meta(description="The input field at fault.")] | UnsetType = UNSET
+    allowed: (
+        Annotated[list[str], Meta(description="Accepted event types (event_type not accepted).")]
+        | UnsetType
+    ) = UNSET
+
+
+class SubscriptionCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A new subscription (POST), or every writable field of an existing one (PUT)."""
+
+    target_url: TargetUrl
+    secret_key: SecretKey | UnsetType = UNSET
+    event_types: EventTypes | UnsetType = UNSET
+    is_active: IsActive | UnsetType = UNSET
+
+
+class SubscriptionPatch(msgspec.Struct, forbid_unknown_fields=True):
+    """The fields to change (PATCH)."""
+
+    target_url: TargetUrl | UnsetType = UNSET
+    secret_key: SecretKey | UnsetType = UNSET
+    event_types: EventTypes | UnsetType = UNSET
+    is_active: IsActive | UnsetType = UNSET
+
+
+class Subscription(msgspec.Struct):
+    """A subscription, its signing secret in plain text."""
+
+    id: Uuid
+    target_url: TargetUrl
+    secret_key: SecretKey
+    event_types: EventTypes
+    is_active: IsActive
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class SubscriptionList(msgspec.Struct):
+    """A page of subscriptions."""
+
+    items: list[Subscription]
+    next_cursor: NextCursor
+
+
+class IngestAccepted(msgspec.Struct):
+    """A webhook Kafka acknowledged."""
+
+    id: Annotated[Uuid, Meta(description="Webhook id.")]
+    status: Accepted
+
+
+class FanoutEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """One event for every matching active subscription."""
+
+    event_type: EventType
+    payload: AnyJson
+
+
+class FanoutAccepted(msgspec.Struct):
+    """An event whose webhooks Kafka all acknowledged."""
+
+    event_id: Uuid
+    ids: Annotated[
+        list[Uuid], Meta(description="One webhook id per matching subscription (may be empty).")
+    ]
+    status: Accepted
+
+
+class DeliveryAttempt(msgspec.Struct):
+    """One HTTP delivery attempt of a webhook."""
+
+    attempt_number: Annotated[int, Meta(ge=1)]
+    timestamp: Timestamp
+    status_code: int | None
+    error_detail: str | None
+    is_success: bool
+    duration_ms: Annotated[float, Meta(ge=0)]
+
+
+class WebhookStatus(msgspec.Struct):
+    """A webhook's delivery status and attempts."""
+
+    id: Annotated[str, Meta(description="Webhook id.")]
+    subscription: Uuid | None
+    subscription_url: str | None
+    event_type: str
+    payload: Annotated[Any, Meta(description="The webhook's JSON payload.")]
+    status: StatusName
+    retry_count: Annotated[int, Meta(ge=0)]
+    next_retry_at: Timestamp | None
+    created_at: Timestamp
+    delivered_at: Timestamp | None
+    delivery_attempts: list[DeliveryAttempt]
+
+
+class WebhookList(msgspec.Struct):
+    """A page of webhooks, newest first."""
+
+    items: list[WebhookStatus]
+    next_cursor: NextCursor
+
+
+class Probe(msgspec.Struct):
+    """A probe's answer."""
+
+    status: Annotated[str, Meta(description="alive, ready or not ready.")]
