@@ -181,6 +181,17 @@ def test_required_values_fail_with_a_clear_message(tools: Tools) -> None:
     assert no_keys.returncode != 0 and "an empty list leaves the API open" in no_keys.stderr
 
 
+def kubernetes_validate(path: Path) -> subprocess.CompletedProcess[str]:
+    """``kubernetes-validate --strict`` of the manifests in ``path``, for KUBE_VERSION."""
+    validate = PROJECT_ROOT / ".venv" / "bin" / "kubernetes-validate"
+    return subprocess.run(
+        [str(validate), "--strict", "-k", KUBE_VERSION, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def test_every_kubernetes_object_validates_strictly(
     tools: Tools, rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
@@ -193,11 +204,7 @@ def test_every_kubernetes_object_validates_strictly(
         }, name
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump_all(core))
-        done = subprocess.run(
-            [str(PROJECT_ROOT / ".venv" / "bin" / "kubernetes-validate"), "--strict",
-             "-k", KUBE_VERSION, str(path)],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+        done = kubernetes_validate(path)
         assert done.returncode == 0, (name, done.stdout, done.stderr)
         assert "Couldn't find schema" not in done.stdout + done.stderr, name
         assert done.stdout.count("INFO") == len(core), (name, done.stdout)
@@ -212,11 +219,7 @@ def test_kubernetes_validate_rejects_an_unknown_field(tools: Tools, tmp_path: Pa
     deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(deployment))
-    done = subprocess.run(
-        [str(PROJECT_ROOT / ".venv" / "bin" / "kubernetes-validate"), "--strict",
-         "-k", KUBE_VERSION, str(path)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    done = kubernetes_validate(path)
     assert done.returncode != 0 and "readinesProbe" in done.stdout + done.stderr
 
 

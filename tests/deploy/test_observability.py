@@ -8,7 +8,6 @@ Also the dashboard and its Grafana provisioning files, checked structurally."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import re
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +16,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 import yaml
 
 from tests.support.fixtures_processes import MakeComponent
@@ -107,17 +105,6 @@ def test_grafana_provisioning_files() -> None:
 
 
 # --- a real Prometheus against the running components ---------------------------------------
-
-
-@pytest.fixture
-def settings(wm_settings: Settings) -> Settings:
-    return dataclasses.replace(
-        wm_settings,
-        allowed_cidrs="127.0.0.0/8",
-        retry_ladder="1,1,1,1,1",
-        request_timeout_s=2.0,
-        connect_timeout_s=1.0,
-    )
 
 
 class Prometheus:
