@@ -10,8 +10,8 @@ import time
 import pytest
 
 import delivery_agents.main
-from tests.pipeline import create_subscription, ingest_record, produce_ingest, running
-from tests.receiver import Receiver
+from tests.support.pipeline import create_subscription, ingest_record, produce_ingest, running
+from tests.support.receiver import Receiver
 from webhookmaster.settings import Settings
 from webhookmaster.subscription_table import SubscriptionTable
 
