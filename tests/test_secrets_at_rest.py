@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import msgspec
 import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -411,7 +412,7 @@ async def test_start_up_rewrite_skips_an_entry_written_meanwhile(wm_settings: Se
         stale = dict(state.table.stale())
         assert set(stale) == {raced, other}
         current = state.table.get(raced)
-        newer = dataclasses.replace(
+        newer = msgspec.structs.replace(
             current, target_url="https://example.com/new", updated_at=records.now_iso()
         )
         await subscriptions_api.write(state, newer)  # the write that held the lock

@@ -9,6 +9,8 @@ the records under the new key (it does so at start-up, ``ingest_gateway/secret_m
 
 from __future__ import annotations
 
+import base64
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,10 +68,17 @@ def read_keys(settings: Settings) -> list[str]:
     return keys
 
 
-class SecretBox:
-    """Encrypts under the newest key, decrypts under any of them."""
+REVEAL_CACHE = 1024  # plain texts of the most recently used sealed secrets kept in memory
 
-    def __init__(self, keys: Sequence[str]) -> None:
+
+class SecretBox:
+    """Encrypts under the newest key, decrypts under any of them.
+
+    Besides text tokens it seals secrets as raw token bytes (:meth:`seal`, :meth:`sealed`) for
+    the subscription table, which keeps them encrypted in memory and opens them only when used
+    (:meth:`reveal`, with a small LRU cache of recent plain texts)."""
+
+    def __init__(self, keys: Sequence[str], cache_size: int = REVEAL_CACHE) -> None:
         if not keys:
             raise SecretKeyError("no key to encrypt subscription secrets: " + HOW_TO)
         fernets = []
@@ -82,6 +91,7 @@ class SecretBox:
                     f"base64, 44 characters): {HOW_TO}"
                 ) from None
         self._fernets = tuple(fernets)
+        self._reveal = functools.lru_cache(maxsize=cache_size)(self._open)
 
     def encrypt(self, plain: str) -> str:
         """``plain`` as a token under the newest key."""
@@ -97,6 +107,23 @@ class SecretBox:
             except InvalidToken:
                 continue
         raise InvalidToken
+
+    def seal(self, plain: str) -> bytes:
+        """``plain`` encrypted under the newest key, as raw token bytes."""
+        return self.sealed(self.encrypt(plain))
+
+    @staticmethod
+    def sealed(token: str) -> bytes:
+        """The raw bytes of a text token (about 3/4 of its size)."""
+        return base64.urlsafe_b64decode(token)
+
+    def reveal(self, sealed: bytes) -> str:
+        """The plain text of raw token bytes (from :meth:`seal` or :meth:`sealed`);
+        :class:`InvalidToken` when no key opens them."""
+        return self._reveal(sealed)
+
+    def _open(self, sealed: bytes) -> str:
+        return self.decrypt(base64.urlsafe_b64encode(sealed).decode("ascii"))[0]
 
 
 def from_settings(settings: Settings) -> SecretBox:
