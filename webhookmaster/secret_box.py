@@ -1,6 +1,10 @@
 """Subscription secrets at rest: Fernet tokens (AES-128-CBC and HMAC-SHA256, authenticated)
 under a ring of keys.
 
+In memory, the subscription table keeps each secret sealed (:func:`seal`, ChaCha20-Poly1305 under
+a key made at process start and never stored) and opens it only when used (:func:`reveal`, with a
+small LRU cache of recent plain texts).
+
 The keys come from ``WM_SECRET_KEYS`` (comma-separated) or ``WM_SECRET_KEYS_FILE`` (one per line;
 blank lines and ``#`` comments ignored), newest first: the first key encrypts, every key
 decrypts. A rotation puts a new key first and keeps the old ones until the gateway has rewritten
@@ -9,13 +13,13 @@ the records under the new key (it does so at start-up, ``ingest_gateway/secret_m
 
 from __future__ import annotations
 
-import base64
 import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from webhookmaster.settings import Settings, SettingsError
 
@@ -27,6 +31,8 @@ __all__ = [
     "from_settings",
     "new_key",
     "read_keys",
+    "reveal",
+    "seal",
 ]
 
 HOW_TO = (
@@ -68,17 +74,10 @@ def read_keys(settings: Settings) -> list[str]:
     return keys
 
 
-REVEAL_CACHE = 1024  # plain texts of the most recently used sealed secrets kept in memory
-
-
 class SecretBox:
-    """Encrypts under the newest key, decrypts under any of them.
+    """Encrypts under the newest key, decrypts under any of them."""
 
-    Besides text tokens it seals secrets as raw token bytes (:meth:`seal`, :meth:`sealed`) for
-    the subscription table, which keeps them encrypted in memory and opens them only when used
-    (:meth:`reveal`, with a small LRU cache of recent plain texts)."""
-
-    def __init__(self, keys: Sequence[str], cache_size: int = REVEAL_CACHE) -> None:
+    def __init__(self, keys: Sequence[str]) -> None:
         if not keys:
             raise SecretKeyError("no key to encrypt subscription secrets: " + HOW_TO)
         fernets = []
@@ -91,7 +90,6 @@ class SecretBox:
                     f"base64, 44 characters): {HOW_TO}"
                 ) from None
         self._fernets = tuple(fernets)
-        self._reveal = functools.lru_cache(maxsize=cache_size)(self._open)
 
     def encrypt(self, plain: str) -> str:
         """``plain`` as a token under the newest key."""
@@ -108,22 +106,23 @@ class SecretBox:
                 continue
         raise InvalidToken
 
-    def seal(self, plain: str) -> bytes:
-        """``plain`` encrypted under the newest key, as raw token bytes."""
-        return self.sealed(self.encrypt(plain))
 
-    @staticmethod
-    def sealed(token: str) -> bytes:
-        """The raw bytes of a text token (about 3/4 of its size)."""
-        return base64.urlsafe_b64decode(token)
+_IN_MEMORY = ChaCha20Poly1305(ChaCha20Poly1305.generate_key())
+_NONCE = 12
+REVEAL_CACHE = 1024  # plain texts of the most recently used sealed secrets
 
-    def reveal(self, sealed: bytes) -> str:
-        """The plain text of raw token bytes (from :meth:`seal` or :meth:`sealed`);
-        :class:`InvalidToken` when no key opens them."""
-        return self._reveal(sealed)
 
-    def _open(self, sealed: bytes) -> str:
-        return self.decrypt(base64.urlsafe_b64encode(sealed).decode("ascii"))[0]
+def seal(plain: str) -> bytes:
+    """``plain`` encrypted for this process's memory (nonce, ciphertext and tag: 28 bytes more
+    than the text); only this process can :func:`reveal` it."""
+    nonce = os.urandom(_NONCE)
+    return nonce + _IN_MEMORY.encrypt(nonce, plain.encode(), None)
+
+
+@functools.lru_cache(maxsize=REVEAL_CACHE)
+def reveal(sealed: bytes) -> str:
+    """The plain text of :func:`seal`'s output."""
+    return _IN_MEMORY.decrypt(sealed[:_NONCE], sealed[_NONCE:], None).decode()
 
 
 def from_settings(settings: Settings) -> SecretBox:

@@ -7,10 +7,11 @@ came from, so a late older record never overwrites a newer one.
 
 Secrets are stored encrypted (``secret_key_encrypted``, :mod:`webhookmaster.secret_box`). A
 record's secret is decrypted once as it is loaded, to check that a configured key opens it, and
-then kept encrypted in memory (:class:`Sealed`): it is decrypted again when used, through a small
-LRU cache. A record no configured key opens is logged, counted and skipped like any unreadable
-record. Records still in plain text (``secret_key``) or under an older key are read and listed
-by :meth:`SubscriptionTable.stale`, for the gateway to rewrite.
+then kept encrypted in memory (:class:`Sealed`, under a key of this process's own): it is
+decrypted again when used, through a small LRU cache. A record no configured key opens is
+logged, counted and skipped like any unreadable record. Records still in plain text
+(``secret_key``) or under an older key are read and listed by :meth:`SubscriptionTable.stale`,
+for the gateway to rewrite.
 
 Reads never scan the table: fan-out matching and list pages come from
 :class:`webhookmaster.subscription_index.SubscriptionIndex`, kept up to date on every change.
@@ -58,14 +59,14 @@ SKIPPED = Counter(
 )
 
 
-class Sealed(msgspec.Struct, frozen=True, gc=False):
-    """A secret as the table holds it: raw Fernet token bytes, opened only when used."""
+class Sealed(bytes):
+    """A secret as the table holds it: encrypted for this process's memory
+    (:func:`secret_box.seal`), opened only when used."""
 
-    token: bytes
-    box: SecretBox
+    __slots__ = ()
 
     def reveal(self) -> str:
-        return self.box.reveal(self.token)
+        return secret_box.reveal(self)
 
     def __repr__(self) -> str:
         return "Sealed(...)"
@@ -108,12 +109,12 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
         secret = self.secret
         return secret if isinstance(secret, str) else secret.reveal()
 
-    def compact(self, box: SecretBox, sealed: bytes | None = None) -> Subscription:
-        """This subscription as the table keeps it: secret sealed (``sealed``: its raw token
-        bytes when the caller has them), filter shared, one timestamp string when both equal."""
+    def compact(self) -> Subscription:
+        """This subscription as the table keeps it: secret sealed, filter shared, one timestamp
+        string when both are equal."""
         secret = self.secret
         if isinstance(secret, str):
-            secret = Sealed(sealed if sealed is not None else box.seal(secret), box)
+            secret = Sealed(secret_box.seal(secret))
         updated = self.created_at if self.updated_at == self.created_at else self.updated_at
         return msgspec.structs.replace(
             self, secret=secret, event_types=_filter(self.event_types), updated_at=updated
@@ -173,6 +174,13 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
         return not self.event_types or event_type in self.event_types
 
 
+class _Entry(msgspec.Struct, gc=False):
+    """The latest state of an id (None: deleted) and the offset of the record it comes from."""
+
+    offset: int
+    sub: Subscription | None
+
+
 class SubscriptionTable:
     """Follows the subscriptions topic; thread-safe reads of the latest state by id."""
 
@@ -187,7 +195,7 @@ class SubscriptionTable:
             **{"enable.partition.eof": True, "group.protocol": "classic"},
         )
         self._consumer: Consumer | None = None  # made by start(): nothing connects before
-        self._entries: dict[str, tuple[int, Subscription | None]] = {}
+        self._entries: dict[str, _Entry] = {}
         # Entries read from records to rewrite (plain text, older key): id -> offset.
         self._stale: dict[str, int] = {}
         self._index = SubscriptionIndex()
@@ -266,14 +274,11 @@ class SubscriptionTable:
             return
         sub_id = key.decode(errors="replace")
         try:
-            sealed = None
-            if value is None:
-                sub, current = None, True
-            else:
-                data = records.parse_subscription(value)
-                sub, current = Subscription.from_stored(data, self.box)
-                if current:  # keep the record's own token rather than encrypting again
-                    sealed = self.box.sealed(data["secret_key_encrypted"])
+            sub, current = (
+                (None, True)
+                if value is None
+                else Subscription.from_stored(records.parse_subscription(value), self.box)
+            )
         except secret_box.InvalidToken:
             SKIPPED.labels("undecryptable").inc()
             log.error(
@@ -287,31 +292,26 @@ class SubscriptionTable:
             SKIPPED.labels("unreadable").inc()
             log.warning("skipping unreadable subscription record at offset %d: %s", offset, exc)
             return
-        self.apply(sub_id, sub, offset, current, sealed)
+        self.apply(sub_id, sub, offset, current)
 
     def apply(
-        self,
-        sub_id: str,
-        sub: Subscription | None,
-        offset: int,
-        current: bool = True,
-        sealed: bytes | None = None,
+        self, sub_id: str, sub: Subscription | None, offset: int, current: bool = True
     ) -> None:
         """Record the state of ``sub_id`` as of ``offset`` (None: deleted); ``current`` False
         marks a record to rewrite (secret in plain text or under an older key). The table keeps
-        the secret sealed (``sealed``: its raw token bytes, when the caller has them)."""
+        the compact form (:meth:`Subscription.compact`)."""
         if sub is not None:
-            sub = sub.compact(self.box, sealed)
+            sub = sub.compact()
             if sub.id == sub_id:
                 sub_id = sub.id  # one string object for the key and the entry
         with self._lock:
             entry = self._entries.get(sub_id)
-            if entry is None or entry[0] < offset:
-                if entry is not None and entry[1] is not None:
-                    self._index.remove(entry[1])
+            if entry is None or entry.offset < offset:
+                if entry is not None and entry.sub is not None:
+                    self._index.remove(entry.sub)
                 if sub is not None:
                     self._index.add(sub)
-                self._entries[sub_id] = (offset, sub)
+                self._entries[sub_id] = _Entry(offset, sub)
                 if current:
                     self._stale.pop(sub_id, None)
                 else:
@@ -325,11 +325,11 @@ class SubscriptionTable:
     def get_at(self, sub_id: str, offset: int) -> Subscription | None:
         """The entry of ``sub_id`` if it still comes from ``offset``, else None."""
         entry = self._entries.get(sub_id)
-        return entry[1] if entry is not None and entry[0] == offset else None
+        return entry.sub if entry is not None and entry.offset == offset else None
 
     def get(self, sub_id: str) -> Subscription | None:
         entry = self._entries.get(sub_id)
-        return entry[1] if entry else None
+        return entry.sub if entry is not None else None
 
     def __len__(self) -> int:
         """How many subscriptions exist."""
@@ -356,7 +356,7 @@ class SubscriptionTable:
         return iter(subs)
 
     def _present(self, sub_id: str) -> Subscription:
-        sub = self._entries[sub_id][1]
+        sub = self._entries[sub_id].sub
         assert sub is not None, "the index holds only present subscriptions"
         return sub
 
