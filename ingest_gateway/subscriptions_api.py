@@ -7,7 +7,6 @@ secret encrypted under the newest key (``secret_key_encrypted``); the API shows 
 
 from __future__ import annotations
 
-import bisect
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -53,7 +52,7 @@ def _build(
     return Subscription(
         id=sub_id,
         target_url=fields["target_url"],
-        secret_key=fields.get("secret_key", secret),
+        secret=fields.get("secret_key", secret),
         event_types=tuple(fields.get("event_types", ())),
         is_active=fields.get("is_active", True),
         created_at=created_at,
@@ -76,10 +75,7 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     gw = gateway(request)
     limit = pagination.limit(request.query)
     after = pagination.decode_cursor(request.query.get("cursor"))
-    subs = gw.loaded_table().all()  # sorted by (created_at, id)
-    start = 0 if after is None else bisect.bisect_right(subs, after, key=_order_key)
-    page = subs[start : start + limit]
-    more = start + limit < len(subs)
+    page, more = gw.loaded_table().page(after, limit)  # keyset page by (created_at, id)
     next_cursor = pagination.encode_cursor(_order_key(page[-1])) if more and page else None
     return json_response({"items": [s.to_record() for s in page], "next_cursor": next_cursor})
 
