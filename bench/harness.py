@@ -180,9 +180,8 @@ def create_subscriptions(settings: Settings, urls: list[str], secret: str = "") 
     return ids
 
 
-def produce_webhooks(settings: Settings, sub_ids: list[str], count: int) -> float:
-    """Produce ``count`` ingest records round-robin over ``sub_ids``; returns records/s."""
-    producer = Producer(
+def webhook_producer(settings: Settings) -> Producer:
+    return Producer(
         client_config(
             settings,
             {
@@ -194,6 +193,15 @@ def produce_webhooks(settings: Settings, sub_ids: list[str], count: int) -> floa
             },
         )
     )
+
+
+def produce_webhooks(
+    settings: Settings, sub_ids: list[str], count: int, producer: Producer | None = None
+) -> float:
+    """Produce ``count`` ingest records round-robin over ``sub_ids``; returns records/s. With
+    ``producer``, it is left unflushed (the caller flushes)."""
+    own = producer is None
+    producer = webhook_producer(settings) if producer is None else producer
     topic = settings.topic(INGEST)
     started = time.perf_counter()
     for i in range(count):
@@ -213,7 +221,8 @@ def produce_webhooks(settings: Settings, sub_ids: list[str], count: int) -> floa
             except BufferError:
                 producer.poll(0.01)
         producer.poll(0)
-    assert producer.flush(60) == 0
+    if own:
+        assert producer.flush(60) == 0
     return count / (time.perf_counter() - started)
 
 

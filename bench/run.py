@@ -24,7 +24,7 @@ from bench import harness, plots, scenarios
 from webhookmaster.settings import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
-ALL = ("ingest", "direct", "delivery", "e2e", "retry", "projection")
+ALL = ("ingest", "direct", "delivery", "e2e", "retry", "projection", "isolation")
 
 
 def conditions(settings: Any) -> dict[str, Any]:
@@ -67,6 +67,9 @@ def run(selected: list[str], quick: bool) -> dict[str, Any]:
             settings, 20 if quick else 200, "1,2,5,5,5" if quick else "10,30,60,300,900"
         ),
         "projection": lambda: scenarios.projection(settings, 2_000 if quick else 25_000),
+        "isolation": lambda: scenarios.isolation(
+            settings, 1_000 if quick else 10_000, 200, 3 if quick else 20, 10 if quick else 50
+        ),
     }
     for name in selected:
         started = time.monotonic()
@@ -136,6 +139,24 @@ def table(results: dict[str, Any]) -> str:
     if "projection" in results:
         p = results["projection"]
         add("projection", "events/s into PostgreSQL", f"{p['events_per_s']:,.0f}")
+    if "isolation" in results:
+        iso = results["isolation"]
+        for mode in ("solo", "with_slow"):
+            run = iso[mode]
+            add(
+                "isolation",
+                "healthy alone"
+                if mode == "solo"
+                else f"beside {iso['slow_subscriptions']} endpoints taking {iso['delay_s']:.0f} s",
+                f"drain {run['drain_rate']:,.0f}/s; at {run['offered_healthy_per_s']:.0f}/s "
+                f"offered p50 {run['latency_s']['p50'] * 1000:.1f} ms, p99 "
+                f"{run['latency_s']['p99'] * 1000:.1f} ms ({run['delivered']} of {run['sent']})",
+            )
+        add(
+            "isolation",
+            "ratios beside slow / alone",
+            f"deliveries/s {iso['rate_ratio']:.2f}, p99 {iso['p99_ratio']:.2f}",
+        )
     rss: dict[str, float] = {}
     for key in ("ingest", "e2e", "retry"):
         for name, value in (results.get(key, {}).get("rss_mb") or {}).items():

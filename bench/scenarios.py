@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from bench.harness import (
     produce_webhooks,
     wait_count,
     wait_http,
+    webhook_producer,
 )
 from schemas.topics import ATTEMPTS, INGEST
 from webhookmaster.kafka_clients import client_config
@@ -407,3 +409,99 @@ def projection(settings: Settings, count: int) -> dict[str, Any]:
         }
     finally:
         proc.stop()
+
+
+def _produce_mix(settings: Settings, plan: list[str], count: int, rate: float = 0.0) -> None:
+    """Produce ``count`` webhooks cycling through ``plan`` (subscription ids, repeated for a
+    share), at ``rate`` records/s (0: as fast as possible)."""
+    if not rate:
+        produce_webhooks(settings, plan, count)
+        return
+    producer = webhook_producer(settings)
+    started = time.monotonic()
+    step = max(1, int(rate / 20))  # 20 batches a second
+    for done in range(0, count, step):
+        wait = started + done / rate - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        offset = done % len(plan)
+        produce_webhooks(settings, plan[offset:] + plan[:offset], min(step, count - done), producer)
+    assert producer.flush(60) == 0
+
+
+def isolation(
+    settings: Settings, backlog: int, rate: float, seconds: float, slow: int = 50, delay: float = 10
+) -> dict[str, Any]:
+    """One healthy subscription alone, then beside ``slow`` subscriptions whose endpoint answers
+    after ``delay`` s: the healthy one's drain rate of a ``backlog`` (slow records interleaved,
+    one in five), and its ingest-to-arrival latency at ``rate``/s offered for ``seconds`` (each
+    slow subscription offered 1/s meanwhile)."""
+    healthy_port, slow_port = _port(), _port()
+    receiver = module("receiver", "--port", str(healthy_port))
+    slow_receiver = module("receiver", "--port", str(slow_port), "--delay", str(delay))
+    results: dict[str, Any] = {"slow_subscriptions": slow, "delay_s": delay, "backlog": backlog}
+    try:
+        wait_http(f"http://127.0.0.1:{healthy_port}/count", proc=receiver)
+        wait_http(f"http://127.0.0.1:{slow_port}/count", proc=slow_receiver)
+        for mode in ("solo", "with_slow"):
+            s = fresh(settings)
+            [healthy] = create_subscriptions(s, [f"http://127.0.0.1:{healthy_port}/healthy"])
+            slow_subs = (
+                create_subscriptions(
+                    s, [f"http://127.0.0.1:{slow_port}/slow/{k}" for k in range(slow)]
+                )
+                if mode == "with_slow"
+                else []
+            )
+            drain_plan = [healthy]
+            for sub in slow_subs:
+                drain_plan += [healthy] * 4 + [sub]
+            _post(f"http://127.0.0.1:{healthy_port}/reset")
+            total = backlog * len(drain_plan) // drain_plan.count(healthy)
+            _produce_mix(s, drain_plan, total)
+            agent, _ = component("agent", s, "WM_AGENT_PORT")
+            try:
+                wait_count(healthy_port, backlog, timeout=600)
+                times = sorted(
+                    a[1]
+                    for a in get_json(f"http://127.0.0.1:{healthy_port}/stats", timeout=60)[
+                        "arrivals"
+                    ]
+                )
+                drain_rate = len(times) / (times[-1] - times[0])
+                # steady load: healthy at ``rate``/s, each slow subscription at 1/s
+                _post(f"http://127.0.0.1:{healthy_port}/reset")
+                load_plan = [healthy] * max(1, int(rate)) + slow_subs
+                random.Random(1).shuffle(load_plan)
+                offered = len(load_plan)
+                _produce_mix(s, load_plan, int(offered * seconds), offered)
+                sent = int(int(offered * seconds) * load_plan.count(healthy) / len(load_plan))
+                try:
+                    wait_count(healthy_port, sent, timeout=120)
+                except TimeoutError:
+                    pass
+                arrivals = get_json(f"http://127.0.0.1:{healthy_port}/stats", timeout=60)[
+                    "arrivals"
+                ]
+                latencies = [a[1] - a[2] for a in arrivals if a[2]]
+                results[mode] = {
+                    "drain_rate": drain_rate,
+                    "latency_s": percentiles(latencies),
+                    "offered_healthy_per_s": rate,
+                    "delivered": len(arrivals),
+                    "sent": sent,
+                    "slow_arrivals": get_json(f"http://127.0.0.1:{slow_port}/count")["arrivals"],
+                    "rss_mb": agent.peak_rss_mb(),
+                    "latencies_sample": latencies[:: max(1, len(latencies) // 2000)],
+                }
+                _post(f"http://127.0.0.1:{slow_port}/reset")
+            finally:
+                agent.stop()
+        results["rate_ratio"] = results["with_slow"]["drain_rate"] / results["solo"]["drain_rate"]
+        results["p99_ratio"] = (
+            results["with_slow"]["latency_s"]["p99"] / results["solo"]["latency_s"]["p99"]
+        )
+        return results
+    finally:
+        receiver.stop()
+        slow_receiver.stop()

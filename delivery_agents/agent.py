@@ -1,13 +1,14 @@
-"""The delivery loop: fetch ingest records, deliver each (bounded in flight, capped per
-subscription), publish the outcome, and let the offset be committed once that is durable."""
+"""The delivery loop: fetch ingest records, deliver each (bounded in flight, shared fairly
+between subscriptions: :mod:`delivery_agents.shares`), publish the outcome, and let the offset
+be committed once that is durable."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -17,6 +18,7 @@ from confluent_kafka import KafkaException, Message
 
 from delivery_agents import http_delivery, metrics
 from delivery_agents.outcomes import Publisher, dead_letter, seconds_since
+from delivery_agents.shares import Shares
 from delivery_agents.ssrf import GuardedResolver, parse_cidrs
 from schemas import records
 from schemas.records import RecordError, Webhook
@@ -42,6 +44,7 @@ GROUP_ID = "agents"
 FETCH_BATCH = 500
 LOCAL_TRIES = 3  # tries of a record that raised before it is dead-lettered
 LAG_EVERY_S = 2.0  # between two measures of the ingest lag gauge
+RECHECK_S = 0.25  # while full: between two looks at the records waiting on slow subscriptions
 
 
 class RecordRefused(Exception):
@@ -80,13 +83,12 @@ class Agent:
         self.timeout = aiohttp.ClientTimeout(
             total=settings.request_timeout_s, sock_connect=settings.connect_timeout_s
         )
-        self.slots = asyncio.Semaphore(settings.max_in_flight)
-        self.per_subscription: defaultdict[str, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(settings.max_in_flight_per_subscription)
-        )
-        self.capacity = settings.max_in_flight * 4  # records held: in flight or waiting a slot
-        self.held = 0
         self.space = asyncio.Event()
+        self.shares = Shares(settings.max_in_flight, settings.max_in_flight_per_subscription)
+        self.capacity = settings.max_in_flight * 4  # records held: in flight or waiting a slot
+        # ... besides up to this many waiting for a slow subscription's slot
+        self.slow_backlog = self.capacity * 4
+        self.held = 0
         self.stopping = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.session: aiohttp.ClientSession | None = None
@@ -117,10 +119,15 @@ class Agent:
             if time.monotonic() >= next_lag:
                 next_lag = time.monotonic() + LAG_EVERY_S
                 await self.consumer.call(self._measure_lag)
-            room = self.capacity - self.held
+            # records waiting for a slow subscription's slot do not stop the fetching
+            room = min(
+                self.capacity - (self.held - self.shares.slow_waiting()),
+                self.capacity + self.slow_backlog - self.held,
+            )
             if room <= 0:
                 self.space.clear()
-                await self.space.wait()
+                with contextlib.suppress(TimeoutError):  # lanes turn slow as time passes
+                    await asyncio.wait_for(self.space.wait(), RECHECK_S)
                 continue
             for msg in await self.consumer.consume(min(room, FETCH_BATCH), 0.1):
                 err = msg.error()
@@ -297,7 +304,7 @@ class Agent:
             record.webhook_id, record.event_type, sub.secret_key, record.body
         )
         assert self.session is not None
-        async with self.per_subscription[sub_id], self.slots:
+        async with self.shares.slot(sub_id):
             metrics.IN_FLIGHT.inc()
             started = datetime.now(UTC)
             try:
