@@ -49,9 +49,9 @@ async def test_healthy_subscription_delivered_while_many_endpoints_hang(
     produce_ingest(settings, *(ingest_record(healthy) for _ in range(HEALTHY)), partition=0)
     async with running(settings, scheduler=False):
         try:
-            assert await receiver.wait_for(
-                lambda: len(receiver.on("/healthy")) == HEALTHY, WAIT
-            ), f"healthy deliveries: {len(receiver.on('/healthy'))} of {HEALTHY}"
+            assert await receiver.wait_for(lambda: len(receiver.on("/healthy")) == HEALTHY, WAIT), (
+                f"healthy deliveries: {len(receiver.on('/healthy'))} of {HEALTHY}"
+            )
             # every slow endpoint still holds its requests: each had its share, no more
             assert not release.is_set()
             for path in slow_paths:
