@@ -7,7 +7,9 @@ delivery finished yet: a slow start) or *slow* (its recent deliveries took :data
 more on average, or one in flight has already run that long). Slow lanes also share one pool
 of ``total // 4`` slots, so however many endpoints hang, three quarters of the slots stay with
 the others. Deliveries waiting in a slow lane are counted apart (:meth:`Shares.slow_waiting`),
-so that the agent keeps fetching the records of other subscriptions meanwhile.
+so that the agent keeps fetching the records of other subscriptions meanwhile. Deliveries of
+an :data:`URGENT` context (retries that fell due) go to the head of their lane and their lane
+to the head of the round.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 SLOW_S = 1.0  # a lane whose deliveries take this long (on average, or one so far) is slow
 SLOW_SHARE = 2  # deliveries in flight for a new or slow lane
 EWMA_WEIGHT = 0.3  # weight of the latest duration in a lane's average
+# Set in a task's context: its deliveries wait at the head of their lane, and the lane at the
+# head of the round (retries that fell due, before the backlog).
+URGENT: ContextVar[bool] = ContextVar("urgent", default=False)
 
 
 @dataclass(eq=False)
@@ -106,8 +112,17 @@ class Shares:
 
     async def _wait(self, lane: Lane) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        lane.waiters.append(future)
-        self._queue(lane)
+        if URGENT.get():
+            lane.waiters.appendleft(future)
+            if not lane.queued:
+                lane.queued = True
+                self.runnable.appendleft(lane)
+            elif lane in self.runnable:  # not parked: to the head of the round
+                self.runnable.remove(lane)
+                self.runnable.appendleft(lane)
+        else:
+            lane.waiters.append(future)
+            self._queue(lane)
         self._pump()
         try:
             return await future

@@ -15,7 +15,7 @@ from confluent_kafka import Message, Producer
 from delivery_agents.main import serve as serve_agent
 from retry_scheduler.main import serve as serve_scheduler
 from schemas import records
-from schemas.topics import INGEST, SUBSCRIPTIONS
+from schemas.topics import DUE, INGEST, SUBSCRIPTIONS
 from tests.kafka_helpers import consume, webhook_view
 from webhookmaster import signing
 from webhookmaster.kafka_clients import client_config
@@ -94,7 +94,7 @@ async def read(settings: Settings, suffix: str, count: int, timeout: float = 30)
     msgs: list[Message] = await asyncio.to_thread(
         consume, settings, settings.topic(suffix), count, timeout
     )
-    webhooks = suffix == INGEST or suffix.startswith("retry.")
+    webhooks = suffix in (INGEST, DUE) or suffix.startswith("retry.")
     return [webhook_view(m) if webhooks else orjson.loads(m.value()) for m in msgs]
 
 

@@ -62,3 +62,37 @@ async def test_healthy_subscription_delivered_while_many_endpoints_hang(
             lambda: all(len(receiver.on(p)) == PER_SLOW for p in slow_paths), WAIT
         ), [len(receiver.on(p)) for p in slow_paths]
     assert len(receiver.on("/healthy")) == HEALTHY
+
+
+@pytest.fixture
+def backlog_settings(settings: Settings) -> Settings:
+    # 8 slots: a backlog whose every delivery takes 50 ms keeps the agent saturated for ~15 s
+    return dataclasses.replace(settings, max_in_flight=8, max_in_flight_per_subscription=8)
+
+
+async def test_due_retry_delivered_before_the_backlog_drains(
+    backlog_settings: Settings, receiver: Receiver
+) -> None:
+    settings = dataclasses.replace(backlog_settings, retry_ladder="2,1,1,1,1")
+    backlog = 2_000 // settings.topic_partitions * settings.topic_partitions
+    receiver.script("/backlog", then=Reply(delay_s=0.05))
+    receiver.script("/retry", Reply(500))  # the first attempt fails; the retry (2 s) succeeds
+    slow_sub = create_subscription(settings, receiver.url("/backlog"))
+    retry_sub = create_subscription(settings, receiver.url("/retry"))
+    async with running(settings):
+        produce_ingest(settings, ingest_record(retry_sub))
+        assert await receiver.wait_for(lambda: len(receiver.on("/retry")) == 1, WAIT)
+        # while the retry waits its 2 s: a backlog on every partition (a retry handed back to
+        # the ingest topic would queue behind it, whatever its partition)
+        partitions = settings.topic_partitions
+        for partition in range(partitions):
+            share = [ingest_record(slow_sub) for _ in range(backlog // partitions)]
+            produce_ingest(settings, *share, partition=partition)
+        assert await receiver.wait_for(lambda: len(receiver.on("/retry")) == 2, WAIT)
+        # the retry went round the scheduler and back while most of the backlog was still
+        # queued (handed back to the ingest topic, it came after nearly all of it)
+        delivered_before = len(receiver.on("/backlog"))
+        assert delivered_before < backlog // 2, delivered_before
+        assert await receiver.wait_for(lambda: len(receiver.on("/backlog")) >= backlog, WAIT * 2)
+    first, second = receiver.on("/retry")
+    assert second.at - first.at >= 2.0

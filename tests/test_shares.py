@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from delivery_agents import shares as shares_mod
-from delivery_agents.shares import SLOW_SHARE, Shares
+from delivery_agents.shares import SLOW_SHARE, URGENT, Shares
 
 
 @pytest.fixture(autouse=True)
@@ -147,5 +147,36 @@ def test_a_cancelled_waiter_gives_back_its_place() -> None:
             await waiting
         assert shares.in_flight == 0 and not shares.lanes["b"].waiters
         await asyncio.wait_for(_quick(shares, "c"), 1)
+
+    asyncio.run(scenario())
+
+
+def test_an_urgent_delivery_takes_the_next_free_slot() -> None:
+    async def scenario() -> None:
+        shares = Shares(total=2, per_subscription=2)
+        await _quick(shares, "backlog")
+        release = asyncio.Event()
+        order: list[str] = []
+        running = [asyncio.create_task(_hold(shares, "backlog", release, order)) for _ in range(2)]
+        await _wait_for(lambda: len(order) == 2)
+        gate = asyncio.Event()
+        queued = [asyncio.create_task(_hold(shares, "backlog", gate, order)) for _ in range(5)]
+        queued += [asyncio.create_task(_hold(shares, "other", gate, order)) for _ in range(2)]
+        await asyncio.sleep(0.01)
+
+        async def due() -> None:
+            URGENT.set(True)  # as the agent's due loop does, in its own context
+            await _hold(shares, "other", gate, order)
+
+        urgent = asyncio.create_task(due())
+        await asyncio.sleep(0.01)
+        release.set()
+        await _wait_for(lambda: len(order) == 4)
+        # the two freed slots: the urgent one first, then round-robin as before
+        assert order[2] == "other" and shares.lanes["other"].active >= 1
+        assert not URGENT.get()  # the context of the caller is untouched
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(*running, *queued, urgent), 5)
+        assert shares.in_flight == 0
 
     asyncio.run(scenario())
