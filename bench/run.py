@@ -24,7 +24,17 @@ from bench import harness, plots, scenarios
 from webhookmaster.settings import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
-ALL = ("ingest", "direct", "delivery", "e2e", "retry", "projection", "isolation")
+ALL = (
+    "ingest",
+    "direct",
+    "delivery",
+    "e2e",
+    "retry",
+    "projection",
+    "isolation",
+    "punctual",
+    "burst",
+)
 
 
 def conditions(settings: Any) -> dict[str, Any]:
@@ -70,6 +80,10 @@ def run(selected: list[str], quick: bool) -> dict[str, Any]:
         "isolation": lambda: scenarios.isolation(
             settings, 1_000 if quick else 10_000, 200, 3 if quick else 20, 10 if quick else 50
         ),
+        "punctual": lambda: scenarios.punctual(
+            settings, 5_000 if quick else 100_000, 20 if quick else 200
+        ),
+        "burst": lambda: scenarios.burst(settings, 2_000 if quick else 100_000),
     }
     for name in selected:
         started = time.monotonic()
@@ -156,6 +170,30 @@ def table(results: dict[str, Any]) -> str:
             "isolation",
             "ratios beside slow / alone",
             f"deliveries/s {iso['rate_ratio']:.2f}, p99 {iso['p99_ratio']:.2f}",
+        )
+    if "punctual" in results:
+        pr = results["punctual"]
+        late = pr["lateness_s"]
+        add(
+            "punctual retries",
+            f"{pr['retries']} due {pr['delay_s']} s after failing, {pr['backlog']:,} queued behind",
+            f"lateness p50 {late['p50'] * 1000:.0f} ms, p99 {late['p99'] * 1000:.0f} ms, max "
+            f"{late['max'] * 1000:.0f} ms ({pr['measured']} measured); backlog delivered by then "
+            f"{pr['backlog_delivered_when_retries_done']:,}",
+        )
+    if "burst" in results:
+        b = results["burst"]
+        curve = b["deliveries_per_s"]
+        add(
+            "burst drain",
+            f"{b['accepted']:,} accepted ({b['errors']} errors) in {b['accept_s']:.0f} s",
+            f"drained (last arrival) {b['drain_s']:.0f} s after the first POST; "
+            f"{b['delivered']:,} delivered; peak {max(curve, default=0):,}/s",
+        )
+        add(
+            "burst drain",
+            "peak RSS (VmHWM)",
+            ", ".join(f"{k} {v:.0f} MB" for k, v in sorted(b["rss_mb"].items())),
         )
     rss: dict[str, float] = {}
     for key in ("ingest", "e2e", "retry"):

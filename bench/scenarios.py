@@ -505,3 +505,183 @@ def isolation(
     finally:
         receiver.stop()
         slow_receiver.stop()
+
+
+class RssSampler:
+    """Samples the resident set (VmRSS) of processes every ``every`` seconds in a thread."""
+
+    def __init__(self, procs: dict[str, Proc], every: float = 0.5) -> None:
+        import threading
+
+        self.procs, self.every = procs, every
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from pathlib import Path
+
+        while not self._stop.wait(self.every):
+            values: dict[str, float] = {}
+            for name, proc in self.procs.items():
+                try:
+                    status = Path(f"/proc/{proc.popen.pid}/status").read_text()
+                except OSError:
+                    continue
+                for line in status.splitlines():
+                    if line.startswith("VmRSS:"):
+                        values[name] = int(line.split()[1]) / 1024
+            self.samples.append((time.time(), values))
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def burst(settings: Settings, count: int, generators: int = 4) -> dict[str, Any]:
+    """``count`` webhooks POSTed to the gateway as fast as it accepts them (``generators``
+    closed-loop load generators, one subscription each) while the agent, scheduler and
+    projector run: the drain time (first acceptance to last arrival), the deliveries/s curve
+    and every component's RSS, sampled throughout (and its peak, VmHWM)."""
+    receiver_port = _port()
+    receiver = module("receiver", "--port", str(receiver_port))
+    s = fresh(settings)
+    procs: dict[str, tuple[Proc, int]] = {}
+    try:
+        wait_http(f"http://127.0.0.1:{receiver_port}/count", proc=receiver)
+        subs = create_subscriptions(
+            s,
+            [f"http://127.0.0.1:{receiver_port}/burst/{k}" for k in range(generators)],
+            secret=SECRET,
+        )
+        for name, var in (
+            ("gateway", "WM_GATEWAY_PORT"),
+            ("agent", "WM_AGENT_PORT"),
+            ("scheduler", "WM_SCHEDULER_PORT"),
+            ("projector", "WM_PROJECTOR_PORT"),
+        ):
+            procs[name] = component(name, s, var)
+        for proc, port in procs.values():
+            wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc, timeout=120)
+        gport = procs["gateway"][1]
+        with RssSampler({name: proc for name, (proc, _) in procs.items()}) as rss:
+            gens = [
+                module(
+                    "loadgen",
+                    "--url",
+                    f"http://127.0.0.1:{gport}/api/ingest/{sub}/?event_type=bench",
+                    "--secret",
+                    SECRET,
+                    "--concurrency",
+                    "16",
+                    "--seconds",
+                    "900",
+                    "--count",
+                    str(count // generators),
+                )
+                for sub in subs
+            ]
+            outs = [_run_json(gen, 960) for gen in gens]
+            accepted = sum(o["accepted"] for o in outs)
+            accept_end = max(o["started"] + o["elapsed"] for o in outs)
+            try:
+                wait_count(receiver_port, accepted, timeout=900)
+            except TimeoutError:
+                pass
+        arrivals = get_json(f"http://127.0.0.1:{receiver_port}/stats", timeout=120)["arrivals"]
+        started = min(o["started"] for o in outs)
+        times = sorted(a[1] for a in arrivals)
+        per_second = [0] * (int(times[-1] - started) + 1 if times else 0)
+        for t in times:
+            per_second[int(t - started)] += 1
+        peaks: dict[str, float] = {}
+        samples = rss.samples
+        for _, values in samples:
+            for name, value in values.items():
+                peaks[name] = max(peaks.get(name, 0.0), value)
+        return {
+            "count": count,
+            "accepted": accepted,
+            "errors": sum(len(o["errors"]) for o in outs),
+            "accept_s": accept_end - started,
+            "accepted_per_s": accepted / (accept_end - started),
+            "drain_s": (times[-1] - started) if times else float("nan"),
+            "delivered": len({a[0] for a in arrivals}),
+            "arrivals": len(arrivals),
+            "deliveries_per_s": per_second,
+            "rss_mb": {name: proc.peak_rss_mb() for name, (proc, _) in procs.items()},
+            "rss_sampled_peak_mb": peaks,
+            "rss_timeline": [(t - started, v) for t, v in samples[:: 1 + len(samples) // 400]],
+        }
+    finally:
+        for proc, _ in procs.values():
+            proc.stop()
+        receiver.stop()
+
+
+def punctual(
+    settings: Settings, backlog: int, retries: int, delay: int = 5, subs: int = 16
+) -> dict[str, Any]:
+    """Retries falling due while a ``backlog`` is queued: ``retries`` webhooks whose first
+    attempt fails (8 subscriptions), then at once ``backlog`` webhooks to ``subs`` healthy
+    subscriptions, one agent and the scheduler running; each retry's lateness (its attempt's
+    start minus its due time, ``delay`` s after the first) and how much of the backlog was
+    still queued when the last retry was delivered. The lateness is measured at the receiver:
+    second arrival minus (first arrival + ``delay``), an upper bound (the due time is set when
+    the first attempt's answer is in)."""
+
+    healthy_port, failing_port = _port(), _port()
+    receiver = module("receiver", "--port", str(healthy_port))
+    failing = module("receiver", "--port", str(failing_port), "--fail-first", "1")
+    s = fresh(settings, retry_ladder=",".join([str(delay)] * 5))
+    procs: list[tuple[Proc, int]] = []
+    try:
+        wait_http(f"http://127.0.0.1:{healthy_port}/count", proc=receiver)
+        wait_http(f"http://127.0.0.1:{failing_port}/count", proc=failing)
+        retry_subs = create_subscriptions(
+            s, [f"http://127.0.0.1:{failing_port}/retry/{k}" for k in range(8)]
+        )
+        healthy = create_subscriptions(
+            s, [f"http://127.0.0.1:{healthy_port}/backlog/{k}" for k in range(subs)]
+        )
+        procs = [
+            component("agent", s, "WM_AGENT_PORT"),
+            component("scheduler", s, "WM_SCHEDULER_PORT"),
+        ]
+        for proc, port in procs:
+            wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc)
+        produce_webhooks(s, retry_subs, retries)
+        wait_count(failing_port, retries, timeout=60, key="arrivals")
+        first_done = time.time()
+        produce_webhooks(s, healthy, backlog)
+        produced = time.time()
+        wait_count(failing_port, 2 * retries, timeout=delay + 300, key="arrivals")
+        backlog_delivered = get_json(f"http://127.0.0.1:{healthy_port}/count")["arrivals"]
+        retried = time.time()
+        arrivals = get_json(f"http://127.0.0.1:{failing_port}/stats", timeout=60)["arrivals"]
+        rss = {"agent": procs[0][0].peak_rss_mb(), "scheduler": procs[1][0].peak_rss_mb()}
+    finally:
+        for proc, _ in procs:
+            proc.stop()
+        receiver.stop()
+        failing.stop()
+    by_id: dict[str, list[float]] = {}
+    for webhook_id, at, _ in arrivals:
+        by_id.setdefault(webhook_id, []).append(at)
+    late = [sorted(ts)[1] - sorted(ts)[0] - delay for ts in by_id.values() if len(ts) >= 2]
+    return {
+        "backlog": backlog,
+        "retries": retries,
+        "delay_s": delay,
+        "produce_backlog_s": produced - first_done,
+        "retries_done_after_s": retried - first_done,
+        "backlog_delivered_when_retries_done": backlog_delivered,
+        "measured": len(late),
+        "lateness_s": percentiles(late),
+        "lateness_sample": late,
+        "rss_mb": rss,
+    }
