@@ -630,9 +630,10 @@ def punctual(
     attempt fails (8 subscriptions), then at once ``backlog`` webhooks to ``subs`` healthy
     subscriptions, one agent and the scheduler running; each retry's lateness (its attempt's
     start minus its due time, ``delay`` s after the first) and how much of the backlog was
-    still queued when the last retry was delivered. The lateness is measured at the receiver:
-    second arrival minus (first arrival + ``delay``), an upper bound (the due time is set when
-    the first attempt's answer is in)."""
+    still queued when the last retry was delivered. The lateness is the second attempt's start
+    minus the due time the first attempt's event gives (``next_attempt_at``), from the attempts
+    topic; at the receiver, second arrival minus (first arrival + ``delay``), an upper bound
+    (the due time is set only once the first attempt's answer is in)."""
 
     healthy_port, failing_port = _port(), _port()
     receiver = module("receiver", "--port", str(healthy_port))
@@ -663,6 +664,8 @@ def punctual(
         backlog_delivered = get_json(f"http://127.0.0.1:{healthy_port}/count")["arrivals"]
         retried = time.time()
         arrivals = get_json(f"http://127.0.0.1:{failing_port}/stats", timeout=60)["arrivals"]
+        wanted = set(retry_subs)
+        events = _read_matching(s, ATTEMPTS, lambda e: e["subscription_id"] in wanted, 2 * retries)
         rss = {"agent": procs[0][0].peak_rss_mb(), "scheduler": procs[1][0].peak_rss_mb()}
     finally:
         for proc, _ in procs:
@@ -672,7 +675,17 @@ def punctual(
     by_id: dict[str, list[float]] = {}
     for webhook_id, at, _ in arrivals:
         by_id.setdefault(webhook_id, []).append(at)
-    late = [sorted(ts)[1] - sorted(ts)[0] - delay for ts in by_id.values() if len(ts) >= 2]
+    at_receiver = [sorted(ts)[1] - sorted(ts)[0] - delay for ts in by_id.values() if len(ts) >= 2]
+    from schemas.records import parse_time
+
+    attempts: dict[str, dict[int, dict]] = {}
+    for event in events:
+        attempts.setdefault(event["webhook_id"], {})[event["attempt_number"]] = event
+    late = [
+        parse_time(a[2]["started_at"]).timestamp() - parse_time(a[1]["next_attempt_at"]).timestamp()
+        for a in attempts.values()
+        if 1 in a and 2 in a
+    ]
     return {
         "backlog": backlog,
         "retries": retries,
@@ -683,5 +696,40 @@ def punctual(
         "measured": len(late),
         "lateness_s": percentiles(late),
         "lateness_sample": late,
+        "lateness_at_receiver_s": percentiles(at_receiver),
         "rss_mb": rss,
     }
+
+
+def _read_matching(
+    settings: Settings, suffix: str, match: Any, count: int, timeout: float = 120
+) -> list[dict]:
+    """The first ``count`` JSON records of a topic for which ``match(record)`` holds (fresh
+    consumer group, bounded by ``timeout``)."""
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        client_config(
+            settings,
+            {
+                "group.id": f"bench-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+        )
+    )
+    consumer.subscribe([settings.topic(suffix)])
+    out: list[dict] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < count and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error() is None:
+                    record = orjson.loads(msg.value())
+                    if match(record):
+                        out.append(record)
+    finally:
+        consumer.close()
+    return out
