@@ -1,4 +1,4 @@
-"""Hold each retry tier's records until due, then hand them back to the ingest topic.
+"""Hold each retry tier's records until due, then hand them back to the agents (the due topic).
 
 Every record of a tier has the same delay, so each partition is ordered by due time and its
 head record says when the partition is next due. Fetched records that are not yet due wait in
@@ -21,7 +21,7 @@ from confluent_kafka import KafkaException, Message
 
 from retry_scheduler import metrics
 from schemas import records
-from schemas.topics import DEAD_LETTER, INGEST
+from schemas.topics import DEAD_LETTER, DUE
 from webhookmaster import kafka_clients as kafka
 from webhookmaster import retry_ladder, tracing
 from webhookmaster.consumer_thread import ConsumerThread
@@ -52,7 +52,7 @@ class Scheduler:
     def __init__(self, settings: Settings, producer: kafka.AsyncProducer) -> None:
         self.settings = settings
         self.producer = producer
-        self.ingest_topic = settings.topic(INGEST)
+        self.due_topic = settings.topic(DUE)
         self.dead_letter_topic = settings.topic(DEAD_LETTER)
         self.ladder = retry_ladder.tiers(settings.topic_prefix, settings.retry_ladder)
         self.tier_names = {
@@ -139,7 +139,7 @@ class Scheduler:
 
     async def _hand_back(self, msg: Message, at: int) -> None:
         """Produce ``msg`` (value and headers unchanged; with tracing on, its traceparent
-        then names the hand-back span) to the ingest topic; once Kafka acknowledged it, its
+        then names the hand-back span) to the due topic; once Kafka acknowledged it, its
         offset may be committed. A record Kafka refuses for good is dead-lettered instead, so
         it cannot hold the partition."""
         headers = kafka.record_headers(msg)
@@ -158,7 +158,7 @@ class Scheduler:
         delay = 0.5
         while True:
             try:
-                await self.producer.send(self.ingest_topic, msg.value(), msg.key(), headers=headers)
+                await self.producer.send(self.due_topic, msg.value(), msg.key(), headers=headers)
                 break
             except kafka.ProduceError as exc:
                 if self.stopping.is_set():
