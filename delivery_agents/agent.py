@@ -4,6 +4,7 @@ subscription), publish the outcome, and let the offset be committed once that is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -16,6 +17,7 @@ import aiohttp
 from confluent_kafka import KafkaException, Message
 
 from delivery_agents import http_delivery, metrics
+from delivery_agents.auto_disable import AutoDisabler
 from delivery_agents.outcomes import Publisher, dead_letter, seconds_since
 from delivery_agents.ssrf import GuardedResolver, parse_cidrs
 from schemas import records
@@ -33,7 +35,7 @@ from webhookmaster.kafka_clients import (
 )
 from webhookmaster.offsets import Partition
 from webhookmaster.settings import Settings
-from webhookmaster.subscription_table import SubscriptionTable
+from webhookmaster.subscription_table import Subscription, SubscriptionTable
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ class Agent:
             settings.topic_prefix,
             retry_ladder.tiers(settings.topic_prefix, settings.retry_ladder),
         )
+        self.auto_disable = AutoDisabler(settings, table, producer)
         self.networks = parse_cidrs(settings.allowed_cidrs)
         self.timeout = aiohttp.ClientTimeout(
             total=settings.request_timeout_s, sock_connect=settings.connect_timeout_s
@@ -285,7 +288,9 @@ class Agent:
         if sub is None:
             reason = f"subscription {sub_id} does not exist (deleted?)"
         elif not sub.is_active:
-            reason = f"subscription {sub_id} is inactive"
+            reason = f"subscription {sub_id} is inactive" + (
+                f" (disabled: {sub.disabled_reason})" if sub.disabled_reason else ""
+            )
         elif not sub.accepts(record.event_type):
             reason = f"subscription {sub_id} does not take event type {record.event_type!r}"
         if reason is not None or sub is None:
@@ -315,6 +320,8 @@ class Agent:
                     tracing.annotate({"http.response.status_code": result.status_code})
             finally:
                 metrics.IN_FLIGHT.dec()
+        if result.status_code == 410:  # the endpoint is gone: not retried, it disables below
+            result = dataclasses.replace(result, retryable=False)
         with tracing.span("publish outcome", "producer") as trace:
             if trace is not None:
                 record = record.replace(traceparent=trace)  # a retry continues from here
@@ -322,12 +329,21 @@ class Agent:
                 lambda: self.publisher.outcome(record, sub, started, result, msg)
             )
             tracing.annotate({"webhookmaster.outcome": outcome})
+        await self._observe(sub, result)
         metrics.attempts(outcome, result.status_code).inc()
         metrics.DURATION.observe(result.duration_ms / 1000)
         if outcome == "delivered":
             metrics.END_TO_END.observe(max(0.0, seconds_since(record.received_at)))
         elif outcome == "failed":
             metrics.DEAD_LETTERED.labels("exhausted").inc()
+
+    async def _observe(self, sub: Subscription, result: http_delivery.AttemptResult) -> None:
+        """Let auto-disable account the attempt; a failure to disable is logged, and the next
+        failed attempt tries again (the record's outcome is already durable)."""
+        try:
+            await self.auto_disable.observe(sub, result.delivered, result.status_code)
+        except (ProduceError, KafkaException) as exc:
+            log.warning("could not auto-disable subscription %s: %s", sub.id, exc)
 
     async def _durably(self, publish: Callable[[], Awaitable[T]]) -> T:
         """Run ``publish()``; when Kafka did not acknowledge, run it again (backoff up to 10 s)

@@ -48,16 +48,28 @@ async def write(gw: Gateway, sub: Subscription) -> None:
 
 
 def _build(
-    sub_id: str, fields: dict[str, Any], created_at: str, now: str, secret: str
+    sub_id: str,
+    fields: dict[str, Any],
+    created_at: str,
+    now: str,
+    secret: str,
+    current: Subscription | None = None,
 ) -> Subscription:
+    """The new version; an auto-disable's reason and time stay while it stays inactive, and
+    go when it is active again (``is_active: true`` re-enables)."""
+    is_active = fields.get("is_active", True)
+    keep = current is not None and not is_active and not current.is_active
     return Subscription(
         id=sub_id,
         target_url=fields["target_url"],
         secret_key=fields.get("secret_key", secret),
         event_types=tuple(fields.get("event_types", ())),
-        is_active=fields.get("is_active", True),
+        is_active=is_active,
         created_at=created_at,
         updated_at=now,
+        rate_limit=fields.get("rate_limit"),
+        disabled_reason=current.disabled_reason if keep and current else None,
+        disabled_at=current.disabled_at if keep and current else None,
     )
 
 
@@ -127,6 +139,7 @@ async def _rewrite(
             current.created_at,
             records.now_iso(),
             current.secret_key,
+            current,
         )
         await write(gw, sub)
     return json_response(sub.to_record())

@@ -15,6 +15,7 @@ INGEST = "ingest"
 ATTEMPTS = "attempts"
 DEAD_LETTER = "deadletter"
 SUBSCRIPTIONS = "subscriptions"
+OPERATOR_EVENTS = "operator-events"
 
 # The retry ladder's tiers: (topic suffix, delay in seconds). Five retries after the first attempt.
 RETRY_TIERS: tuple[tuple[str, int], ...] = (
@@ -93,6 +94,12 @@ def catalogue(
                 "segment.ms": "3600000",
             },
             "Subscriptions by id (compacted; a tombstone deletes).",
+        ),
+        TopicSpec(
+            name(prefix, OPERATOR_EVENTS),
+            1,
+            dict(data),
+            "Events for operators, e.g. a subscription a delivery agent disabled.",
         ),
     ]
     return specs

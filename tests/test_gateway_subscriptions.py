@@ -18,7 +18,18 @@ from tests.gateway_helpers import (
 from webhookmaster import secret_box
 from webhookmaster.settings import Settings
 
-FIELDS = {"id", "target_url", "secret_key", "event_types", "is_active", "created_at", "updated_at"}
+FIELDS = {
+    "id",
+    "target_url",
+    "secret_key",
+    "event_types",
+    "is_active",
+    "created_at",
+    "updated_at",
+    "rate_limit",
+    "disabled_reason",
+    "disabled_at",
+}
 
 
 async def test_create_returns_201_with_generated_secret(gateway: LiveGateway) -> None:

@@ -265,6 +265,13 @@ class Settings(StackSettings):
         "Deliveries in flight per subscription in one agent process.",
         kind=Positive,
     )
+    auto_disable_after_s: float = _setting(
+        "WM_AUTO_DISABLE_AFTER",
+        432000.0,
+        "Seconds a subscription's deliveries may keep failing (no success in between) before "
+        "a delivery agent disables it (default 5 days, like Svix); a 410 Gone disables at once.",
+        kind=Seconds,
+    )
     allowed_cidrs: str = _setting(
         "WM_ALLOWED_CIDRS",
         "",

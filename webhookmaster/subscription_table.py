@@ -61,6 +61,9 @@ class Subscription:
     is_active: bool
     created_at: str
     updated_at: str
+    rate_limit: float | None = None  # deliveries per second; None: no limit
+    disabled_reason: str | None = None  # set when an agent disabled it (auto-disable)
+    disabled_at: str | None = None
 
     @classmethod
     def from_stored(cls, data: dict[str, Any], box: SecretBox) -> tuple[Subscription, bool]:
@@ -83,6 +86,9 @@ class Subscription:
             is_active=bool(data.get("is_active", True)),
             created_at=data["created_at"],
             updated_at=data["updated_at"],
+            rate_limit=data.get("rate_limit"),
+            disabled_reason=data.get("disabled_reason"),
+            disabled_at=data.get("disabled_at"),
         )
         return sub, current
 
@@ -97,6 +103,9 @@ class Subscription:
             "is_active": self.is_active,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "rate_limit": self.rate_limit,
+            "disabled_reason": self.disabled_reason,
+            "disabled_at": self.disabled_at,
         }
 
     def to_record(self) -> dict[str, object]:
@@ -109,6 +118,9 @@ class Subscription:
             "is_active": self.is_active,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "rate_limit": self.rate_limit,
+            "disabled_reason": self.disabled_reason,
+            "disabled_at": self.disabled_at,
         }
 
     def accepts(self, event_type: str) -> bool:
@@ -138,6 +150,13 @@ class SubscriptionTable:
         self._loaded = threading.Event()
         self._stop = threading.Event()
         self._end: dict[int, int] = {}
+        # Next offset to read, by partition (the follower's progress), for :meth:`catch_up`.
+        self._position: dict[int, int] = {}
+        self._progress = threading.Condition()
+        self._want_ends = threading.Event()
+        self._ends: dict[int, int] = {}
+        self._ends_seen = 0  # answers of _answer_ends so far
+        self._parts: list[TopicPartition] = []
         self._thread = threading.Thread(target=self._follow, name="subscription-table", daemon=True)
 
     def start(self) -> None:
@@ -151,6 +170,7 @@ class SubscriptionTable:
             if high > low:
                 self._end[tp.partition] = high
         self._consumer.assign(parts)
+        self._parts = parts
         if not self._end:
             self._loaded.set()
         self._thread.start()
@@ -177,7 +197,9 @@ class SubscriptionTable:
 
     def _follow(self) -> None:
         while not self._stop.is_set():
-            msg = self._consumer.poll(0.2)
+            if self._want_ends.is_set():
+                self._answer_ends()
+            msg = self._consumer.poll(0.05 if self._want_ends.is_set() else 0.2)
             if msg is None:
                 continue
             err = msg.error()
@@ -193,6 +215,9 @@ class SubscriptionTable:
         self._consumer.close()
 
     def _mark_progress(self, partition: int, next_offset: int) -> None:
+        with self._progress:
+            self._position[partition] = max(self._position.get(partition, 0), next_offset)
+            self._progress.notify_all()
         if partition in self._end and next_offset >= self._end[partition]:
             del self._end[partition]
             if not self._end:
@@ -236,6 +261,43 @@ class SubscriptionTable:
                     self._stale.pop(sub_id, None)
                 else:
                     self._stale[sub_id] = offset
+
+    def catch_up(self, timeout: float) -> bool:
+        """Block until the follower has read every record the topic held when called (a read
+        barrier before a read-modify-write); False when ``timeout`` passed first. The follower
+        thread itself asks the broker for the topic's end, between two polls."""
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            asked = self._ends_seen
+            self._want_ends.set()
+            if not self._progress.wait_for(
+                lambda: self._ends_seen > asked, max(0.0, deadline - time.monotonic())
+            ):
+                return False
+            ends = dict(self._ends)
+            return self._progress.wait_for(
+                lambda: all(self._position.get(p, 0) >= end for p, end in ends.items()),
+                max(0.0, deadline - time.monotonic()),
+            )
+
+    def _answer_ends(self) -> None:
+        """On the follower thread: the topic's end offsets, for :meth:`catch_up`."""
+        self._want_ends.clear()
+        deadline = time.monotonic() + 5
+        try:
+            ends = {
+                tp.partition: self._watermarks(TopicPartition(self.topic, tp.partition), deadline)[
+                    1
+                ]
+                for tp in self._parts
+            }
+        except KafkaException as exc:
+            log.warning("subscriptions topic end: %s", exc)
+            return
+        with self._progress:
+            self._ends = ends
+            self._ends_seen += 1
+            self._progress.notify_all()
 
     def stale(self) -> list[tuple[str, int]]:
         """(id, offset) of every entry whose record should be rewritten under the newest key."""

@@ -1,0 +1,119 @@
+"""Endpoint protection on the real stack: auto-disable (410 Gone, a failure window), its
+operator event, the pending webhooks it dead-letters, and re-enabling through the API."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import orjson
+from prometheus_client import REGISTRY
+
+from schemas.topics import ATTEMPTS, DEAD_LETTER, OPERATOR_EVENTS, SUBSCRIPTIONS
+from tests.gateway_helpers import running_gateway, validate_record
+from tests.kafka_helpers import consume
+from tests.pipeline import create_subscription, ingest_record, produce_ingest, read, running
+from tests.receiver import Receiver, Reply
+from webhookmaster.settings import Settings
+
+WAIT = 60.0
+
+
+def disabled_count(cause: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "webhookmaster_subscriptions_auto_disabled_total", {"cause": cause}
+    )
+    return value or 0.0
+
+
+def latest_subscription(settings: Settings, sub_id: str, count: int) -> dict:
+    """The newest of the first ``count`` records of ``sub_id`` on the subscriptions topic,
+    checked against its JSON schema."""
+    msgs = consume(settings, settings.topic(SUBSCRIPTIONS), count, 30)
+    mine = [m for m in msgs if m.key() == sub_id.encode()]
+    assert len(mine) == count
+    return validate_record(mine[-1].value(), "subscription")
+
+
+async def test_410_disables_at_once(settings: Settings, receiver: Receiver) -> None:
+    sub_id = create_subscription(settings, receiver.url("/gone"))
+    receiver.script("/gone", then=Reply(410, "gone"))
+    first, later = ingest_record(sub_id), ingest_record(sub_id)
+    before = disabled_count("gone")
+    async with running(settings, scheduler=False):
+        produce_ingest(settings, first)
+        [event] = await read(settings, OPERATOR_EVENTS, 1)
+        produce_ingest(settings, later)
+        letters = await read(settings, DEAD_LETTER, 2)
+        [attempt] = await read(settings, ATTEMPTS, 1)
+    assert event["kind"] == "subscription_disabled" and event["subscription_id"] == sub_id
+    assert event["cause"] == "gone" and "410 Gone" in event["reason"]
+    assert disabled_count("gone") == before + 1
+    record = latest_subscription(settings, sub_id, 2)
+    assert record["is_active"] is False and "410 Gone" in record["disabled_reason"]
+    assert record["disabled_at"] == event["at"] and "secret_key" not in record
+    # the 410 attempt itself is not retried; the later webhook never reaches the endpoint
+    assert attempt["outcome"] == "failed" and attempt["status_code"] == 410
+    assert len(receiver.on("/gone")) == 1
+    by_id = {letter["webhook_id"]: letter["reason"] for letter in letters}
+    assert "not retried: HTTP 410" in by_id[first["webhook_id"]]
+    assert "disabled: the endpoint answered 410 Gone" in by_id[later["webhook_id"]]
+
+
+async def test_failure_window_disables_and_dead_letters_pending(
+    settings: Settings, receiver: Receiver
+) -> None:
+    settings = dataclasses.replace(settings, auto_disable_after_s=1.5)
+    sub_id = create_subscription(settings, receiver.url("/down"))
+    receiver.script("/down", then=Reply(500, "down"))
+    webhooks = [ingest_record(sub_id) for _ in range(3)]
+    before = disabled_count("failing")
+    async with running(settings):
+        produce_ingest(settings, *webhooks)
+        [event] = await read(settings, OPERATOR_EVENTS, 1)
+        letters = await read(settings, DEAD_LETTER, 3, timeout=WAIT)
+    assert event["cause"] == "failing" and "only failed" in event["reason"]
+    assert disabled_count("failing") == before + 1
+    # every pending webhook (waiting in a retry tier) ends dead-lettered with the reason
+    assert sorted(letter["webhook_id"] for letter in letters) == sorted(
+        w["webhook_id"] for w in webhooks
+    )
+    for letter in letters:
+        assert "disabled: deliveries only failed" in letter["reason"], letter["reason"]
+    hits = receiver.on("/down")
+    assert len(hits) < 6 * len(webhooks)  # the ladder was cut short
+    assert hits[-1].at - hits[0].at >= 1.5  # not before the window
+
+
+async def test_patch_is_active_re_enables(settings: Settings, receiver: Receiver) -> None:
+    receiver.script("/gone", Reply(410))
+    async with running_gateway(settings) as gw:
+        sub = await gw.create_subscription(target_url=receiver.url("/gone"), rate_limit=5)
+        assert sub["disabled_reason"] is None and sub["rate_limit"] == 5.0
+        async with running(settings, scheduler=False):
+            reply = await gw.ingest(sub, orjson.dumps({"n": 1}))
+            assert reply.status == 202
+            await read(settings, OPERATOR_EVENTS, 1)
+
+            async def disabled() -> dict | None:
+                got = (await gw.call("GET", f"/api/subscriptions/{sub['id']}/")).json
+                return got if got["is_active"] is False else None
+
+            for _ in range(300):  # the gateway follows the topic; bounded
+                shown = await disabled()
+                if shown:
+                    break
+                await receiver.wait_for(lambda: False, 0.05)
+            assert shown and "410 Gone" in shown["disabled_reason"] and shown["disabled_at"]
+            assert shown["rate_limit"] == 5.0  # the disable changed nothing else
+            # still inactive: the reason stays; active again: it goes
+            kept = await gw.call("PATCH", f"/api/subscriptions/{sub['id']}/", json_body={})
+            assert kept.json["disabled_reason"] == shown["disabled_reason"]
+            back = await gw.call(
+                "PATCH", f"/api/subscriptions/{sub['id']}/", json_body={"is_active": True}
+            )
+            assert back.status == 200
+            assert back.json["is_active"] is True
+            assert back.json["disabled_reason"] is None and back.json["disabled_at"] is None
+            reply = await gw.ingest(sub, orjson.dumps({"n": 2}))
+            assert reply.status == 202
+            assert await receiver.wait_for(lambda: len(receiver.on("/gone")) == 2, WAIT)
