@@ -19,6 +19,7 @@ from confluent_kafka import KafkaException, Message
 from delivery_agents import http_delivery, metrics
 from delivery_agents.auto_disable import AutoDisabler
 from delivery_agents.outcomes import Publisher, dead_letter, seconds_since
+from delivery_agents.rate_limit import RateLimits
 from delivery_agents.ssrf import GuardedResolver, parse_cidrs
 from schemas import records
 from schemas.records import RecordError, Webhook
@@ -79,6 +80,8 @@ class Agent:
             retry_ladder.tiers(settings.topic_prefix, settings.retry_ladder),
         )
         self.auto_disable = AutoDisabler(settings, table, producer)
+        self.rate_limits = RateLimits()
+        self.ingest_topic = settings.topic(INGEST)
         self.networks = parse_cidrs(settings.allowed_cidrs)
         self.timeout = aiohttp.ClientTimeout(
             total=settings.request_timeout_s, sock_connect=settings.connect_timeout_s
@@ -245,6 +248,10 @@ class Agent:
             await self._deliver(record, msg)
 
     async def _fan_out(self, record: Webhook, msg: Message) -> None:
+        """Expand a fan-out record (produced straight to Kafka, keyed by its own id) into one
+        ingest record per matching active subscription, keyed by the subscription: so every
+        delivery of a subscription comes from its own partition, which one agent owns at a time
+        (rate limits, auto-disable and the circuit breaker are per subscription)."""
         subs = list(self.table.matching(record.event_type))
         if not subs:
             log.info(
@@ -252,15 +259,24 @@ class Agent:
                 record.webhook_id,
                 record.event_type,
             )
+        ones = [
+            record.replace(
+                subscription_id=s.id, webhook_id=records.derived_id(record.webhook_id, s.id)
+            )
+            for s in subs
+        ]
         await asyncio.gather(
             *(
-                self._deliver(
-                    record.replace(
-                        subscription_id=s.id, webhook_id=records.derived_id(record.webhook_id, s.id)
-                    ),
-                    msg,
+                self._durably(
+                    functools.partial(
+                        self.publisher.producer.send,
+                        self.ingest_topic,
+                        one.body,
+                        (one.subscription_id or "").encode(),
+                        headers=one.headers(),
+                    )
                 )
-                for s in subs
+                for one in ones
             )
         )
 
@@ -302,7 +318,8 @@ class Agent:
             record.webhook_id, record.event_type, sub.secret_key, record.body
         )
         assert self.session is not None
-        async with self.per_subscription[sub_id], self.slots:
+        rate = self.rate_limits.turn(sub_id, sub.rate_limit)  # waits hold no delivery slot
+        async with self.per_subscription[sub_id], rate, self.slots:
             metrics.IN_FLIGHT.inc()
             started = datetime.now(UTC)
             try:

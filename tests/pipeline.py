@@ -33,6 +33,7 @@ def create_subscription(
     secret: str | None = None,
     event_types: list[str] | None = None,
     active: bool = True,
+    rate_limit: float | None = None,
 ) -> str:
     """Produce a subscription record (as the gateway would) and return its id."""
     sub_id = str(uuid.uuid4())
@@ -45,6 +46,7 @@ def create_subscription(
         "is_active": active,
         "created_at": now,
         "updated_at": now,
+        "rate_limit": rate_limit,
     }
     p = producer(settings)
     p.produce(settings.topic(SUBSCRIPTIONS), orjson.dumps(value), sub_id)

@@ -3,16 +3,21 @@ operator event, the pending webhooks it dead-letters, and re-enabling through th
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
+from collections import Counter
 
 import orjson
 from prometheus_client import REGISTRY
 
+from delivery_agents.agent import GROUP_ID
 from schemas.topics import ATTEMPTS, DEAD_LETTER, OPERATOR_EVENTS, SUBSCRIPTIONS
 from tests.gateway_helpers import running_gateway, validate_record
 from tests.kafka_helpers import consume
 from tests.pipeline import create_subscription, ingest_record, produce_ingest, read, running
 from tests.receiver import Receiver, Reply
+from webhookmaster.kafka_clients import admin_client
 from webhookmaster.settings import Settings
 
 WAIT = 60.0
@@ -117,3 +122,47 @@ async def test_patch_is_active_re_enables(settings: Settings, receiver: Receiver
             reply = await gw.ingest(sub, orjson.dumps({"n": 2}))
             assert reply.status == 202
             assert await receiver.wait_for(lambda: len(receiver.on("/gone")) == 2, WAIT)
+
+
+def agents_with_partitions(settings: Settings) -> int:
+    """Members of the agents' group that own at least one partition."""
+    admin = admin_client(settings)
+    group = settings.group(GROUP_ID)
+    found = admin.describe_consumer_groups([group], request_timeout=15)[group].result(timeout=30)
+    return sum(1 for m in found.members if m.assignment.topic_partitions)
+
+
+RATE = 20.0  # deliveries per second
+WINDOW_S = 30.0
+
+
+async def test_rate_limit_holds_across_two_agents(settings: Settings, receiver: Receiver) -> None:
+    """Half direct ingest records (keyed by the subscription), half fan-out records produced
+    straight to Kafka (keyed by their own id, so spread over both agents' partitions: the
+    agents expand them into records keyed by the subscription first); a few 500s retried. The
+    receiver sees at most RATE requests per second over a 30 s window, within 10 %."""
+    settings = dataclasses.replace(settings, retry_ladder="1,1,1,1,1")
+    sub_id = create_subscription(settings, receiver.url("/paced"), rate_limit=RATE)
+    receiver.script("/paced", *[Reply(500)] * 5)
+    total = int(RATE * WINDOW_S * 1.3)  # enough to keep the limit saturated the whole window
+    direct = [ingest_record(sub_id) for _ in range(total // 2)]
+    fanned = [ingest_record(None) for _ in range(total - len(direct))]
+    async with running(settings, agents=2):
+        # both agents own partitions before the load starts: no rebalance during the window
+        deadline = time.monotonic() + 60
+        while await asyncio.to_thread(agents_with_partitions, settings) < 2:
+            assert time.monotonic() < deadline, "two agents never owned partitions"
+            await asyncio.sleep(0.2)
+        produce_ingest(settings, *[r for pair in zip(direct, fanned, strict=True) for r in pair])
+        assert await receiver.wait_for(
+            lambda: len(receiver.on("/paced")) >= total + 5, WINDOW_S * 3
+        ), len(receiver.on("/paced"))
+        attempts = await read(settings, ATTEMPTS, total + 5, timeout=60)
+    hits = sorted(h.at for h in receiver.on("/paced"))
+    start = hits[0]
+    in_window = sum(1 for at in hits if at < start + WINDOW_S)
+    print(f"rate limit {RATE:g}/s: {in_window} requests in {WINDOW_S:g} s at the receiver")
+    assert abs(in_window - RATE * WINDOW_S) <= 0.1 * RATE * WINDOW_S, in_window
+    # waiting is not an attempt: one attempt per request, and nothing failed for the limit
+    assert len(attempts) == len(hits) == total + 5
+    assert Counter(a["outcome"] for a in attempts) == {"delivered": total, "retrying": 5}
