@@ -18,12 +18,13 @@ from confluent_kafka import KafkaException, Message
 
 from delivery_agents import http_delivery, metrics
 from delivery_agents.auto_disable import AutoDisabler
+from delivery_agents.breaker import Breakers, CircuitPublisher
 from delivery_agents.outcomes import Publisher, dead_letter, seconds_since
 from delivery_agents.rate_limit import RateLimits
 from delivery_agents.ssrf import GuardedResolver, parse_cidrs
 from schemas import records
 from schemas.records import RecordError, Webhook
-from schemas.topics import INGEST
+from schemas.topics import CIRCUITS, INGEST
 from webhookmaster import retry_ladder, tracing
 from webhookmaster.consumer_thread import ConsumerThread
 from webhookmaster.kafka_clients import (
@@ -81,6 +82,13 @@ class Agent:
         )
         self.auto_disable = AutoDisabler(settings, table, producer)
         self.rate_limits = RateLimits()
+        self.breakers = Breakers(
+            settings.breaker_failures,
+            settings.breaker_ratio,
+            settings.breaker_cooldown_s,
+            settings.request_timeout_s + 30,
+            CircuitPublisher(producer, settings.topic(CIRCUITS)),
+        )
         self.ingest_topic = settings.topic(INGEST)
         self.networks = parse_cidrs(settings.allowed_cidrs)
         self.timeout = aiohttp.ClientTimeout(
@@ -318,8 +326,9 @@ class Agent:
             record.webhook_id, record.event_type, sub.secret_key, record.body
         )
         assert self.session is not None
-        rate = self.rate_limits.turn(sub_id, sub.rate_limit)  # waits hold no delivery slot
-        async with self.per_subscription[sub_id], rate, self.slots:
+        # waits for the breaker and the rate limit hold no delivery slot
+        turn, rate = self.breakers.turn(sub_id), self.rate_limits.turn(sub_id, sub.rate_limit)
+        async with self.per_subscription[sub_id], turn as probe, rate, self.slots:
             metrics.IN_FLIGHT.inc()
             started = datetime.now(UTC)
             try:
@@ -346,7 +355,7 @@ class Agent:
                 lambda: self.publisher.outcome(record, sub, started, result, msg)
             )
             tracing.annotate({"webhookmaster.outcome": outcome})
-        await self._observe(sub, result)
+        await self._observe(sub, result, probe)
         metrics.attempts(outcome, result.status_code).inc()
         metrics.DURATION.observe(result.duration_ms / 1000)
         if outcome == "delivered":
@@ -354,9 +363,12 @@ class Agent:
         elif outcome == "failed":
             metrics.DEAD_LETTERED.labels("exhausted").inc()
 
-    async def _observe(self, sub: Subscription, result: http_delivery.AttemptResult) -> None:
-        """Let auto-disable account the attempt; a failure to disable is logged, and the next
-        failed attempt tries again (the record's outcome is already durable)."""
+    async def _observe(
+        self, sub: Subscription, result: http_delivery.AttemptResult, probe: bool
+    ) -> None:
+        """Let the breaker and auto-disable account the attempt; a failure to disable is
+        logged, and the next failed attempt tries again (the outcome is already durable)."""
+        self.breakers.record(sub.id, not result.delivered, probe)
         try:
             await self.auto_disable.observe(sub, result.delivered, result.status_code)
         except (ProduceError, KafkaException) as exc:

@@ -120,6 +120,21 @@ class SubscriptionPatch(msgspec.Struct, forbid_unknown_fields=True):
     rate_limit: RateLimit | UnsetType = UNSET
 
 
+class Circuit(msgspec.Struct):
+    """The subscription's circuit breaker, as the delivery agent that owns it last published
+    it (closed, since null: it never opened)."""
+
+    state: Annotated[
+        Literal["closed", "open", "half_open"],
+        Meta(
+            description="closed: deliveries go; open: they wait (not attempts) for the "
+            "cool-down (WM_BREAKER_COOLDOWN); half_open: one probe delivery goes, its success "
+            "closes the breaker, its failure opens it again."
+        ),
+    ]
+    since: Annotated[Timestamp | None, Meta(description="When it entered that state.")]
+
+
 class Subscription(msgspec.Struct):
     """A subscription, its signing secret in plain text."""
 
@@ -133,6 +148,7 @@ class Subscription(msgspec.Struct):
     rate_limit: RateLimit
     disabled_reason: DisabledReason
     disabled_at: DisabledAt
+    circuit: Circuit
 
 
 class SubscriptionList(msgspec.Struct):

@@ -47,6 +47,11 @@ async def write(gw: Gateway, sub: Subscription) -> None:
     gw.table.apply(sub.id, sub, record_offset(msg))
 
 
+def _view(gw: Gateway, sub: Subscription) -> dict[str, object]:
+    """The API's view: the record, plus its circuit breaker as the owning agent published it."""
+    return {**sub.to_record(), "circuit": gw.table.circuit(sub.id)}
+
+
 def _build(
     sub_id: str,
     fields: dict[str, Any],
@@ -81,7 +86,7 @@ async def create_subscription(request: web.Request) -> web.Response:
     secret = fields.get("secret_key") or signing.new_secret()
     sub = _build(str(uuid.uuid4()), fields, now, now, secret)
     await write(gw, sub)
-    return json_response(sub.to_record(), 201)
+    return json_response(_view(gw, sub), 201)
 
 
 async def list_subscriptions(request: web.Request) -> web.Response:
@@ -93,12 +98,12 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     page = subs[start : start + limit]
     more = start + limit < len(subs)
     next_cursor = pagination.encode_cursor(_order_key(page[-1])) if more and page else None
-    return json_response({"items": [s.to_record() for s in page], "next_cursor": next_cursor})
+    return json_response({"items": [_view(gw, s) for s in page], "next_cursor": next_cursor})
 
 
 async def get_subscription(request: web.Request) -> web.Response:
-    sub = gateway(request).subscription(request.match_info["id"])
-    return json_response(sub.to_record())
+    gw = gateway(request)
+    return json_response(_view(gw, gw.subscription(request.match_info["id"])))
 
 
 async def replace_subscription(request: web.Request) -> web.Response:
@@ -142,7 +147,7 @@ async def _rewrite(
             current,
         )
         await write(gw, sub)
-    return json_response(sub.to_record())
+    return json_response(_view(gw, sub))
 
 
 async def delete_subscription(request: web.Request) -> web.Response:

@@ -12,7 +12,8 @@ import orjson
 from prometheus_client import REGISTRY
 
 from delivery_agents.agent import GROUP_ID
-from schemas.topics import ATTEMPTS, DEAD_LETTER, OPERATOR_EVENTS, SUBSCRIPTIONS
+from schemas import records
+from schemas.topics import ATTEMPTS, CIRCUITS, DEAD_LETTER, OPERATOR_EVENTS, SUBSCRIPTIONS
 from tests.gateway_helpers import running_gateway, validate_record
 from tests.kafka_helpers import consume
 from tests.pipeline import create_subscription, ingest_record, produce_ingest, read, running
@@ -166,3 +167,66 @@ async def test_rate_limit_holds_across_two_agents(settings: Settings, receiver: 
     # waiting is not an attempt: one attempt per request, and nothing failed for the limit
     assert len(attempts) == len(hits) == total + 5
     assert Counter(a["outcome"] for a in attempts) == {"delivered": total, "retrying": 5}
+
+
+def transitions(state: str) -> float:
+    value = REGISTRY.get_sample_value("webhookmaster_circuit_transitions_total", {"state": state})
+    return value or 0.0
+
+
+COOLDOWN_S = 2.0
+
+
+async def test_breaker_opens_probes_once_per_cooldown_and_closes(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """Three failures in a row open the breaker; the webhooks that come meanwhile wait (no
+    attempts); after each cool-down exactly one probe goes: the first fails (open again), the
+    second succeeds and closes it, and the waiting webhooks go. The gateway shows the state."""
+    settings = dataclasses.replace(
+        settings, breaker_failures=3, breaker_ratio=1.0, breaker_cooldown_s=COOLDOWN_S
+    )
+    receiver.script("/cb", *[Reply(500)] * 4)  # three failures, then the first probe fails
+    before = {s: transitions(s) for s in ("open", "half_open", "closed")}
+    async with running_gateway(settings) as gw:
+        sub = await gw.create_subscription(target_url=receiver.url("/cb"))
+        assert sub["circuit"] == {"state": "closed", "since": None}
+        first = [ingest_record(sub["id"]) for _ in range(3)]
+        later = [ingest_record(sub["id"]) for _ in range(5)]
+        async with running(settings, scheduler=False):
+            produce_ingest(settings, *first)
+            [opened] = await read(settings, CIRCUITS, 1)
+            assert opened["circuit"] == "open" and opened["subscription_id"] == sub["id"]
+            shown = None
+            for _ in range(200):  # the gateway's table follows the circuits topic; bounded
+                shown = (await gw.call("GET", f"/api/subscriptions/{sub['id']}/")).json
+                if shown["circuit"]["state"] != "closed":
+                    break
+                await receiver.wait_for(lambda: False, 0.05)
+            assert shown and shown["circuit"]["state"] in ("open", "half_open"), shown
+            produce_ingest(settings, *later)
+            changes = await read(settings, CIRCUITS, 5, timeout=WAIT)
+            assert await receiver.wait_for(lambda: len(receiver.on("/cb")) == 8, WAIT)
+            attempts = await read(settings, ATTEMPTS, 8)
+            closed = changes[-1]
+            for _ in range(200):
+                shown = (await gw.call("GET", f"/api/subscriptions/{sub['id']}/")).json
+                if shown["circuit"]["state"] == "closed":
+                    break
+                await receiver.wait_for(lambda: False, 0.05)
+    assert [c["circuit"] for c in changes] == ["open", "half_open", "open", "half_open", "closed"]
+    assert shown["circuit"] == {"state": "closed", "since": closed["since"]}
+    hits = receiver.on("/cb")
+    # one probe per cool-down: hit 4 fails, hit 5 closes; the other four waited, then went
+    opened_at = records.parse_time(changes[0]["since"]).timestamp()
+    reopened_at = records.parse_time(changes[2]["since"]).timestamp()
+    assert hits[3].at >= opened_at + COOLDOWN_S * 0.95
+    assert hits[4].at >= reopened_at + COOLDOWN_S * 0.95
+    closed_at = records.parse_time(closed["since"]).timestamp()
+    assert all(h.at >= closed_at - 0.05 for h in hits[5:])
+    # waiting is not an attempt: one attempt event per request
+    assert len(attempts) == len(hits) == 8
+    assert Counter(a["outcome"] for a in attempts) == {"retrying": 4, "delivered": 4}
+    assert transitions("open") == before["open"] + 2
+    assert transitions("half_open") == before["half_open"] + 2
+    assert transitions("closed") == before["closed"] + 1

@@ -22,11 +22,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Counter
 
 from schemas import records
-from schemas.topics import SUBSCRIPTIONS
+from schemas.topics import CIRCUITS, SUBSCRIPTIONS
 from webhookmaster import secret_box
 from webhookmaster.kafka_clients import consumer_config, record_offset, record_tp
 from webhookmaster.secret_box import SecretBox
@@ -135,6 +136,9 @@ class SubscriptionTable:
         # First, so that a process without a usable key stops before it connects anywhere.
         self.box = box if box is not None else secret_box.from_settings(settings)
         self.topic = settings.topic(SUBSCRIPTIONS)
+        self.circuits_topic = settings.topic(CIRCUITS)
+        # Circuit breaker state by subscription id (the circuits topic): (state, since).
+        self._circuits: dict[str, tuple[str, str]] = {}
         self._consumer = Consumer(
             consumer_config(
                 settings,
@@ -149,12 +153,12 @@ class SubscriptionTable:
         self._lock = threading.Lock()
         self._loaded = threading.Event()
         self._stop = threading.Event()
-        self._end: dict[int, int] = {}
+        self._end: dict[tuple[str, int], int] = {}
         # Next offset to read, by partition (the follower's progress), for :meth:`catch_up`.
-        self._position: dict[int, int] = {}
+        self._position: dict[tuple[str, int], int] = {}
         self._progress = threading.Condition()
         self._want_ends = threading.Event()
-        self._ends: dict[int, int] = {}
+        self._ends: dict[tuple[str, int], int] = {}
         self._ends_seen = 0  # answers of _answer_ends so far
         self._parts: list[TopicPartition] = []
         self._thread = threading.Thread(target=self._follow, name="subscription-table", daemon=True)
@@ -164,11 +168,21 @@ class SubscriptionTable:
         if metadata.error is not None:
             raise RuntimeError(f"subscriptions topic {self.topic}: {metadata.error.str()}")
         parts = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+        circuits = self._consumer.list_topics(self.circuits_topic, timeout=30).topics[
+            self.circuits_topic
+        ]
+        if circuits.error is None:
+            parts += [
+                TopicPartition(self.circuits_topic, p, OFFSET_BEGINNING)
+                for p in circuits.partitions
+            ]
+        else:  # an older deployment: the table works, circuits show as closed
+            log.warning("circuits topic %s: %s", self.circuits_topic, circuits.error.str())
         deadline = time.monotonic() + 30
         for tp in parts:
             low, high = self._watermarks(tp, deadline)
             if high > low:
-                self._end[tp.partition] = high
+                self._end[(tp.topic, tp.partition)] = high
         self._consumer.assign(parts)
         self._parts = parts
         if not self._end:
@@ -205,16 +219,19 @@ class SubscriptionTable:
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    self._mark_progress(record_tp(msg)[1], record_offset(msg))
+                    self._mark_progress(record_tp(msg), record_offset(msg))
                 else:
                     log.warning("subscriptions topic: %s", err.str())
                 continue
             offset = record_offset(msg)
-            self._apply_message(msg.key(), msg.value(), offset)
-            self._mark_progress(record_tp(msg)[1], offset + 1)
+            if msg.topic() == self.circuits_topic:
+                self._apply_circuit(msg.key(), msg.value(), offset)
+            else:
+                self._apply_message(msg.key(), msg.value(), offset)
+            self._mark_progress(record_tp(msg), offset + 1)
         self._consumer.close()
 
-    def _mark_progress(self, partition: int, next_offset: int) -> None:
+    def _mark_progress(self, partition: tuple[str, int], next_offset: int) -> None:
         with self._progress:
             self._position[partition] = max(self._position.get(partition, 0), next_offset)
             self._progress.notify_all()
@@ -222,6 +239,31 @@ class SubscriptionTable:
             del self._end[partition]
             if not self._end:
                 self._loaded.set()
+
+    def _apply_circuit(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+        """A circuits record: ``{"subscription_id", "circuit", "since"}`` (null: forget)."""
+        if key is None:
+            return
+        sub_id = key.decode(errors="replace")
+        if value is None:
+            self._circuits.pop(sub_id, None)
+            return
+        try:
+            data = orjson.loads(value)
+            state, since = data["circuit"], data["since"]
+            if state not in ("closed", "open", "half_open") or not isinstance(since, str):
+                raise ValueError(f"bad circuit state {state!r}")
+        except (ValueError, KeyError, TypeError) as exc:
+            SKIPPED.labels("unreadable").inc()
+            log.warning("skipping unreadable circuits record at offset %d: %s", offset, exc)
+            return
+        self._circuits[sub_id] = (state, since)
+
+    def circuit(self, sub_id: str) -> dict[str, str | None]:
+        """The subscription's circuit breaker as its owning agent last published it
+        (``closed`` since null when it never left that state)."""
+        state, since = self._circuits.get(sub_id, ("closed", None))
+        return {"state": state, "since": since}
 
     def _apply_message(self, key: bytes | None, value: bytes | None, offset: int) -> None:
         if key is None:
@@ -286,9 +328,9 @@ class SubscriptionTable:
         deadline = time.monotonic() + 5
         try:
             ends = {
-                tp.partition: self._watermarks(TopicPartition(self.topic, tp.partition), deadline)[
-                    1
-                ]
+                (tp.topic, tp.partition): self._watermarks(
+                    TopicPartition(tp.topic, tp.partition), deadline
+                )[1]
                 for tp in self._parts
             }
         except KafkaException as exc:
