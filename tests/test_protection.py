@@ -230,3 +230,24 @@ async def test_breaker_opens_probes_once_per_cooldown_and_closes(
     assert transitions("open") == before["open"] + 2
     assert transitions("half_open") == before["half_open"] + 2
     assert transitions("closed") == before["closed"] + 1
+
+
+async def test_rate_limit_input_rules(settings: Settings) -> None:
+    async with running_gateway(settings) as gw:
+        for bad in (0, -1, "5", True, 1e9):
+            reply = await gw.call(
+                "POST",
+                "/api/subscriptions/",
+                json_body={"target_url": "https://example.com/h", "rate_limit": bad},
+            )
+            assert reply.status == 400, bad
+            assert reply.json["error"] == "validation_error" and reply.json["field"] == "rate_limit"
+        sub = await gw.create_subscription(rate_limit=2.5)
+        assert sub["rate_limit"] == 2.5
+        path = f"/api/subscriptions/{sub['id']}/"
+        kept = await gw.call("PATCH", path, json_body={"is_active": True})
+        assert kept.json["rate_limit"] == 2.5  # PATCH keeps what it is not given
+        cleared = await gw.call("PATCH", path, json_body={"rate_limit": None})
+        assert cleared.status == 200 and cleared.json["rate_limit"] is None
+        put = await gw.call("PUT", path, json_body={"target_url": "https://example.com/h"})
+        assert put.json["rate_limit"] is None  # PUT: omitted means the default, no limit
