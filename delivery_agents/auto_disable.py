@@ -3,12 +3,13 @@ for ``WM_AUTO_DISABLE_AFTER`` seconds, is set inactive by the agent that deliver
 
 The agent writes the new subscription record to the compacted subscriptions topic itself (as
 the gateway does, secret encrypted), then an operator event to the operator-events topic.
-Concurrency rule: the disable is a read-modify-write of the latest record the agent's table
-holds once it has caught up with the topic's end (a read barrier); it changes only
-``is_active``, ``disabled_reason``, ``disabled_at`` and ``updated_at``, and is skipped when the
-subscription is already inactive or deleted. Kafka has no compare-and-set, so an API write
-acknowledged between that barrier and the disable's own record (the agent's produce round
-trip, milliseconds) is superseded by the disable: last writer wins.
+Concurrency rule (Kafka has no compare-and-set): the disable is a read-modify-write of the
+latest record the agent's table holds once it has caught up with the topic's end (a read
+barrier); it changes only ``is_active``, ``disabled_reason``, ``disabled_at`` and
+``updated_at``, and is skipped when the subscription is already inactive or deleted. If another
+writer's record (an API PATCH) lands between that read and the disable's own record, the other
+writer wins: the agent, reading past its own record, finds it and writes it again, and counts no
+disable (the next qualifying failure tries again).
 
 The failure clock is per agent process, in memory: it starts at the first failure after a
 success (or after the agent took the subscription) and a success stops it; a restart or a
@@ -77,6 +78,29 @@ class AutoDisabler:
                 f"(WM_AUTO_DISABLE_AFTER={self.window:g})",
             )
 
+    async def _yield_to_other_writer(
+        self,
+        sub_id: str,
+        base: int,
+        written: int,
+        other: tuple[Subscription | None] | None,
+    ) -> bool:
+        """After the disable's own record: when another writer's record landed between the
+        barrier's read (offset ``base``) and it (``other``: already read), write that record
+        again (it wins) and return True."""
+        if other is None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self.table.catch_up, CATCH_UP_S)
+            other = self.table.passed(sub_id, base, written)
+        if other is None:
+            return False
+        theirs = other[0]
+        value = None if theirs is None else records.dumps(theirs.to_stored(self.table.box))
+        msg = await self.producer.send(self.subscriptions_topic, value, sub_id)
+        self.table.apply(sub_id, theirs, record_offset(msg))
+        log.warning("disable of %s gave way to a concurrent write of it", sub_id)
+        return True
+
     async def disable(self, sub_id: str, cause: str, reason: str) -> bool:
         """Set ``sub_id`` inactive with ``reason`` (see the module's rule); False when it was
         already inactive or deleted."""
@@ -86,7 +110,7 @@ class AutoDisabler:
                 log.warning(
                     "subscription table not caught up; disabling %s on what it holds", sub_id
                 )
-            current = self.table.get(sub_id)
+            current, base = self.table.get(sub_id), self.table.offset_of(sub_id)
             if current is None or not current.is_active:
                 return False
             now = records.now_iso()
@@ -96,8 +120,14 @@ class AutoDisabler:
             msg = await self.producer.send(
                 self.subscriptions_topic, records.dumps(sub.to_stored(self.table.box)), sub_id
             )
-            self.table.apply(sub_id, sub, record_offset(msg))
+            written = record_offset(msg)
+            seen, seen_sub = self.table.offset_of(sub_id), self.table.get(sub_id)
+            self.table.apply(sub_id, sub, written)
             self.failing_since.pop(sub_id, None)
+            if await self._yield_to_other_writer(
+                sub_id, base, written, (seen_sub,) if base < seen < written else None
+            ):
+                return False
             event = {
                 "kind": "subscription_disabled",
                 "subscription_id": sub_id,

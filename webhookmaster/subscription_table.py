@@ -150,6 +150,8 @@ class SubscriptionTable:
         self._entries: dict[str, tuple[int, Subscription | None]] = {}
         # Entries read from records to rewrite (plain text, older key): id -> offset.
         self._stale: dict[str, int] = {}
+        # Records read after a newer write of this process's own: id -> (offset, state).
+        self._passed: dict[str, tuple[int, Subscription | None]] = {}
         self._lock = threading.Lock()
         self._loaded = threading.Event()
         self._stop = threading.Event()
@@ -303,6 +305,21 @@ class SubscriptionTable:
                     self._stale.pop(sub_id, None)
                 else:
                     self._stale[sub_id] = offset
+            elif entry[0] > offset:  # read after a newer record this process wrote itself
+                self._passed[sub_id] = (offset, sub)
+
+    def passed(self, sub_id: str, after: int, before: int) -> tuple[Subscription | None] | None:
+        """The newest record of ``sub_id`` at an offset between ``after`` and ``before`` that
+        the table read only after this process had applied a newer write of its own (another
+        writer's record that the own write superseded), as a 1-tuple; None when there is none."""
+        with self._lock:
+            found = self._passed.get(sub_id)
+        return (found[1],) if found is not None and after < found[0] < before else None
+
+    def offset_of(self, sub_id: str) -> int:
+        """The offset the entry of ``sub_id`` comes from; -1 when the table holds none."""
+        entry = self._entries.get(sub_id)
+        return entry[0] if entry is not None else -1
 
     def catch_up(self, timeout: float) -> bool:
         """Block until the follower has read every record the topic held when called (a read
