@@ -5,7 +5,7 @@
 # Two stages: the builder turns the project and its dependencies into wheels; the runtime stage
 # installs those wheels only (no compiler, no pip cache, no sources). The build context holds the
 # runtime packages alone: the local development stack (devstack/), the tests and the benchmarks
-# are neither copied nor in the wheel (tests/test_compose_and_image.py builds that wheel).
+# are neither copied nor in the wheel (tests/deploy/test_compose_and_image.py builds that wheel).
 #
 # Health: one image runs four components on four ports, so it declares no HEALTHCHECK; probe
 # the component's own port instead: GET /readyz (ready) and /healthz (alive) on WM_GATEWAY_PORT

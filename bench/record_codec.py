@@ -7,14 +7,13 @@ Run: ``.venv/bin/python -m bench.record_codec`` (CPU only, no broker).
 
 from __future__ import annotations
 
-import statistics
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from bench.timing import median_per_call
 from schemas import records
 
 REPEATS = 15
@@ -89,13 +88,7 @@ def cases(body: bytes) -> dict[str, Callable[[], object]]:
 
 def measure(fn: Callable[[], object]) -> float:
     """Median microseconds per call over REPEATS runs of LOOPS calls."""
-    runs = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        for _ in range(LOOPS):
-            fn()
-        runs.append((time.perf_counter() - started) / LOOPS * 1e6)
-    return statistics.median(runs)
+    return median_per_call(fn, REPEATS, LOOPS) * 1e6
 
 
 def main() -> None:

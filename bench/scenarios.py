@@ -33,6 +33,12 @@ def _run_json(proc: Proc, timeout: float) -> dict[str, Any]:
     return orjson.loads(text[text.index(b"{") :])
 
 
+def _load(url: str, seconds: float, *args: str) -> dict[str, Any]:
+    """The load generator against ``url`` for ``seconds`` with ``args``; its JSON report."""
+    gen = module("loadgen", "--url", url, "--secret", SECRET, "--seconds", str(seconds), *args)
+    return _run_json(gen, seconds + 120)
+
+
 def ingest(settings: Settings, seconds: float, concurrencies: list[int]) -> dict[str, Any]:
     """Signed ~1 KB bodies against one gateway process vs. a bare aiohttp 202 handler."""
     s = fresh(settings)
@@ -49,18 +55,7 @@ def ingest(settings: Settings, seconds: float, concurrencies: list[int]) -> dict
                 ("gateway", f"http://127.0.0.1:{gport}/api/ingest/{sub}/?event_type=bench"),
                 ("bare-aiohttp", f"http://127.0.0.1:{floor_port}/ingest"),
             ):
-                gen = module(
-                    "loadgen",
-                    "--url",
-                    url,
-                    "--secret",
-                    SECRET,
-                    "--concurrency",
-                    str(conc),
-                    "--seconds",
-                    str(seconds),
-                )
-                out = _run_json(gen, seconds + 120)
+                out = _load(url, seconds, "--concurrency", str(conc))
                 lat = percentiles(out["latencies"])
                 results["runs"].append(
                     {
@@ -280,19 +275,7 @@ def end_to_end(settings: Settings, rates: list[float], seconds: float) -> dict[s
         for rate in rates:
             _post(f"http://127.0.0.1:{receiver_port}/reset")
             with MetricSampler(procs["projector"][1], (PROJECTED, LAG)) as sampler:
-                gen = module(
-                    "loadgen",
-                    "--url",
-                    url,
-                    "--secret",
-                    SECRET,
-                    "--rate",
-                    str(rate),
-                    "--seconds",
-                    str(seconds),
-                    "--keep-ids",
-                )
-                out = _run_json(gen, seconds + 120)
+                out = _load(url, seconds, "--rate", str(rate), "--keep-ids")
                 accepted = set(out["ids"])
                 try:
                     wait_count(receiver_port, len(accepted), timeout=120)

@@ -9,10 +9,9 @@ Run: ``.venv/bin/python -m bench.tracing_cost`` (CPU only, no broker).
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
+from bench.timing import median_per_call
 from webhookmaster import settings as settings_mod
 from webhookmaster import tracing
 
@@ -48,13 +47,7 @@ def attempt() -> None:
 
 
 def per_call_ns(fn: Callable[[], None]) -> float:
-    runs = []
-    for _ in range(REPEATS):
-        start = time.perf_counter_ns()
-        for _ in range(LOOPS):
-            fn()
-        runs.append((time.perf_counter_ns() - start) / LOOPS)
-    return statistics.median(runs)
+    return median_per_call(fn, REPEATS, LOOPS) * 1e9
 
 
 def tracing_on() -> None:

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 GROUP_ID = "agents"
 FETCH_BATCH = 500
+CATCH_UP_S = 10.0  # longest wait for the subscription table before a webhook is refused
 LOCAL_TRIES = 3  # tries of a record that raised before it is dead-lettered
 LAG_EVERY_S = 2.0  # between two measures of the ingest lag gauge
 
@@ -307,16 +308,13 @@ class Agent:
     async def _attempt(self, record: Webhook, msg: Message) -> None:
         sub_id = record.subscription_id
         assert sub_id is not None
-        sub = self.table.get(sub_id)
-        reason = None
-        if sub is None:
-            reason = f"subscription {sub_id} does not exist (deleted?)"
-        elif not sub.is_active:
-            reason = f"subscription {sub_id} is inactive" + (
-                f" (disabled: {sub.disabled_reason})" if sub.disabled_reason else ""
-            )
-        elif not sub.accepts(record.event_type):
-            reason = f"subscription {sub_id} does not take event type {record.event_type!r}"
+        sub, reason = self._refusal(sub_id, record.event_type)
+        if reason is not None:
+            # The table may not have read a subscription written just before this webhook
+            # (created, activated or widened an instant ago): catch up, then decide.
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self.table.wait_caught_up, CATCH_UP_S)
+            sub, reason = self._refusal(sub_id, record.event_type)
         if reason is not None or sub is None:
             metrics.DEAD_LETTERED.labels("subscription").inc()
             letter = dead_letter(reason or "", record, msg)
@@ -373,6 +371,18 @@ class Agent:
             await self.auto_disable.observe(sub, result.delivered, result.status_code)
         except (ProduceError, KafkaException) as exc:
             log.warning("could not auto-disable subscription %s: %s", sub.id, exc)
+
+    def _refusal(self, sub_id: str, event_type: str) -> tuple[Subscription | None, str | None]:
+        """The subscription, and why it cannot take this webhook (None when it can)."""
+        sub = self.table.get(sub_id)
+        if sub is None:
+            return None, f"subscription {sub_id} does not exist (deleted?)"
+        if not sub.is_active:
+            disabled = f" (disabled: {sub.disabled_reason})" if sub.disabled_reason else ""
+            return sub, f"subscription {sub_id} is inactive{disabled}"
+        if not sub.accepts(event_type):
+            return sub, f"subscription {sub_id} does not take event type {event_type!r}"
+        return sub, None
 
     async def _durably(self, publish: Callable[[], Awaitable[T]]) -> T:
         """Run ``publish()``; when Kafka did not acknowledge, run it again (backoff up to 10 s)

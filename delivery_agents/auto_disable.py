@@ -90,7 +90,7 @@ class AutoDisabler:
         again (it wins) and return True."""
         if other is None:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, self.table.catch_up, CATCH_UP_S)
+            await loop.run_in_executor(None, self.table.wait_caught_up, CATCH_UP_S)
             other = self.table.passed(sub_id, base, written)
         if other is None:
             return False
@@ -106,7 +106,7 @@ class AutoDisabler:
         already inactive or deleted."""
         async with self.locks[sub_id]:
             loop = asyncio.get_running_loop()
-            if not await loop.run_in_executor(None, self.table.catch_up, CATCH_UP_S):
+            if not await loop.run_in_executor(None, self.table.wait_caught_up, CATCH_UP_S):
                 log.warning(
                     "subscription table not caught up; disabling %s on what it holds", sub_id
                 )

@@ -81,6 +81,14 @@ def _as_owner(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv]
 
 
+def _pg_tool(
+    bindir: Path, tool: str, settings: Settings, *args: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run ``tool`` (initdb, pg_ctl) on the cluster's data folder as its owner."""
+    argv = [str(bindir / tool), "-D", str(paths(settings)["data"]), *args]
+    return subprocess.run(_as_owner(argv), capture_output=True, text=True, timeout=timeout)
+
+
 def server_group() -> int | None:
     """The group id of the ``postgres`` user the cluster runs as when we are root, else None."""
     if os.geteuid() != 0:
@@ -126,22 +134,11 @@ def _initdb(settings: Settings, bindir: Path) -> None:
     if (p["data"] / "PG_VERSION").exists():
         p["data"].chmod(0o700)  # initdb made it so; keep it so
         return
-    result = subprocess.run(
-        _as_owner(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(p["data"]),
-                "-U",
-                DB_USER,
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-            ]
-        ),
-        capture_output=True,
-        text=True,
+    result = _pg_tool(
+        bindir,
+        "initdb",
+        settings,
+        *("-U", DB_USER, "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"),
         timeout=300,
     )
     if result.returncode != 0:
@@ -195,24 +192,12 @@ def start(settings: Settings) -> str:
         bindir = bin_dir()
         _prepare_dirs(settings)
         _initdb(settings, bindir)
-        result = subprocess.run(
-            _as_owner(
-                [
-                    str(bindir / "pg_ctl"),
-                    "-D",
-                    str(p["data"]),
-                    "-l",
-                    str(p["log"]),
-                    "-o",
-                    f"-p {settings.pg_port}",
-                    "-w",
-                    "-t",
-                    str(int(settings.ready_timeout_s)),
-                    "start",
-                ]
-            ),
-            capture_output=True,
-            text=True,
+        wait_s = str(int(settings.ready_timeout_s))
+        result = _pg_tool(
+            bindir,
+            "pg_ctl",
+            settings,
+            *("-l", str(p["log"]), "-o", f"-p {settings.pg_port}", "-w", "-t", wait_s, "start"),
             timeout=settings.ready_timeout_s + 30,
         )
         if result.returncode != 0:
@@ -233,23 +218,7 @@ def start(settings: Settings) -> str:
 
 
 def stop(settings: Settings) -> bool:
-    p = paths(settings)
     if pid(settings) is None:
         return False
-    subprocess.run(
-        _as_owner(
-            [
-                str(bin_dir(install=False) / "pg_ctl"),
-                "-D",
-                str(p["data"]),
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ]
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    _pg_tool(bin_dir(install=False), "pg_ctl", settings, "-m", "fast", "-w", "stop", timeout=120)
     return True

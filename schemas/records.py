@@ -6,7 +6,7 @@ may send the JSON envelope instead (:class:`IngestRecord`), whose ``payload`` me
 bytes are delivered. Every other record value is a UTF-8 JSON object. Each JSON format is
 declared once, as a msgspec Struct whose constraints carry the field rules; the JSON Schema files
 beside this module (``*.schema.json``, for outside producers) are generated from them
-(``python -m schemas.generate``), and tests/test_record_schemas.py holds schema and parser to
+(``python -m schemas.generate``), and tests/schemas/test_records.py holds schema and parser to
 the same verdicts.
 """
 

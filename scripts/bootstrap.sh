@@ -16,7 +16,7 @@ apt_install() {
 
 command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless || say "no Java found; install Java 17+"
 command -v mvn >/dev/null 2>&1 || apt_install maven || say "no Maven found; install Maven"
-# headless browser for tests/test_swagger_ui.py
+# headless browser for tests/ingest_gateway/test_swagger_ui.py
 command -v chromium >/dev/null 2>&1 || apt_install chromium || say "no Chromium found; install chromium"
 
 python=""

@@ -7,7 +7,7 @@
 #     Compose uses) into .tools/bin (or $WM_TOOLS_DIR/bin);
 #   - promtool (Debian's prometheus package) when it is not on PATH, without starting the service.
 # Needs: .venv (scripts/bootstrap.sh), the Go toolchain, apt-get when promtool is missing.
-# tests/test_compose_and_image.py runs it before its checks.
+# tests/deploy/test_compose_and_image.py runs it before its checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

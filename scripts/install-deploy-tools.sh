@@ -56,7 +56,7 @@ if [ ! -f "$TOOLS/crds/prometheus-operator-$PROM_OPERATOR_VERSION.stamp" ]; then
   touch "$TOOLS/crds/prometheus-operator-$PROM_OPERATOR_VERSION.stamp"
 fi
 
-STRIMZI_POM=tests/strimzi/pom.xml
+STRIMZI_POM=tests/deploy/strimzi/pom.xml
 STRIMZI_STAMP="$TOOLS/strimzi/$(sha256sum "$STRIMZI_POM" | cut -c1-16).stamp"
 if [ ! -f "$STRIMZI_STAMP" ]; then
   need mvn "Maven fetches Strimzi's model classes"

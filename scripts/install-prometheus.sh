@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install Prometheus and promtool from Debian's `prometheus` package when either is missing
-# (idempotent: does nothing when both are on PATH). Used by tests/test_alerts.py (promtool test
-# rules) and tests/test_observability.py (a real Prometheus against the running components).
+# (idempotent: does nothing when both are on PATH). Used by tests/deploy/test_alerts.py (promtool test
+# rules) and tests/deploy/test_observability.py (a real Prometheus against the running components).
 # The package's own service is not started: the tests run the binary themselves.
 set -euo pipefail
 

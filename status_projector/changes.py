@@ -254,11 +254,7 @@ def _ingest_change(record: records.Webhook, updated: datetime) -> WebhookChange:
         status=status,
         progress=progress(status, step),
         attempt_count=record.attempt,
-        last_status_code=None,
-        code_from_attempt=False,
-        last_error=None,
         next_retry_at=next_retry,
-        delivered_at=None,
         updated_at=updated,
     )
 
@@ -316,7 +312,6 @@ def _decode_attempt(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> bool:
             created_at=row.received_at,
             subscription_id=row.subscription_id,
             event_type=row.event_type,
-            payload=None,
             status=status,
             progress=progress(status, 10 * number),
             attempt_count=number,
@@ -359,16 +354,9 @@ def _decode_dead_letter(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> boo
         id=row.webhook_id,
         created_at=failed_at,
         subscription_id=row.subscription_id,
-        event_type=None,
-        payload=None,
         status=FAILED,
         progress=progress(FAILED, DEAD_LETTER_STEP),
-        attempt_count=0,
-        last_status_code=None,
-        code_from_attempt=False,
         last_error=reason,
-        next_retry_at=None,
-        delivered_at=None,
         updated_at=failed_at,
     )
     parsed = None

@@ -35,24 +35,24 @@ def progress(status: str, step: int) -> int:
     return RANK[status] + step
 
 
-@dataclass
+@dataclass(kw_only=True)
 class WebhookChange:
     """One upsert of a webhooks row (columns as in the table)."""
 
     id: str
     created_at: datetime
     subscription_id: uuid.UUID | None
-    event_type: str | None
-    payload: str | None  # JSON text
     status: str
     progress: int
-    attempt_count: int
-    last_status_code: int | None
-    code_from_attempt: bool  # last_status_code counts (an attempt event)
-    last_error: str | None
-    next_retry_at: datetime | None
-    delivered_at: datetime | None
     updated_at: datetime
+    event_type: str | None = None
+    payload: str | None = None  # JSON text
+    attempt_count: int = 0
+    last_status_code: int | None = None
+    code_from_attempt: bool = False  # last_status_code counts (an attempt event)
+    last_error: str | None = None
+    next_retry_at: datetime | None = None
+    delivered_at: datetime | None = None
 
 
 UPSERT_WEBHOOK = """

@@ -507,8 +507,9 @@ class Settings(StackSettings):
         return tuple(_parts(self.api_keys))
 
 
-# WM_* names that are not settings but are read elsewhere: WM_TEST_* by tests/conftest.py
-# (the test stack's ports and state dir), WM_FUZZ_MAX_EXAMPLES by tests/test_api_fuzz.py.
+# WM_* names that are not settings but are read elsewhere: WM_TEST_* by tests/support/env.py
+# (the test stack's ports and state dir), WM_FUZZ_MAX_EXAMPLES by
+# tests/ingest_gateway/test_api_fuzz.py.
 OTHER_PREFIXES = ("WM_TEST_", _kafka_security.PREFIX)
 OTHER_NAMES = frozenset({"WM_FUZZ_MAX_EXAMPLES"})
 

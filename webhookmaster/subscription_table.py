@@ -139,14 +139,6 @@ class SubscriptionTable:
         self.circuits_topic = settings.topic(CIRCUITS)
         # Circuit breaker state by subscription id (the circuits topic): (state, since).
         self._circuits: dict[str, tuple[str, str]] = {}
-        self._consumer = Consumer(
-            consumer_config(
-                settings,
-                f"wm-table-{uuid.uuid4().hex}",
-                # it assigns partitions itself and never joins its group: no protocol to ask
-                **{"enable.partition.eof": True, "group.protocol": "classic"},
-            )
-        )
         self._entries: dict[str, tuple[int, Subscription | None]] = {}
         # Entries read from records to rewrite (plain text, older key): id -> offset.
         self._stale: dict[str, int] = {}
@@ -156,13 +148,20 @@ class SubscriptionTable:
         self._loaded = threading.Event()
         self._stop = threading.Event()
         self._end: dict[tuple[str, int], int] = {}
-        # Next offset to read, by partition (the follower's progress), for :meth:`catch_up`.
+        # Next offset the follower will read, per (topic, partition), and a condition on it.
         self._position: dict[tuple[str, int], int] = {}
         self._progress = threading.Condition()
-        self._want_ends = threading.Event()
-        self._ends: dict[tuple[str, int], int] = {}
-        self._ends_seen = 0  # answers of _answer_ends so far
-        self._parts: list[TopicPartition] = []
+        # It assigns partitions itself and never joins its group: no protocol to ask. A second
+        # client of the same config asks the topic's end: the follower's own one is busy polling.
+        self._config = consumer_config(
+            settings,
+            f"wm-table-{uuid.uuid4().hex}",
+            **{"enable.partition.eof": True, "group.protocol": "classic"},
+        )
+        self._probe: Consumer | None = None
+        self._probe_lock = threading.Lock()
+        self._consumer = Consumer(self._config)
+        self._partitions: list[int] = []
         self._thread = threading.Thread(target=self._follow, name="subscription-table", daemon=True)
 
     def start(self) -> None:
@@ -180,22 +179,24 @@ class SubscriptionTable:
             ]
         else:  # an older deployment: the table works, circuits show as closed
             log.warning("circuits topic %s: %s", self.circuits_topic, circuits.error.str())
+        self._partitions = sorted(metadata.partitions)
         deadline = time.monotonic() + 30
         for tp in parts:
             low, high = self._watermarks(tp, deadline)
             if high > low:
                 self._end[(tp.topic, tp.partition)] = high
         self._consumer.assign(parts)
-        self._parts = parts
         if not self._end:
             self._loaded.set()
         self._thread.start()
 
-    def _watermarks(self, tp: TopicPartition, deadline: float) -> tuple[int, int]:
+    def _watermarks(
+        self, tp: TopicPartition, deadline: float, client: Consumer | None = None
+    ) -> tuple[int, int]:
         """Low and high watermark; retried while the partition has no leader yet."""
         while True:
             try:
-                return self._consumer.get_watermark_offsets(
+                return (client or self._consumer).get_watermark_offsets(
                     tp, timeout=max(1.0, deadline - time.monotonic())
                 )
             except KafkaException as exc:
@@ -213,9 +214,7 @@ class SubscriptionTable:
 
     def _follow(self) -> None:
         while not self._stop.is_set():
-            if self._want_ends.is_set():
-                self._answer_ends()
-            msg = self._consumer.poll(0.05 if self._want_ends.is_set() else 0.2)
+            msg = self._consumer.poll(0.2)
             if msg is None:
                 continue
             err = msg.error()
@@ -232,6 +231,35 @@ class SubscriptionTable:
                 self._apply_message(msg.key(), msg.value(), offset)
             self._mark_progress(record_tp(msg), offset + 1)
         self._consumer.close()
+
+    def wait_caught_up(self, timeout: float) -> bool:
+        """Block until the table holds every subscription record written before this call
+        (read-your-writes for a process that meets an id the table does not know yet: a
+        webhook ingested right after its subscription was created). False after ``timeout``
+        or when the topic's end cannot be asked."""
+        deadline = time.monotonic() + timeout
+        try:
+            with self._probe_lock:
+                if self._stop.is_set():
+                    return False
+                if self._probe is None:
+                    self._probe = Consumer(self._config)
+                ends = {
+                    partition: self._watermarks(
+                        TopicPartition(self.topic, partition), deadline, self._probe
+                    )[1]
+                    for partition in self._partitions
+                }
+        except KafkaException as exc:
+            log.warning("subscriptions topic: cannot ask its end: %s", exc)
+            return False
+        with self._progress:
+            return self._progress.wait_for(
+                lambda: all(
+                    self._position.get((self.topic, p), 0) >= end for p, end in ends.items()
+                ),
+                max(0.0, deadline - time.monotonic()),
+            )
 
     def _mark_progress(self, partition: tuple[str, int], next_offset: int) -> None:
         with self._progress:
@@ -321,43 +349,6 @@ class SubscriptionTable:
         entry = self._entries.get(sub_id)
         return entry[0] if entry is not None else -1
 
-    def catch_up(self, timeout: float) -> bool:
-        """Block until the follower has read every record the topic held when called (a read
-        barrier before a read-modify-write); False when ``timeout`` passed first. The follower
-        thread itself asks the broker for the topic's end, between two polls."""
-        deadline = time.monotonic() + timeout
-        with self._progress:
-            asked = self._ends_seen
-            self._want_ends.set()
-            if not self._progress.wait_for(
-                lambda: self._ends_seen > asked, max(0.0, deadline - time.monotonic())
-            ):
-                return False
-            ends = dict(self._ends)
-            return self._progress.wait_for(
-                lambda: all(self._position.get(p, 0) >= end for p, end in ends.items()),
-                max(0.0, deadline - time.monotonic()),
-            )
-
-    def _answer_ends(self) -> None:
-        """On the follower thread: the topic's end offsets, for :meth:`catch_up`."""
-        self._want_ends.clear()
-        deadline = time.monotonic() + 5
-        try:
-            ends = {
-                (tp.topic, tp.partition): self._watermarks(
-                    TopicPartition(tp.topic, tp.partition), deadline
-                )[1]
-                for tp in self._parts
-            }
-        except KafkaException as exc:
-            log.warning("subscriptions topic end: %s", exc)
-            return
-        with self._progress:
-            self._ends = ends
-            self._ends_seen += 1
-            self._progress.notify_all()
-
     def stale(self) -> list[tuple[str, int]]:
         """(id, offset) of every entry whose record should be rewritten under the newest key."""
         with self._lock:
@@ -383,6 +374,10 @@ class SubscriptionTable:
 
     def close(self) -> None:
         self._stop.set()
+        with self._probe_lock:
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
         if self._thread.ident is None:  # never started: the follower thread cannot close it
             self._consumer.close()
         elif self._thread.is_alive():

@@ -4,6 +4,7 @@ them in ``schema_migrations`` of the configured schema."""
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from importlib import resources
 
 import asyncpg
@@ -60,17 +61,19 @@ async def pending(conn: asyncpg.Connection, schema: str = "public") -> list[int]
     return [v for v in versions if v not in done]
 
 
-async def pending_url(dsn: str, schema: str = "public") -> list[int]:
+async def _on(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[list[int]]]) -> list[int]:
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
-        return await pending(conn, schema)
+        return await work(conn)
     finally:
         await conn.close()
+
+
+async def pending_url(dsn: str, schema: str = "public") -> list[int]:
+    """:func:`pending` on a connection of its own to ``dsn``."""
+    return await _on(dsn, lambda conn: pending(conn, schema))
 
 
 async def migrate_url(dsn: str, schema: str = "public") -> list[int]:
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        return await migrate(conn, schema)
-    finally:
-        await conn.close()
+    """:func:`migrate` on a connection of its own to ``dsn``."""
+    return await _on(dsn, lambda conn: migrate(conn, schema))

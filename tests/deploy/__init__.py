@@ -1,0 +1,1 @@
+"""Tests of deploy/ and the container files users run elsewhere."""

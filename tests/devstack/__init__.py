@@ -1,0 +1,1 @@
+"""Tests of devstack/ (the local development stack): stack up/down/status."""

@@ -1,0 +1,1 @@
+"""Tests across components through real topics: end to end, data integrity, chaos."""

@@ -1,0 +1,1 @@
+"""Tests of schemas/: the record formats, their JSON Schema files and the topic catalogue."""

@@ -1,0 +1,1 @@
+"""Tests of webhookmaster/ (the shared runtime): settings, secrets, components, retry ladder."""

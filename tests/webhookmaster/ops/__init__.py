@@ -1,0 +1,1 @@
+"""Tests of webhookmaster/ops/ (operator commands): migrations, topic administration."""

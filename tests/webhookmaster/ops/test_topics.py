@@ -1,0 +1,72 @@
+"""The topic catalogue, applied to the real broker and read back with the AdminClient."""
+
+from __future__ import annotations
+
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+from schemas.topics import ATTEMPTS, INGEST, RETENTION_72H_MS, RETRY_TIERS, SUBSCRIPTIONS
+from tests.support.waiting import eventually
+from webhookmaster.kafka_clients import admin_client
+from webhookmaster.ops import topics_admin
+from webhookmaster.settings import Settings
+
+
+def test_catalogue_names_every_topic(wm_settings: Settings) -> None:
+    names = [s.name for s in topics_admin.topic_specs(wm_settings)]
+    prefix = wm_settings.topic_prefix
+    assert names == [
+        prefix + "ingest",
+        *(prefix + t for t, _ in RETRY_TIERS),
+        prefix + "deadletter",
+        prefix + "attempts",
+        prefix + "subscriptions",
+        prefix + "circuits",
+        prefix + "operator-events",
+    ]
+    assert [d for _, d in RETRY_TIERS] == [10, 30, 60, 300, 900]
+
+
+def test_broker_reports_catalogue_configs(wm_settings: Settings) -> None:
+    configs = topics_admin.read_configs(wm_settings)
+    metadata = admin_client(wm_settings).list_topics(timeout=10).topics
+    for spec in topics_admin.topic_specs(wm_settings):
+        assert configs[spec.name]["retention.ms"] == str(RETENTION_72H_MS), spec.name
+        assert len(metadata[spec.name].partitions) == spec.partitions
+    sub = wm_settings.topic(SUBSCRIPTIONS)
+    assert configs[sub]["cleanup.policy"] == "compact"
+    assert configs[wm_settings.topic(INGEST)]["cleanup.policy"] == "delete"
+    assert len(metadata[wm_settings.topic(INGEST)].partitions) == 3  # WM_TOPIC_PARTITIONS
+
+
+async def test_apply_is_idempotent_and_repairs_drift(wm_settings: Settings) -> None:
+    assert topics_admin.ensure_topics(wm_settings) == []
+    ingest = wm_settings.topic(INGEST)
+    admin = admin_client(wm_settings)
+    drift = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        ingest,
+        incremental_configs=[
+            ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    for future in admin.incremental_alter_configs([drift]).values():
+        future.result(10)
+
+    def retention() -> str:
+        return topics_admin.read_configs(wm_settings)[ingest]["retention.ms"]
+
+    assert await eventually(lambda: retention() == "1000")
+    topics_admin.ensure_topics(wm_settings)
+    assert await eventually(lambda: retention() == str(RETENTION_72H_MS))
+
+
+async def test_partition_count_grows_with_setting(wm_settings: Settings) -> None:
+    from dataclasses import replace
+
+    wider = replace(wm_settings, topic_partitions=5)
+    topics_admin.ensure_topics(wider)
+    admin = admin_client(wider)
+    attempts = wider.topic(ATTEMPTS)
+    assert await eventually(
+        lambda: len(admin.list_topics(timeout=10).topics[attempts].partitions) == 5
+    )
