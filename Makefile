@@ -15,8 +15,8 @@ status:
 lint:     ## ruff check, ruff format --check, mypy --strict on the package code
 	./scripts/lint.sh
 
-bench:    ## every benchmark scenario, side by side with its baseline (about 10 minutes)
+bench:    ## every benchmark scenario, side by side with its baseline (about 20 minutes)
 	./scripts/bench.sh
 
-bench-quick:  ## small versions of the scenarios (a smoke check, under a minute)
+bench-quick:  ## small versions of the scenarios (a smoke check, a few minutes)
 	./scripts/bench.sh --quick

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,12 @@ BENCH_ENV = {
     "WM_KAFKA_CONTROLLER_PORT": "18093",
     "WM_PG_PORT": "18432",
     "WM_TOPIC_PARTITIONS": "6",
-    "WM_ALLOWED_CIDRS": "127.0.0.0/8",
-    "WM_API_KEYS": "",
     "WM_LOG_LEVEL": "WARNING",
 }
+# The bench's own conditions: loopback receivers, load generators without an API key. Only a
+# WM_BENCH_* variable changes these.
+BENCH_FIXED = {"WM_ALLOWED_CIDRS": "127.0.0.0/8", "WM_API_KEYS": ""}
+BENCH_PREFIX = "WM_BENCH_"
 PAD = "x" * 900
 LOGS = PROJECT_ROOT / "bench" / "results" / "logs"
 
@@ -46,12 +49,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def base_settings() -> Settings:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WM_")}
-    settings = settings_mod.load({**env, **BENCH_ENV})
+def bench_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The settings environment of a bench run: :data:`BENCH_ENV` as defaults, overridden by
+    the caller's ``WM_*`` (ports, state directory, bootstrap, ...; not :data:`BENCH_FIXED`),
+    overridden by ``WM_BENCH_<NAME>`` (for ``WM_<NAME>``), so a bench can run beside a
+    running stack on ports of its own or against another stack."""
+    bench_vars = {k for k in environ if k.startswith(BENCH_PREFIX)}
+    out = {k: v for k, v in environ.items() if k not in bench_vars}
+    for key, value in BENCH_ENV.items():
+        out.setdefault(key, value)
+    out.update(BENCH_FIXED)
+    for key in bench_vars:
+        out["WM_" + key.removeprefix(BENCH_PREFIX)] = environ[key]
+    return out
+
+
+def base_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = bench_env(os.environ if environ is None else environ)
+    settings = settings_mod.load(env)
     local.start_infra(settings)
     # the local stack's own secret key file (gateway and agents need a key)
-    return local.local_defaults(settings, {**env, **BENCH_ENV})
+    return local.local_defaults(settings, env)
 
 
 def fresh(settings: Settings, **changes: Any) -> Settings:
@@ -162,9 +180,8 @@ def create_subscriptions(settings: Settings, urls: list[str], secret: str = "") 
     return ids
 
 
-def produce_webhooks(settings: Settings, sub_ids: list[str], count: int) -> float:
-    """Produce ``count`` ingest records round-robin over ``sub_ids``; returns records/s."""
-    producer = Producer(
+def webhook_producer(settings: Settings) -> Producer:
+    return Producer(
         client_config(
             settings,
             {
@@ -176,6 +193,15 @@ def produce_webhooks(settings: Settings, sub_ids: list[str], count: int) -> floa
             },
         )
     )
+
+
+def produce_webhooks(
+    settings: Settings, sub_ids: list[str], count: int, producer: Producer | None = None
+) -> float:
+    """Produce ``count`` ingest records round-robin over ``sub_ids``; returns records/s. With
+    ``producer``, it is left unflushed (the caller flushes)."""
+    own = producer is None
+    producer = webhook_producer(settings) if producer is None else producer
     topic = settings.topic(INGEST)
     started = time.perf_counter()
     for i in range(count):
@@ -195,7 +221,8 @@ def produce_webhooks(settings: Settings, sub_ids: list[str], count: int) -> floa
             except BufferError:
                 producer.poll(0.01)
         producer.poll(0)
-    assert producer.flush(60) == 0
+    if own:
+        assert producer.flush(60) == 0
     return count / (time.perf_counter() - started)
 
 

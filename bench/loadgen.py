@@ -54,9 +54,11 @@ def _ids(payload: bytes) -> list[str]:
     return [data["id"]] if "id" in data else list(data.get("ids", []))
 
 
-async def closed_loop(url: str, secret: str, concurrency: int, seconds: float, out: dict) -> None:
+async def closed_loop(
+    url: str, secret: str, concurrency: int, seconds: float, out: dict, count: int = MAX_REQUESTS
+) -> None:
     deadline = time.monotonic() + seconds
-    counter = iter(range(MAX_REQUESTS))
+    counter = iter(range(min(count, MAX_REQUESTS)))
 
     async def worker(session: aiohttp.ClientSession) -> None:
         for i in counter:
@@ -94,6 +96,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float)
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--keep-ids", action="store_true")
+    parser.add_argument("--count", type=int, default=MAX_REQUESTS, help="closed loop: at most")
     args = parser.parse_args()
     host = urlsplit(args.url).hostname
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -110,7 +113,11 @@ def main() -> None:
     if args.rate:
         asyncio.run(open_loop(args.url, args.secret, args.rate, args.seconds, out))
     else:
-        asyncio.run(closed_loop(args.url, args.secret, args.concurrency or 32, args.seconds, out))
+        asyncio.run(
+            closed_loop(
+                args.url, args.secret, args.concurrency or 32, args.seconds, out, args.count
+            )
+        )
     out["started"] = started
     out["elapsed"] = time.time() - started
     sys.stdout.buffer.write(orjson.dumps(out))

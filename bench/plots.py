@@ -69,6 +69,23 @@ def draw(results: dict[str, Any], folder: Path, prefix: str = "") -> list[Path]:
         ax.legend()
         written.append(_save(fig, folder / f"{prefix}latency.png"))
 
+    burst = results.get("burst")
+    if burst and burst["deliveries_per_s"]:
+        fig, ax = plt.subplots(figsize=(8, 4))
+        curve = burst["deliveries_per_s"]
+        ax.plot(range(len(curve)), curve, label="deliveries/s")
+        ax.set_xlabel("seconds since the first POST")
+        ax.set_ylabel("deliveries per second")
+        ax.set_title(f"Burst of {burst['accepted']:,} webhooks: drain")
+        rss_ax = ax.twinx()
+        for name in sorted(burst["rss_sampled_peak_mb"]):
+            points = [(t, v[name]) for t, v in burst["rss_timeline"] if name in v]
+            rss_ax.plot(*zip(*points, strict=True), linestyle=":", label=f"{name} RSS")
+        rss_ax.set_ylabel("RSS (MB)")
+        ax.legend(loc="upper left", fontsize=7)
+        rss_ax.legend(loc="upper right", fontsize=7)
+        written.append(_save(fig, folder / f"{prefix}burst.png"))
+
     retry = results.get("retry")
     if retry:
         fig, ax = plt.subplots(figsize=(8, 4))

@@ -1,12 +1,14 @@
 """Benchmark receiver process: answers every POST (200, or 500 for the first ``--fail-first``
-attempts of each webhook id) and records arrivals; ``GET /stats`` returns them.
+attempts of each webhook id; ``--delay S`` seconds late: a slow endpoint) and records arrivals;
+``GET /stats`` returns them.
 
-Run: ``python -m bench.receiver --port P [--fail-first N]``. Binds 127.0.0.1 only.
+Run: ``python -m bench.receiver --port P [--fail-first N] [--delay S]``. Binds 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 from collections import defaultdict
 
@@ -14,7 +16,7 @@ import orjson
 from aiohttp import web
 
 
-def build_app(fail_first: int) -> web.Application:
+def build_app(fail_first: int, delay_s: float = 0.0) -> web.Application:
     arrivals: list[tuple[str, float, float]] = []  # (webhook id, arrival, payload "t")
     seen: defaultdict[str, int] = defaultdict(int)
 
@@ -28,6 +30,8 @@ def build_app(fail_first: int) -> web.Application:
         except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
             sent = 0.0
         arrivals.append((webhook_id, now, sent))
+        if delay_s:
+            await asyncio.sleep(delay_s)
         if seen[webhook_id] <= fail_first:
             return web.Response(status=500, text="fail")
         return web.Response(text="ok")
@@ -57,9 +61,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--fail-first", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0)
     args = parser.parse_args()
     web.run_app(
-        build_app(args.fail_first), host="127.0.0.1", port=args.port, access_log=None, print=None
+        build_app(args.fail_first, args.delay),
+        host="127.0.0.1",
+        port=args.port,
+        access_log=None,
+        print=None,
     )
 
 

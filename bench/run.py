@@ -1,7 +1,7 @@
 """``make bench``: start the benchmark stack, run every scenario, print a table, write the raw
 results (``bench/results/<timestamp>.json``) and PNG plots (``bench/results/*.png``).
 
-``--quick`` runs small versions of each scenario (a smoke check under a minute).
+``--quick`` runs small versions of each scenario (a smoke check of a few minutes).
 """
 
 from __future__ import annotations
@@ -24,7 +24,17 @@ from bench import harness, plots, scenarios
 from webhookmaster.settings import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
-ALL = ("ingest", "direct", "delivery", "e2e", "retry", "projection")
+ALL = (
+    "ingest",
+    "direct",
+    "delivery",
+    "e2e",
+    "retry",
+    "projection",
+    "isolation",
+    "punctual",
+    "burst",
+)
 
 
 def conditions(settings: Any) -> dict[str, Any]:
@@ -67,6 +77,13 @@ def run(selected: list[str], quick: bool) -> dict[str, Any]:
             settings, 20 if quick else 200, "1,2,5,5,5" if quick else "10,30,60,300,900"
         ),
         "projection": lambda: scenarios.projection(settings, 2_000 if quick else 25_000),
+        "isolation": lambda: scenarios.isolation(
+            settings, 1_000 if quick else 10_000, 200, 3 if quick else 20, 10 if quick else 50
+        ),
+        "punctual": lambda: scenarios.punctual(
+            settings, 5_000 if quick else 100_000, 20 if quick else 200
+        ),
+        "burst": lambda: scenarios.burst(settings, 2_000 if quick else 100_000),
     }
     for name in selected:
         started = time.monotonic()
@@ -136,6 +153,54 @@ def table(results: dict[str, Any]) -> str:
     if "projection" in results:
         p = results["projection"]
         add("projection", "events/s into PostgreSQL", f"{p['events_per_s']:,.0f}")
+    if "isolation" in results:
+        iso = results["isolation"]
+        for mode in ("solo", "with_slow"):
+            run = iso[mode]
+            add(
+                "isolation",
+                "healthy alone"
+                if mode == "solo"
+                else f"beside {iso['slow_subscriptions']} endpoints taking {iso['delay_s']:.0f} s",
+                f"drain {run['drain_rate']:,.0f}/s; at {run['offered_healthy_per_s']:.0f}/s "
+                f"offered p50 {run['latency_s']['p50'] * 1000:.1f} ms, p99 "
+                f"{run['latency_s']['p99'] * 1000:.1f} ms ({run['delivered']} of {run['sent']})",
+            )
+        add(
+            "isolation",
+            "ratios beside slow / alone",
+            f"deliveries/s {iso['rate_ratio']:.2f}, p99 {iso['p99_ratio']:.2f}",
+        )
+    if "punctual" in results:
+        pr = results["punctual"]
+        late = pr["lateness_s"]
+        add(
+            "punctual retries",
+            f"{pr['retries']} due {pr['delay_s']} s after failing, {pr['backlog']:,} queued behind",
+            f"lateness p50 {late['p50'] * 1000:.0f} ms, p99 {late['p99'] * 1000:.0f} ms, max "
+            f"{late['max'] * 1000:.0f} ms ({pr['measured']} measured); backlog delivered by then "
+            f"{pr['backlog_delivered_when_retries_done']:,}",
+        )
+        rx = pr["lateness_at_receiver_s"]
+        add(
+            "punctual retries",
+            "lateness at the receiver (upper bound)",
+            f"p50 {rx['p50'] * 1000:.0f} ms, p99 {rx['p99'] * 1000:.0f} ms",
+        )
+    if "burst" in results:
+        b = results["burst"]
+        curve = b["deliveries_per_s"]
+        add(
+            "burst drain",
+            f"{b['accepted']:,} accepted ({b['errors']} errors) in {b['accept_s']:.0f} s",
+            f"drained (last arrival) {b['drain_s']:.0f} s after the first POST; "
+            f"{b['delivered']:,} delivered; peak {max(curve, default=0):,}/s",
+        )
+        add(
+            "burst drain",
+            "peak RSS (VmHWM)",
+            ", ".join(f"{k} {v:.0f} MB" for k, v in sorted(b["rss_mb"].items())),
+        )
     rss: dict[str, float] = {}
     for key in ("ingest", "e2e", "retry"):
         for name, value in (results.get(key, {}).get("rss_mb") or {}).items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from bench.harness import (
     produce_webhooks,
     wait_count,
     wait_http,
+    webhook_producer,
 )
 from schemas.topics import ATTEMPTS, INGEST
 from webhookmaster.kafka_clients import client_config
@@ -390,3 +392,327 @@ def projection(settings: Settings, count: int) -> dict[str, Any]:
         }
     finally:
         proc.stop()
+
+
+def _produce_mix(settings: Settings, plan: list[str], count: int, rate: float = 0.0) -> None:
+    """Produce ``count`` webhooks cycling through ``plan`` (subscription ids, repeated for a
+    share), at ``rate`` records/s (0: as fast as possible)."""
+    if not rate:
+        produce_webhooks(settings, plan, count)
+        return
+    producer = webhook_producer(settings)
+    started = time.monotonic()
+    step = max(1, int(rate / 20))  # 20 batches a second
+    for done in range(0, count, step):
+        wait = started + done / rate - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        offset = done % len(plan)
+        produce_webhooks(settings, plan[offset:] + plan[:offset], min(step, count - done), producer)
+    assert producer.flush(60) == 0
+
+
+def isolation(
+    settings: Settings, backlog: int, rate: float, seconds: float, slow: int = 50, delay: float = 10
+) -> dict[str, Any]:
+    """One healthy subscription alone, then beside ``slow`` subscriptions whose endpoint answers
+    after ``delay`` s: the healthy one's drain rate of a ``backlog`` (slow records interleaved,
+    one in five), and its ingest-to-arrival latency at ``rate``/s offered for ``seconds`` (each
+    slow subscription offered 1/s meanwhile)."""
+    healthy_port, slow_port = _port(), _port()
+    receiver = module("receiver", "--port", str(healthy_port))
+    slow_receiver = module("receiver", "--port", str(slow_port), "--delay", str(delay))
+    results: dict[str, Any] = {"slow_subscriptions": slow, "delay_s": delay, "backlog": backlog}
+    try:
+        wait_http(f"http://127.0.0.1:{healthy_port}/count", proc=receiver)
+        wait_http(f"http://127.0.0.1:{slow_port}/count", proc=slow_receiver)
+        for mode in ("solo", "with_slow"):
+            s = fresh(settings)
+            [healthy] = create_subscriptions(s, [f"http://127.0.0.1:{healthy_port}/healthy"])
+            slow_subs = (
+                create_subscriptions(
+                    s, [f"http://127.0.0.1:{slow_port}/slow/{k}" for k in range(slow)]
+                )
+                if mode == "with_slow"
+                else []
+            )
+            drain_plan = [healthy]
+            for sub in slow_subs:
+                drain_plan += [healthy] * 4 + [sub]
+            _post(f"http://127.0.0.1:{healthy_port}/reset")
+            total = backlog * len(drain_plan) // drain_plan.count(healthy)
+            _produce_mix(s, drain_plan, total)
+            agent, _ = component("agent", s, "WM_AGENT_PORT")
+            try:
+                wait_count(healthy_port, backlog, timeout=600)
+                times = sorted(
+                    a[1]
+                    for a in get_json(f"http://127.0.0.1:{healthy_port}/stats", timeout=60)[
+                        "arrivals"
+                    ]
+                )
+                drain_rate = len(times) / (times[-1] - times[0])
+                # steady load: healthy at ``rate``/s, each slow subscription at 1/s
+                _post(f"http://127.0.0.1:{healthy_port}/reset")
+                load_plan = [healthy] * max(1, int(rate)) + slow_subs
+                random.Random(1).shuffle(load_plan)
+                offered = len(load_plan)
+                _produce_mix(s, load_plan, int(offered * seconds), offered)
+                sent = int(int(offered * seconds) * load_plan.count(healthy) / len(load_plan))
+                try:
+                    wait_count(healthy_port, sent, timeout=120)
+                except TimeoutError:
+                    pass
+                arrivals = get_json(f"http://127.0.0.1:{healthy_port}/stats", timeout=60)[
+                    "arrivals"
+                ]
+                latencies = [a[1] - a[2] for a in arrivals if a[2]]
+                results[mode] = {
+                    "drain_rate": drain_rate,
+                    "latency_s": percentiles(latencies),
+                    "offered_healthy_per_s": rate,
+                    "delivered": len(arrivals),
+                    "sent": sent,
+                    "slow_arrivals": get_json(f"http://127.0.0.1:{slow_port}/count")["arrivals"],
+                    "rss_mb": agent.peak_rss_mb(),
+                    "latencies_sample": latencies[:: max(1, len(latencies) // 2000)],
+                }
+                _post(f"http://127.0.0.1:{slow_port}/reset")
+            finally:
+                agent.stop()
+        results["rate_ratio"] = results["with_slow"]["drain_rate"] / results["solo"]["drain_rate"]
+        results["p99_ratio"] = (
+            results["with_slow"]["latency_s"]["p99"] / results["solo"]["latency_s"]["p99"]
+        )
+        return results
+    finally:
+        receiver.stop()
+        slow_receiver.stop()
+
+
+class RssSampler:
+    """Samples the resident set (VmRSS) of processes every ``every`` seconds in a thread."""
+
+    def __init__(self, procs: dict[str, Proc], every: float = 0.5) -> None:
+        import threading
+
+        self.procs, self.every = procs, every
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from pathlib import Path
+
+        while not self._stop.wait(self.every):
+            values: dict[str, float] = {}
+            for name, proc in self.procs.items():
+                try:
+                    status = Path(f"/proc/{proc.popen.pid}/status").read_text()
+                except OSError:
+                    continue
+                for line in status.splitlines():
+                    if line.startswith("VmRSS:"):
+                        values[name] = int(line.split()[1]) / 1024
+            self.samples.append((time.time(), values))
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def burst(settings: Settings, count: int, generators: int = 4) -> dict[str, Any]:
+    """``count`` webhooks POSTed to the gateway as fast as it accepts them (``generators``
+    closed-loop load generators, one subscription each) while the agent, scheduler and
+    projector run: the drain time (first acceptance to last arrival), the deliveries/s curve
+    and every component's RSS, sampled throughout (and its peak, VmHWM)."""
+    receiver_port = _port()
+    receiver = module("receiver", "--port", str(receiver_port))
+    s = fresh(settings)
+    procs: dict[str, tuple[Proc, int]] = {}
+    try:
+        wait_http(f"http://127.0.0.1:{receiver_port}/count", proc=receiver)
+        subs = create_subscriptions(
+            s,
+            [f"http://127.0.0.1:{receiver_port}/burst/{k}" for k in range(generators)],
+            secret=SECRET,
+        )
+        for name, var in (
+            ("gateway", "WM_GATEWAY_PORT"),
+            ("agent", "WM_AGENT_PORT"),
+            ("scheduler", "WM_SCHEDULER_PORT"),
+            ("projector", "WM_PROJECTOR_PORT"),
+        ):
+            procs[name] = component(name, s, var)
+        for proc, port in procs.values():
+            wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc, timeout=120)
+        gport = procs["gateway"][1]
+        with RssSampler({name: proc for name, (proc, _) in procs.items()}) as rss:
+            gens = [
+                module(
+                    "loadgen",
+                    "--url",
+                    f"http://127.0.0.1:{gport}/api/ingest/{sub}/?event_type=bench",
+                    "--secret",
+                    SECRET,
+                    "--concurrency",
+                    "16",
+                    "--seconds",
+                    "900",
+                    "--count",
+                    str(count // generators),
+                )
+                for sub in subs
+            ]
+            outs = [_run_json(gen, 960) for gen in gens]
+            accepted = sum(o["accepted"] for o in outs)
+            accept_end = max(o["started"] + o["elapsed"] for o in outs)
+            try:
+                wait_count(receiver_port, accepted, timeout=900)
+            except TimeoutError:
+                pass
+        arrivals = get_json(f"http://127.0.0.1:{receiver_port}/stats", timeout=120)["arrivals"]
+        started = min(o["started"] for o in outs)
+        times = sorted(a[1] for a in arrivals)
+        per_second = [0] * (int(times[-1] - started) + 1 if times else 0)
+        for t in times:
+            per_second[int(t - started)] += 1
+        peaks: dict[str, float] = {}
+        samples = rss.samples
+        for _, values in samples:
+            for name, value in values.items():
+                peaks[name] = max(peaks.get(name, 0.0), value)
+        return {
+            "count": count,
+            "accepted": accepted,
+            "errors": sum(len(o["errors"]) for o in outs),
+            "accept_s": accept_end - started,
+            "accepted_per_s": accepted / (accept_end - started),
+            "drain_s": (times[-1] - started) if times else float("nan"),
+            "delivered": len({a[0] for a in arrivals}),
+            "arrivals": len(arrivals),
+            "deliveries_per_s": per_second,
+            "rss_mb": {name: proc.peak_rss_mb() for name, (proc, _) in procs.items()},
+            "rss_sampled_peak_mb": peaks,
+            "rss_timeline": [(t - started, v) for t, v in samples[:: 1 + len(samples) // 400]],
+        }
+    finally:
+        for proc, _ in procs.values():
+            proc.stop()
+        receiver.stop()
+
+
+def punctual(
+    settings: Settings, backlog: int, retries: int, delay: int = 5, subs: int = 16
+) -> dict[str, Any]:
+    """Retries falling due while a ``backlog`` is queued: ``retries`` webhooks whose first
+    attempt fails (8 subscriptions), then at once ``backlog`` webhooks to ``subs`` healthy
+    subscriptions, one agent and the scheduler running; each retry's lateness (its attempt's
+    start minus its due time, ``delay`` s after the first) and how much of the backlog was
+    still queued when the last retry was delivered. The lateness is the second attempt's start
+    minus the due time the first attempt's event gives (``next_attempt_at``), from the attempts
+    topic; at the receiver, second arrival minus (first arrival + ``delay``), an upper bound
+    (the due time is set only once the first attempt's answer is in)."""
+
+    healthy_port, failing_port = _port(), _port()
+    receiver = module("receiver", "--port", str(healthy_port))
+    failing = module("receiver", "--port", str(failing_port), "--fail-first", "1")
+    s = fresh(settings, retry_ladder=",".join([str(delay)] * 5))
+    procs: list[tuple[Proc, int]] = []
+    try:
+        wait_http(f"http://127.0.0.1:{healthy_port}/count", proc=receiver)
+        wait_http(f"http://127.0.0.1:{failing_port}/count", proc=failing)
+        retry_subs = create_subscriptions(
+            s, [f"http://127.0.0.1:{failing_port}/retry/{k}" for k in range(8)]
+        )
+        healthy = create_subscriptions(
+            s, [f"http://127.0.0.1:{healthy_port}/backlog/{k}" for k in range(subs)]
+        )
+        procs = [
+            component("agent", s, "WM_AGENT_PORT"),
+            component("scheduler", s, "WM_SCHEDULER_PORT"),
+        ]
+        for proc, port in procs:
+            wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc)
+        produce_webhooks(s, retry_subs, retries)
+        wait_count(failing_port, retries, timeout=60, key="arrivals")
+        first_done = time.time()
+        produce_webhooks(s, healthy, backlog)
+        produced = time.time()
+        wait_count(failing_port, 2 * retries, timeout=delay + 300, key="arrivals")
+        backlog_delivered = get_json(f"http://127.0.0.1:{healthy_port}/count")["arrivals"]
+        retried = time.time()
+        arrivals = get_json(f"http://127.0.0.1:{failing_port}/stats", timeout=60)["arrivals"]
+        wanted = set(retry_subs)
+        events = _read_matching(s, ATTEMPTS, lambda e: e["subscription_id"] in wanted, 2 * retries)
+        rss = {"agent": procs[0][0].peak_rss_mb(), "scheduler": procs[1][0].peak_rss_mb()}
+    finally:
+        for proc, _ in procs:
+            proc.stop()
+        receiver.stop()
+        failing.stop()
+    by_id: dict[str, list[float]] = {}
+    for webhook_id, at, _ in arrivals:
+        by_id.setdefault(webhook_id, []).append(at)
+    at_receiver = [sorted(ts)[1] - sorted(ts)[0] - delay for ts in by_id.values() if len(ts) >= 2]
+    from schemas.records import parse_time
+
+    attempts: dict[str, dict[int, dict]] = {}
+    for event in events:
+        attempts.setdefault(event["webhook_id"], {})[event["attempt_number"]] = event
+    late = [
+        parse_time(a[2]["started_at"]).timestamp() - parse_time(a[1]["next_attempt_at"]).timestamp()
+        for a in attempts.values()
+        if 1 in a and 2 in a
+    ]
+    return {
+        "backlog": backlog,
+        "retries": retries,
+        "delay_s": delay,
+        "produce_backlog_s": produced - first_done,
+        "retries_done_after_s": retried - first_done,
+        "backlog_delivered_when_retries_done": backlog_delivered,
+        "measured": len(late),
+        "lateness_s": percentiles(late),
+        "lateness_sample": late,
+        "lateness_at_receiver_s": percentiles(at_receiver),
+        "rss_mb": rss,
+    }
+
+
+def _read_matching(
+    settings: Settings, suffix: str, match: Any, count: int, timeout: float = 120
+) -> list[dict]:
+    """The first ``count`` JSON records of a topic for which ``match(record)`` holds (fresh
+    consumer group, bounded by ``timeout``)."""
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        client_config(
+            settings,
+            {
+                "group.id": f"bench-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+        )
+    )
+    consumer.subscribe([settings.topic(suffix)])
+    out: list[dict] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < count and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error() is None:
+                    record = orjson.loads(msg.value())
+                    if match(record):
+                        out.append(record)
+    finally:
+        consumer.close()
+    return out

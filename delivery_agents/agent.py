@@ -1,14 +1,15 @@
-"""The delivery loop: fetch ingest records, deliver each (bounded in flight, capped per
-subscription), publish the outcome, and let the offset be committed once that is durable."""
+"""The delivery loop: fetch ingest records, deliver each (bounded in flight, shared fairly
+between subscriptions: :mod:`delivery_agents.shares`), publish the outcome, and let the offset
+be committed once that is durable."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -21,10 +22,11 @@ from delivery_agents.auto_disable import AutoDisabler
 from delivery_agents.breaker import Breakers, CircuitPublisher
 from delivery_agents.outcomes import Publisher, dead_letter, seconds_since
 from delivery_agents.rate_limit import RateLimits
+from delivery_agents.shares import URGENT, Shares
 from delivery_agents.ssrf import GuardedResolver, parse_cidrs
 from schemas import records
 from schemas.records import RecordError, Webhook
-from schemas.topics import CIRCUITS, INGEST
+from schemas.topics import CIRCUITS, DUE, INGEST
 from webhookmaster import retry_ladder, tracing
 from webhookmaster.consumer_thread import ConsumerThread
 from webhookmaster.kafka_clients import (
@@ -43,10 +45,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 GROUP_ID = "agents"
+DUE_GROUP_ID = "agents.due"  # the agents' consumers of the due topic
 FETCH_BATCH = 500
 CATCH_UP_S = 10.0  # longest wait for the subscription table before a webhook is refused
 LOCAL_TRIES = 3  # tries of a record that raised before it is dead-lettered
 LAG_EVERY_S = 2.0  # between two measures of the ingest lag gauge
+RECHECK_S = 0.25  # while full: between two looks at the records waiting on slow subscriptions
 
 
 class RecordRefused(Exception):
@@ -76,6 +80,18 @@ class Agent:
             [settings.topic(INGEST)],
             on_revoke=self._drain,
         )
+        # retries that fell due: a consumer of their own, so that the ingest topic's backlog
+        # (fetched and held, or queued in the client) is never in front of them
+        self.due_consumer = ConsumerThread(
+            consumer_config(
+                settings,
+                settings.group(DUE_GROUP_ID),
+                **{"fetch.wait.max.ms": 20, "queued.max.messages.kbytes": 4096},
+            ),
+            [settings.topic(DUE)],
+            on_revoke=self._drain_due,
+            count_assigned=False,
+        )
         self.publisher = Publisher(
             producer,
             settings.topic_prefix,
@@ -95,13 +111,15 @@ class Agent:
         self.timeout = aiohttp.ClientTimeout(
             total=settings.request_timeout_s, sock_connect=settings.connect_timeout_s
         )
-        self.slots = asyncio.Semaphore(settings.max_in_flight)
-        self.per_subscription: defaultdict[str, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(settings.max_in_flight_per_subscription)
-        )
-        self.capacity = settings.max_in_flight * 4  # records held: in flight or waiting a slot
-        self.held = 0
         self.space = asyncio.Event()
+        self.shares = Shares(settings.max_in_flight, settings.max_in_flight_per_subscription)
+        self.capacity = settings.max_in_flight * 4  # records held: in flight or waiting a slot
+        # ... besides up to this many waiting for a slow subscription's slot
+        self.slow_backlog = self.capacity * 4
+        self.held = 0
+        self.waiting_turn = 0  # records waiting for their breaker or rate limit (no slot)
+        self.due_held = 0  # due records in hand (at most max_in_flight)
+        self.due_space = asyncio.Event()
         self.stopping = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.session: aiohttp.ClientSession | None = None
@@ -110,6 +128,7 @@ class Agent:
         """Stop fetching; :meth:`run` finishes the work in hand, commits and returns."""
         self.stopping.set()
         self.space.set()
+        self.due_space.set()
 
     async def run(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -121,9 +140,13 @@ class Agent:
         async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
             self.session = session
             await self.consumer.subscribe()
+            await self.due_consumer.subscribe()
+            loops = [asyncio.create_task(self._fetch_loop()), asyncio.create_task(self._due_loop())]
             try:
-                await self._fetch_loop()
+                await asyncio.gather(*loops)
             finally:
+                self.stop()
+                await asyncio.gather(*loops, return_exceptions=True)
                 await self._finish()
 
     async def _fetch_loop(self) -> None:
@@ -132,10 +155,16 @@ class Agent:
             if time.monotonic() >= next_lag:
                 next_lag = time.monotonic() + LAG_EVERY_S
                 await self.consumer.call(self._measure_lag)
-            room = self.capacity - self.held
+            # records waiting for a slow subscription's slot do not stop the fetching
+            # ... nor do those waiting for their subscription's breaker or rate limit
+            room = min(
+                self.capacity - (self.held - self.shares.slow_waiting() - self.waiting_turn),
+                self.capacity + self.slow_backlog - self.held,
+            )
             if room <= 0:
                 self.space.clear()
-                await self.space.wait()
+                with contextlib.suppress(TimeoutError):  # lanes turn slow as time passes
+                    await asyncio.wait_for(self.space.wait(), RECHECK_S)
                 continue
             for msg in await self.consumer.consume(min(room, FETCH_BATCH), 0.1):
                 err = msg.error()
@@ -147,6 +176,32 @@ class Agent:
                 task = asyncio.create_task(self._handle(msg))
                 self.tasks.add(task)
                 task.add_done_callback(self._finished)
+
+    async def _due_loop(self) -> None:
+        """Fetch retries that fell due into a room of their own; each one's delivery goes to
+        the head of its subscription's lane (:data:`URGENT`)."""
+        URGENT.set(True)  # in this task's context, which the tasks it creates copy
+        while not self.stopping.is_set():
+            room = self.settings.max_in_flight - self.due_held
+            if room <= 0:
+                self.due_space.clear()
+                await self.due_space.wait()
+                continue
+            for msg in await self.due_consumer.consume(min(room, FETCH_BATCH), 0.1):
+                err = msg.error()
+                if err is not None:
+                    log.warning("consume (due): %s", err.str())
+                    continue
+                self.due_consumer.tracker.started(record_tp(msg), record_offset(msg))
+                self.due_held += 1
+                task = asyncio.create_task(self._handle(msg, self.due_consumer))
+                self.tasks.add(task)
+                task.add_done_callback(self._due_finished)
+
+    def _due_finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.due_held -= 1
+        self.due_space.set()
 
     def _measure_lag(self) -> None:
         """Set the ingest lag gauge: records beyond this agent's position on its partitions
@@ -174,17 +229,24 @@ class Agent:
             for task in late:  # their records stay uncommitted and are redone after restart
                 task.cancel()
         await self.consumer.close()
+        await self.due_consumer.close()
 
     def _drain(self, partitions: list[Partition]) -> None:
         """On revocation (consumer thread): let the partitions' work in hand finish, bounded."""
+        self._wait_done(self.consumer, partitions)
+
+    def _drain_due(self, partitions: list[Partition]) -> None:
+        self._wait_done(self.due_consumer, partitions)
+
+    def _wait_done(self, consumer: ConsumerThread, partitions: list[Partition]) -> None:
         deadline = time.monotonic() + self.settings.request_timeout_s + 10
-        while any(self.consumer.tracker.in_flight(tp) for tp in partitions):
+        while any(consumer.tracker.in_flight(tp) for tp in partitions):
             if time.monotonic() > deadline:
                 log.warning("revoking %s with work still in flight; it will be redone", partitions)
                 return
             time.sleep(0.01)
 
-    async def _handle(self, msg: Message) -> None:
+    async def _handle(self, msg: Message, consumer: ConsumerThread | None = None) -> None:
         """Process ``msg`` to a durable outcome, then let its offset be committed. An
         unexpected error is tried again a few times, then the record is dead-lettered: no
         record can hold its partition's offset open. Only a stop while Kafka does not
@@ -207,7 +269,7 @@ class Agent:
                         return
                 else:
                     await asyncio.sleep(0.2 * attempt)
-        self.consumer.tracker.done(tp, record_offset(msg))
+        (consumer or self.consumer).tracker.done(tp, record_offset(msg))
 
     async def _dead_letter_failure(self, msg: Message, exc: Exception) -> bool:
         """Dead-letter a record that kept failing, with its value as text (left out when Kafka
@@ -324,26 +386,20 @@ class Agent:
             record.webhook_id, record.event_type, sub.secret_key, record.body
         )
         assert self.session is not None
-        # waits for the breaker and the rate limit hold no delivery slot
-        turn, rate = self.breakers.turn(sub_id), self.rate_limits.turn(sub_id, sub.rate_limit)
-        async with self.per_subscription[sub_id], turn as probe, rate, self.slots:
-            metrics.IN_FLIGHT.inc()
-            started = datetime.now(UTC)
+        async with contextlib.AsyncExitStack() as turns:
+            # waits for the breaker and the rate limit come before the lane: they hold no
+            # delivery slot, and the fetch loop does not count them as held
+            ingest = not URGENT.get()  # a due record is counted in due_held instead
+            self.waiting_turn += ingest
+            self.space.set()
             try:
-                with tracing.span("POST", "client", None, {"url.full": sub.target_url}) as trace:
-                    if trace is not None:
-                        headers[tracing.HEADER] = trace
-                    result = await http_delivery.post(
-                        self.session,
-                        sub.target_url,
-                        headers,
-                        record.body,
-                        self.timeout,
-                        self.networks,
-                    )
-                    tracing.annotate({"http.response.status_code": result.status_code})
+                probe = await turns.enter_async_context(self.breakers.turn(sub_id))
+                await turns.enter_async_context(self.rate_limits.turn(sub_id, sub.rate_limit))
             finally:
-                metrics.IN_FLIGHT.dec()
+                self.waiting_turn -= ingest
+            async with self.shares.slot(sub_id):
+                started = datetime.now(UTC)
+                result = await self._post(sub, headers, record)
         if result.status_code == 410:  # the endpoint is gone: not retried, it disables below
             result = dataclasses.replace(result, retryable=False)
         with tracing.span("publish outcome", "producer") as trace:
@@ -360,6 +416,24 @@ class Agent:
             metrics.END_TO_END.observe(max(0.0, seconds_since(record.received_at)))
         elif outcome == "failed":
             metrics.DEAD_LETTERED.labels("exhausted").inc()
+
+    async def _post(
+        self, sub: Subscription, headers: dict[str, str], record: Webhook
+    ) -> http_delivery.AttemptResult:
+        """The delivery's request (in a delivery slot)."""
+        assert self.session is not None
+        metrics.IN_FLIGHT.inc()
+        try:
+            with tracing.span("POST", "client", None, {"url.full": sub.target_url}) as trace:
+                if trace is not None:
+                    headers[tracing.HEADER] = trace
+                result = await http_delivery.post(
+                    self.session, sub.target_url, headers, record.body, self.timeout, self.networks
+                )
+                tracing.annotate({"http.response.status_code": result.status_code})
+                return result
+        finally:
+            metrics.IN_FLIGHT.dec()
 
     async def _observe(
         self, sub: Subscription, result: http_delivery.AttemptResult, probe: bool

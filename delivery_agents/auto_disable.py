@@ -19,18 +19,18 @@ rebalance restarts it, so a disable can come later than the window, never earlie
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections import defaultdict
 
+import msgspec
 from prometheus_client import Counter
 
 from schemas import records
 from schemas.topics import OPERATOR_EVENTS, SUBSCRIPTIONS
 from webhookmaster.kafka_clients import AsyncProducer, record_offset
 from webhookmaster.settings import Settings
-from webhookmaster.subscription_table import Subscription, SubscriptionTable
+from webhookmaster.subscription_table import Protection, Subscription, SubscriptionTable
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,11 @@ class AutoDisabler:
             if current is None or not current.is_active:
                 return False
             now = records.now_iso()
-            sub = dataclasses.replace(
-                current, is_active=False, disabled_reason=reason, disabled_at=now, updated_at=now
+            sub = msgspec.structs.replace(
+                current,
+                is_active=False,
+                updated_at=now,
+                protection=Protection.of(current.rate_limit, reason, now),
             )
             msg = await self.producer.send(
                 self.subscriptions_topic, records.dumps(sub.to_stored(self.table.box)), sub_id

@@ -4,10 +4,13 @@ arrival order).
 
 It holds across any number of agent processes because every delivery of a subscription comes
 from a record keyed by the subscription id on the ingest topic (the gateway's ingest and
-fan-out, retries handed back by the scheduler, and fan-out records produced directly, which the
-agent first expands into per-subscription records): all of them are on one partition, which one
-agent owns at a time, so that agent's pacing is the subscription's. During a rebalance the old
-and the new owner may overlap for the in-flight records (bounded by the revocation drain).
+fan-out, and fan-out records produced directly, which the agent first expands into
+per-subscription records): all of them are on one partition, which one agent owns at a time, so
+that agent's pacing is the subscription's. During a rebalance the old and the new owner may
+overlap for the in-flight records (bounded by the revocation drain). Retries that fell due come
+on the due topic, keyed the same, but in a consumer group of their own: with several agents,
+another agent may own the subscription's due partition, and the two together may reach up to
+twice the limit while both deliver it (docs/delivery.md, Rate limit).
 
 A wait is not an attempt: it happens before the request, and nothing is published for it.
 """

@@ -83,15 +83,15 @@ class SecureListeners:
 
 
 def paths(settings: Settings) -> dict[str, Path]:
-    base = settings.state_path / "kafka"
-    return {
-        "base": base,
-        "data": base / "data",
-        "config": base / "server.properties",
-        "log": base / "broker.log",
-        "pid": base / "broker.pid",
-        "libs": Path(settings.cache_dir) / f"kafka-{settings.kafka_version}" / "libs",
-    }
+    files = processes.state_paths(
+        settings.state_path,
+        "kafka",
+        data="data",
+        config="server.properties",
+        log="broker.log",
+        pid="broker.pid",
+    )
+    return {**files, "libs": Path(settings.cache_dir) / f"kafka-{settings.kafka_version}" / "libs"}
 
 
 def check_java(settings: Settings) -> None:

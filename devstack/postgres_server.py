@@ -21,13 +21,9 @@ DB_USER = "webhookmaster"
 
 
 def paths(settings: Settings) -> dict[str, Path]:
-    base = settings.state_path / "postgres"
-    return {
-        "base": base,
-        "data": base / "data",
-        "socket": base / "run",
-        "log": base / "postgres.log",
-    }
+    return processes.state_paths(
+        settings.state_path, "postgres", data="data", socket="run", log="postgres.log"
+    )
 
 
 def bin_dir(install: bool = True) -> Path:

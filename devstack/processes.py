@@ -14,6 +14,12 @@ from pathlib import Path
 from devstack.errors import StackError
 
 
+def state_paths(state_dir: Path, service: str, **files: str) -> dict[str, Path]:
+    """A service's folder under the stack's state folder (``base``) and its ``files`` in it."""
+    base = state_dir / service
+    return {"base": base, **{name: base / file for name, file in files.items()}}
+
+
 def read_pid(pid_file: Path) -> int | None:
     """The pid recorded in ``pid_file`` if that process still runs, else None."""
     try:

@@ -7,7 +7,6 @@ secret encrypted under the newest key (``secret_key_encrypted``); the API shows 
 
 from __future__ import annotations
 
-import bisect
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +22,7 @@ from schemas import records
 from schemas.topics import SUBSCRIPTIONS
 from webhookmaster import signing
 from webhookmaster.kafka_clients import record_offset
-from webhookmaster.subscription_table import Subscription
+from webhookmaster.subscription_table import Protection, Subscription
 
 TOPIC_LABEL = SUBSCRIPTIONS  # the metrics label: the topic's catalogue suffix
 
@@ -67,14 +66,16 @@ def _build(
     return Subscription(
         id=sub_id,
         target_url=fields["target_url"],
-        secret_key=fields.get("secret_key", secret),
+        secret=fields.get("secret_key", secret),
         event_types=tuple(fields.get("event_types", ())),
         is_active=is_active,
         created_at=created_at,
         updated_at=now,
-        rate_limit=fields.get("rate_limit"),
-        disabled_reason=current.disabled_reason if keep and current else None,
-        disabled_at=current.disabled_at if keep and current else None,
+        protection=Protection.of(
+            fields.get("rate_limit"),
+            current.disabled_reason if keep and current else None,
+            current.disabled_at if keep and current else None,
+        ),
     )
 
 
@@ -93,10 +94,7 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     gw = gateway(request)
     limit = pagination.limit(request.query)
     after = pagination.decode_cursor(request.query.get("cursor"))
-    subs = gw.loaded_table().all()  # sorted by (created_at, id)
-    start = 0 if after is None else bisect.bisect_right(subs, after, key=_order_key)
-    page = subs[start : start + limit]
-    more = start + limit < len(subs)
+    page, more = gw.loaded_table().page(after, limit)  # keyset page by (created_at, id)
     next_cursor = pagination.encode_cursor(_order_key(page[-1])) if more and page else None
     return json_response({"items": [_view(gw, s) for s in page], "next_cursor": next_cursor})
 

@@ -10,7 +10,7 @@ LATENESS = Histogram(
 )
 HANDED_BACK = Counter(
     "webhookmaster_retries_handed_back_total",
-    "Retry records handed back to the ingest topic.",
+    "Retry records handed back to the due topic.",
     ["tier"],
 )
 BACKLOG = Gauge(

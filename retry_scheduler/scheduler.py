@@ -1,4 +1,4 @@
-"""Hold each retry tier's records until due, then hand them back to the ingest topic.
+"""Hold each retry tier's records until due, then hand them back to the agents (the due topic).
 
 Every record of a tier has the same delay, so each partition is ordered by due time and its
 head record says when the partition is next due. Fetched records that are not yet due wait in
@@ -21,17 +21,10 @@ from confluent_kafka import KafkaException, Message
 
 from retry_scheduler import metrics
 from schemas import records
-from schemas.topics import DEAD_LETTER, INGEST
+from schemas.topics import DEAD_LETTER, DUE
+from webhookmaster import kafka_clients as kafka
 from webhookmaster import retry_ladder, tracing
 from webhookmaster.consumer_thread import ConsumerThread
-from webhookmaster.kafka_clients import (
-    AsyncProducer,
-    ProduceError,
-    consumer_config,
-    record_headers,
-    record_offset,
-    record_tp,
-)
 from webhookmaster.offsets import Partition
 from webhookmaster.settings import Settings
 
@@ -46,7 +39,7 @@ BACKLOG_EVERY_S = 2.0
 
 def due_ms(msg: Message) -> int:
     """When ``msg`` is due (epoch ms), from its header; records without one are due now."""
-    for key, value in record_headers(msg):
+    for key, value in kafka.record_headers(msg):
         if key == retry_ladder.DUE_HEADER and value:
             try:
                 return int(value)
@@ -56,17 +49,17 @@ def due_ms(msg: Message) -> int:
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, producer: AsyncProducer) -> None:
+    def __init__(self, settings: Settings, producer: kafka.AsyncProducer) -> None:
         self.settings = settings
         self.producer = producer
-        self.ingest_topic = settings.topic(INGEST)
+        self.due_topic = settings.topic(DUE)
         self.dead_letter_topic = settings.topic(DEAD_LETTER)
         self.ladder = retry_ladder.tiers(settings.topic_prefix, settings.retry_ladder)
         self.tier_names = {
             t.topic: t.topic.removeprefix(settings.topic_prefix) for t in self.ladder
         }
         self.consumer = ConsumerThread(
-            consumer_config(
+            kafka.consumer_config(
                 settings,
                 settings.group(GROUP_ID),
                 **{"fetch.wait.max.ms": 20, "queued.max.messages.kbytes": 16384},
@@ -125,9 +118,9 @@ class Scheduler:
         if err is not None:
             log.warning("consume: %s", err.str())
             return
-        tp = record_tp(msg)
+        tp = kafka.record_tp(msg)
         queue = self.held.setdefault(tp, deque())
-        if queue and record_offset(msg) <= record_offset(queue[-1]):
+        if queue and kafka.record_offset(msg) <= kafka.record_offset(queue[-1]):
             return  # already held (fetched again after a resume)
         if not queue and due_ms(msg) <= time.time() * 1000:
             self._start_hand_back(msg)
@@ -139,21 +132,21 @@ class Scheduler:
             await self.consumer.call(self.consumer.pause, [tp])
 
     def _start_hand_back(self, msg: Message) -> None:
-        self.consumer.tracker.started(record_tp(msg), record_offset(msg))
+        self.consumer.tracker.started(kafka.record_tp(msg), kafka.record_offset(msg))
         task = asyncio.create_task(self._hand_back(msg, due_ms(msg)))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     async def _hand_back(self, msg: Message, at: int) -> None:
         """Produce ``msg`` (value and headers unchanged; with tracing on, its traceparent
-        then names the hand-back span) to the ingest topic; once Kafka acknowledged it, its
+        then names the hand-back span) to the due topic; once Kafka acknowledged it, its
         offset may be committed. A record Kafka refuses for good is dead-lettered instead, so
         it cannot hold the partition."""
-        headers = record_headers(msg)
+        headers = kafka.record_headers(msg)
         if not tracing.enabled():
             return await self._send_back(msg, at, headers)
         parent = records.valid_traceparent(dict(headers).get(tracing.HEADER))
-        tier = self.tier_names[record_tp(msg)[0]]
+        tier = self.tier_names[kafka.record_tp(msg)[0]]
         with tracing.span(f"hand back {tier}", "producer", parent) as trace:
             assert trace is not None
             kept = [(k, v) for k, v in headers if k != tracing.HEADER]
@@ -165,9 +158,9 @@ class Scheduler:
         delay = 0.5
         while True:
             try:
-                await self.producer.send(self.ingest_topic, msg.value(), msg.key(), headers=headers)
+                await self.producer.send(self.due_topic, msg.value(), msg.key(), headers=headers)
                 break
-            except ProduceError as exc:
+            except kafka.ProduceError as exc:
                 if self.stopping.is_set():
                     return  # not committed: handed back after restart
                 if exc.permanent:
@@ -177,11 +170,11 @@ class Scheduler:
                 log.warning("hand-back failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
-        tier = self.tier_names[record_tp(msg)[0]]
+        tier = self.tier_names[kafka.record_tp(msg)[0]]
         if at:
             metrics.LATENESS.labels(tier).observe(max(0.0, time.time() - at / 1000))
         metrics.HANDED_BACK.labels(tier).inc()
-        self.consumer.tracker.done(record_tp(msg), record_offset(msg))
+        self.consumer.tracker.done(kafka.record_tp(msg), kafka.record_offset(msg))
 
     async def _dead_letter(self, msg: Message, reason: str) -> bool:
         """Dead-letter ``msg`` (where it was and its headers; not its value); False when the
@@ -198,7 +191,8 @@ class Scheduler:
                 "partition": msg.partition(),
                 "offset": msg.offset(),
                 "headers": {
-                    k: (v or b"").decode("utf-8", errors="replace") for k, v in record_headers(msg)
+                    k: (v or b"").decode("utf-8", errors="replace")
+                    for k, v in kafka.record_headers(msg)
                 },
             },
         }
@@ -206,7 +200,7 @@ class Scheduler:
             try:
                 await self.producer.send(self.dead_letter_topic, records.dumps(letter), msg.key())
                 return True
-            except ProduceError as exc:
+            except kafka.ProduceError as exc:
                 if self.stopping.is_set():
                     return False
                 log.warning("dead-lettering a refused record failed (%s)", exc)

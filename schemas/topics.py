@@ -12,6 +12,7 @@ RETENTION_72H_MS = 259_200_000
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 
 INGEST = "ingest"
+DUE = "due"  # retries that fell due: the agents read them before the ingest topic
 ATTEMPTS = "attempts"
 DEAD_LETTER = "deadletter"
 SUBSCRIPTIONS = "subscriptions"
@@ -55,6 +56,12 @@ def catalogue(
             partitions,
             dict(data),
             "Webhooks accepted for delivery (gateway or direct producers).",
+        ),
+        TopicSpec(
+            name(prefix, DUE),
+            partitions,
+            dict(data),
+            "Retries that fell due, handed back by the scheduler; agents read them first.",
         ),
     ]
     for suffix, delay in RETRY_TIERS:

@@ -18,7 +18,7 @@ import orjson
 
 from schemas import records
 from schemas.records import RecordError
-from schemas.topics import ATTEMPTS, DEAD_LETTER, INGEST, SUBSCRIPTIONS
+from schemas.topics import ATTEMPTS, DEAD_LETTER, DUE, INGEST, SUBSCRIPTIONS
 from status_projector.ordering import (
     DEAD_LETTER_STEP,
     DELIVERED,
@@ -423,6 +423,7 @@ def _webhook_id(value: Any) -> str:
 
 _DECODERS = {
     INGEST: _decode_ingest,
+    DUE: _decode_ingest,  # retries handed back by the scheduler
     ATTEMPTS: _decode_attempt,
     DEAD_LETTER: _decode_dead_letter,
     SUBSCRIPTIONS: _decode_subscription,

@@ -9,7 +9,7 @@ EVENTS = Counter(
     "Records projected into PostgreSQL, by topic.",
     ["topic"],
 )
-for _topic in ("ingest", "attempts", "deadletter", "subscriptions"):  # at 0 from the start
+for _topic in ("ingest", "due", "attempts", "deadletter", "subscriptions"):  # 0 at the start
     EVENTS.labels(_topic)
 SKIPPED = Counter(
     "webhookmaster_projector_skipped_total",

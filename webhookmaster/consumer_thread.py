@@ -73,9 +73,12 @@ class ConsumerThread:
         on_revoke: Callable[[list[Partition]], None] | None = None,
         watchdog: Watchdog | None = None,
         report_errors: bool = False,
+        count_assigned: bool = True,
     ) -> None:
         """``report_errors``: log the client's error events, each text at most once a minute
-        (a broker away would otherwise fill the log)."""
+        (a broker away would otherwise fill the log). ``count_assigned``: this consumer's
+        partitions are the ``webhookmaster_assigned_partitions`` gauge (a process's second
+        consumer leaves it to the first)."""
         self.tracker = OffsetTracker()
         self._config = {**config, "error_cb": self._on_error} if report_errors else config
         self._consumer = Consumer(self._config)
@@ -84,6 +87,7 @@ class ConsumerThread:
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self.watchdog = watchdog
+        self.count_assigned = count_assigned
         self.assigned: set[Partition] = set()
         self.paused: set[Partition] = set()  # paused by the owner (the watchdog leaves them be)
         self.subscribed = False
@@ -109,7 +113,8 @@ class ConsumerThread:
         self.joined = True
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.assigned.update(tps)
-        ASSIGNED.set(len(self.assigned))
+        if self.count_assigned:
+            ASSIGNED.set(len(self.assigned))
         if tps:
             log.info("assigned %s", _describe(tps))
         if self._on_assign:
@@ -142,7 +147,8 @@ class ConsumerThread:
             self.tracker.forget(tp)
             self.assigned.discard(tp)
             self.paused.discard(tp)
-        ASSIGNED.set(len(self.assigned))
+        if self.count_assigned:
+            ASSIGNED.set(len(self.assigned))
 
     def _commit(self, wait: bool = True) -> None:
         offsets = [

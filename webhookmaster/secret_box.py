@@ -1,6 +1,10 @@
 """Subscription secrets at rest: Fernet tokens (AES-128-CBC and HMAC-SHA256, authenticated)
 under a ring of keys.
 
+In memory, the subscription table keeps each secret sealed (:func:`seal`, ChaCha20-Poly1305 under
+a key made at process start and never stored) and opens it only when used (:func:`reveal`, with a
+small LRU cache of recent plain texts).
+
 The keys come from ``WM_SECRET_KEYS`` (comma-separated) or ``WM_SECRET_KEYS_FILE`` (one per line;
 blank lines and ``#`` comments ignored), newest first: the first key encrypts, every key
 decrypts. A rotation puts a new key first and keeps the old ones until the gateway has rewritten
@@ -9,11 +13,13 @@ the records under the new key (it does so at start-up, ``ingest_gateway/secret_m
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from webhookmaster.settings import Settings, SettingsError
 
@@ -25,6 +31,8 @@ __all__ = [
     "from_settings",
     "new_key",
     "read_keys",
+    "reveal",
+    "seal",
 ]
 
 HOW_TO = (
@@ -97,6 +105,24 @@ class SecretBox:
             except InvalidToken:
                 continue
         raise InvalidToken
+
+
+_IN_MEMORY = ChaCha20Poly1305(ChaCha20Poly1305.generate_key())
+_NONCE = 12
+REVEAL_CACHE = 1024  # plain texts of the most recently used sealed secrets
+
+
+def seal(plain: str) -> bytes:
+    """``plain`` encrypted for this process's memory (nonce, ciphertext and tag: 28 bytes more
+    than the text); only this process can :func:`reveal` it."""
+    nonce = os.urandom(_NONCE)
+    return nonce + _IN_MEMORY.encrypt(nonce, plain.encode(), None)
+
+
+@functools.lru_cache(maxsize=REVEAL_CACHE)
+def reveal(sealed: bytes) -> str:
+    """The plain text of :func:`seal`'s output."""
+    return _IN_MEMORY.decrypt(sealed[:_NONCE], sealed[_NONCE:], None).decode()
 
 
 def from_settings(settings: Settings) -> SecretBox:

@@ -112,6 +112,11 @@ def _setting(env: str, default: Any, doc: str, kind: Any = str, secret: bool = F
     return field(default=default, metadata={"env": env, "doc": doc, "kind": kind, "secret": secret})
 
 
+def _file_of(env: str) -> Any:
+    """The ``<env>_FILE`` twin of a secret setting: a file holding its value instead."""
+    return _setting(f"{env}_FILE", "", f"File holding {env} instead (e.g. a mounted Secret).")
+
+
 @dataclass(frozen=True)
 class StackSettings:
     """Knobs of the local development stack (``webhookmaster stack``, the tests): where it keeps
@@ -387,11 +392,7 @@ class Settings(StackSettings):
         "Password of an encrypted private key.",
         secret=True,
     )
-    kafka_ssl_key_password_file: str = _setting(
-        "WM_KAFKA_SSL_KEY_PASSWORD_FILE",
-        "",
-        "File holding that password instead (e.g. a mounted Kubernetes Secret).",
-    )
+    kafka_ssl_key_password_file: str = _file_of("WM_KAFKA_SSL_KEY_PASSWORD")
     kafka_ssl_verify_hostname: bool = _setting(
         "WM_KAFKA_SSL_VERIFY_HOSTNAME",
         True,
@@ -412,11 +413,7 @@ class Settings(StackSettings):
     kafka_sasl_password: str = _setting(
         "WM_KAFKA_SASL_PASSWORD", "", "SASL password (PLAIN, SCRAM).", secret=True
     )
-    kafka_sasl_password_file: str = _setting(
-        "WM_KAFKA_SASL_PASSWORD_FILE",
-        "",
-        "File holding the SASL password instead (e.g. a mounted Kubernetes Secret).",
-    )
+    kafka_sasl_password_file: str = _file_of("WM_KAFKA_SASL_PASSWORD")
     kafka_oauth_token_url: str = _setting(
         "WM_KAFKA_OAUTH_TOKEN_URL",
         "",
@@ -428,11 +425,7 @@ class Settings(StackSettings):
     kafka_oauth_client_secret: str = _setting(
         "WM_KAFKA_OAUTH_CLIENT_SECRET", "", "OAUTHBEARER: the OIDC client secret.", secret=True
     )
-    kafka_oauth_client_secret_file: str = _setting(
-        "WM_KAFKA_OAUTH_CLIENT_SECRET_FILE",
-        "",
-        "File holding the OIDC client secret instead (e.g. a mounted Kubernetes Secret).",
-    )
+    kafka_oauth_client_secret_file: str = _file_of("WM_KAFKA_OAUTH_CLIENT_SECRET")
     kafka_oauth_scope: str = _setting(
         "WM_KAFKA_OAUTH_SCOPE", "", "OAUTHBEARER: scope(s) to request, if the provider needs any."
     )

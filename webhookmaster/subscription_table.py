@@ -5,23 +5,30 @@ following it in a thread. Writers apply their own acknowledged records at once
 (:meth:`apply`), which gives read-your-writes on that replica; each entry remembers the offset it
 came from, so a late older record never overwrites a newer one.
 
-Secrets are stored encrypted (``secret_key_encrypted``, :mod:`webhookmaster.secret_box`) and
-decrypted as records are loaded, so a :class:`Subscription` holds its secret in plain text in
-memory only. A record no configured key opens is logged, counted and skipped like any unreadable
-record. Records still in plain text (``secret_key``) or under an older key are read and listed
-by :meth:`SubscriptionTable.stale`, for the gateway to rewrite.
+Secrets are stored encrypted (``secret_key_encrypted``, :mod:`webhookmaster.secret_box`). A
+record's secret is decrypted once as it is loaded, to check that a configured key opens it, and
+then kept encrypted in memory (:func:`secret_box.seal`, under a key of this process's own): it is
+decrypted again when used, through a small LRU cache. A record no configured key opens is
+logged, counted and skipped like any unreadable record. Records still in plain text
+(``secret_key``) or under an older key are read and listed by :meth:`SubscriptionTable.stale`,
+for the gateway to rewrite.
+
+Reads never scan the table: fan-out matching and list pages come from
+:class:`webhookmaster.subscription_index.SubscriptionIndex`, kept up to date on every change.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Counter
@@ -32,6 +39,7 @@ from webhookmaster import secret_box
 from webhookmaster.kafka_clients import consumer_config, record_offset, record_tp
 from webhookmaster.secret_box import SecretBox
 from webhookmaster.settings import Settings
+from webhookmaster.subscription_index import SubscriptionIndex
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +61,97 @@ SKIPPED = Counter(
 )
 
 
-@dataclass(frozen=True)
-class Subscription:
+# One tuple object per distinct filter, its strings interned: most subscriptions share a few.
+_FILTERS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _filter(event_types: tuple[str, ...]) -> tuple[str, ...]:
+    shared = _FILTERS.get(event_types)
+    if shared is None:
+        shared = _FILTERS[event_types] = tuple(sys.intern(t) for t in event_types)
+    return shared
+
+
+class Protection(msgspec.Struct, frozen=True, gc=False):
+    """The rarely set fields of a subscription, kept apart so that the common subscription
+    (none of them set) stays small: its rate limit (deliveries per second) and, when an agent
+    disabled it (auto-disable), why and when."""
+
+    rate_limit: float | None = None
+    disabled_reason: str | None = None
+    disabled_at: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        rate_limit: float | None = None,
+        disabled_reason: str | None = None,
+        disabled_at: str | None = None,
+    ) -> Protection | None:
+        """These fields, or None when none is set (the common case)."""
+        if rate_limit is None and disabled_reason is None and disabled_at is None:
+            return None
+        return cls(rate_limit, disabled_reason, disabled_at)
+
+
+_NONE = Protection()
+
+
+class Subscription(msgspec.Struct, frozen=True, gc=False):
+    """One subscription. ``secret`` is its signing secret: plain text (``str``, objects the API
+    builds) or sealed (``bytes`` from :func:`secret_box.seal`, the table's); read it as
+    :attr:`secret_key`.
+
+    A slotted struct without a GC header: fields are strings, tuples of strings, booleans,
+    bytes or a :class:`Protection` (the rarely set fields; None when none is set, so that the
+    common subscription keeps to 80 bytes). A new field goes here with a default (records of
+    earlier versions lack it) -- a rarely set one into :class:`Protection` -- in
+    :meth:`from_stored` / :meth:`to_stored` / :meth:`to_record`, and in
+    :class:`schemas.records.SubscriptionRecord`."""
+
     id: str
     target_url: str
-    secret_key: str = field(repr=False)  # plain text, in memory only: never in a log line
+    secret: str | bytes
     event_types: tuple[str, ...]
     is_active: bool
     created_at: str
     updated_at: str
-    rate_limit: float | None = None  # deliveries per second; None: no limit
-    disabled_reason: str | None = None  # set when an agent disabled it (auto-disable)
-    disabled_at: str | None = None
+    # rate limit and auto-disable (None: none of them set): :meth:`Protection.of`
+    protection: Protection | None = None
+
+    def __repr__(self) -> str:  # never the secret
+        return f"Subscription(id={self.id!r}, target_url={self.target_url!r})"
+
+    @property
+    def rate_limit(self) -> float | None:
+        """Deliveries per second; None: no limit."""
+        return (self.protection or _NONE).rate_limit
+
+    @property
+    def disabled_reason(self) -> str | None:
+        """Why an agent disabled it (auto-disable); None when it did not."""
+        return (self.protection or _NONE).disabled_reason
+
+    @property
+    def disabled_at(self) -> str | None:
+        return (self.protection or _NONE).disabled_at
+
+    @property
+    def secret_key(self) -> str:
+        """The secret in plain text (a sealed one is decrypted, with a small cache)."""
+        secret = self.secret
+        return secret if isinstance(secret, str) else secret_box.reveal(secret)
+
+    def compact(self) -> Subscription:
+        """This subscription as the table keeps it: secret sealed, filter shared, one timestamp
+        string when both are equal."""
+        secret = self.secret
+        if isinstance(secret, str):
+            secret = secret_box.seal(secret)
+        updated = self.created_at if self.updated_at == self.created_at else self.updated_at
+        return msgspec.structs.replace(
+            self, secret=secret, event_types=_filter(self.event_types), updated_at=updated
+        )
 
     @classmethod
     def from_stored(cls, data: dict[str, Any], box: SecretBox) -> tuple[Subscription, bool]:
@@ -82,14 +169,14 @@ class Subscription:
         sub = cls(
             id=data["id"],
             target_url=data["target_url"],
-            secret_key=secret,
+            secret=secret,
             event_types=tuple(data.get("event_types") or ()),
             is_active=bool(data.get("is_active", True)),
             created_at=data["created_at"],
             updated_at=data["updated_at"],
-            rate_limit=data.get("rate_limit"),
-            disabled_reason=data.get("disabled_reason"),
-            disabled_at=data.get("disabled_at"),
+            protection=Protection.of(
+                data.get("rate_limit"), data.get("disabled_reason"), data.get("disabled_at")
+            ),
         )
         return sub, current
 
@@ -129,6 +216,26 @@ class Subscription:
         return not self.event_types or event_type in self.event_types
 
 
+PREFETCH_KB = 8192
+
+
+def _release_free_heap() -> None:
+    """Give the C heap's free memory back to the system (glibc's malloc_trim): loading leaves
+    much of it behind, freed records and fetch buffers between the table's objects."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)
+
+
+class _Entry(msgspec.Struct, gc=False):
+    """The latest state of an id (None: deleted) and the offset of the record it comes from."""
+
+    offset: int
+    sub: Subscription | None
+
+
 class SubscriptionTable:
     """Follows the subscriptions topic; thread-safe reads of the latest state by id."""
 
@@ -139,11 +246,22 @@ class SubscriptionTable:
         self.circuits_topic = settings.topic(CIRCUITS)
         # Circuit breaker state by subscription id (the circuits topic): (state, since).
         self._circuits: dict[str, tuple[str, str]] = {}
-        self._entries: dict[str, tuple[int, Subscription | None]] = {}
-        # Entries read from records to rewrite (plain text, older key): id -> offset.
-        self._stale: dict[str, int] = {}
         # Records read after a newer write of this process's own: id -> (offset, state).
         self._passed: dict[str, tuple[int, Subscription | None]] = {}
+        self._config = consumer_config(
+            settings,
+            f"wm-table-{uuid.uuid4().hex}",
+            # it assigns partitions itself and never joins its group: no protocol to ask
+            **{"enable.partition.eof": True, "group.protocol": "classic"},
+            # librdkafka's default prefetch (64 MiB) would hold much of the topic at start-up;
+            # this much loads as fast (measured) and leaves less heap behind
+            **{"queued.max.messages.kbytes": PREFETCH_KB, "fetch.max.bytes": PREFETCH_KB * 1024},
+        )
+        self._consumer: Consumer | None = None  # made by start(): nothing connects before
+        self._entries: dict[str, _Entry] = {}
+        # Entries read from records to rewrite (plain text, older key): id -> offset.
+        self._stale: dict[str, int] = {}
+        self._index = SubscriptionIndex()
         self._lock = threading.Lock()
         self._loaded = threading.Event()
         self._stop = threading.Event()
@@ -151,25 +269,25 @@ class SubscriptionTable:
         # Next offset the follower will read, per (topic, partition), and a condition on it.
         self._position: dict[tuple[str, int], int] = {}
         self._progress = threading.Condition()
-        # It assigns partitions itself and never joins its group: no protocol to ask. A second
-        # client of the same config asks the topic's end: the follower's own one is busy polling.
-        self._config = consumer_config(
-            settings,
-            f"wm-table-{uuid.uuid4().hex}",
-            **{"enable.partition.eof": True, "group.protocol": "classic"},
-        )
+        # A second client of the same config asks the topic's end (wait_caught_up): the
+        # follower's own one is busy polling.
         self._probe: Consumer | None = None
         self._probe_lock = threading.Lock()
-        self._consumer = Consumer(self._config)
         self._partitions: list[int] = []
         self._thread = threading.Thread(target=self._follow, name="subscription-table", daemon=True)
 
+    @property
+    def _kafka(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = Consumer(self._config)
+        return self._consumer
+
     def start(self) -> None:
-        metadata = self._consumer.list_topics(self.topic, timeout=30).topics[self.topic]
+        metadata = self._kafka.list_topics(self.topic, timeout=30).topics[self.topic]
         if metadata.error is not None:
             raise RuntimeError(f"subscriptions topic {self.topic}: {metadata.error.str()}")
         parts = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
-        circuits = self._consumer.list_topics(self.circuits_topic, timeout=30).topics[
+        circuits = self._kafka.list_topics(self.circuits_topic, timeout=30).topics[
             self.circuits_topic
         ]
         if circuits.error is None:
@@ -185,7 +303,7 @@ class SubscriptionTable:
             low, high = self._watermarks(tp, deadline)
             if high > low:
                 self._end[(tp.topic, tp.partition)] = high
-        self._consumer.assign(parts)
+        self._kafka.assign(parts)
         if not self._end:
             self._loaded.set()
         self._thread.start()
@@ -196,7 +314,7 @@ class SubscriptionTable:
         """Low and high watermark; retried while the partition has no leader yet."""
         while True:
             try:
-                return (client or self._consumer).get_watermark_offsets(
+                return (client or self._kafka).get_watermark_offsets(
                     tp, timeout=max(1.0, deadline - time.monotonic())
                 )
             except KafkaException as exc:
@@ -214,7 +332,7 @@ class SubscriptionTable:
 
     def _follow(self) -> None:
         while not self._stop.is_set():
-            msg = self._consumer.poll(0.2)
+            msg = self._kafka.poll(0.2)
             if msg is None:
                 continue
             err = msg.error()
@@ -230,7 +348,7 @@ class SubscriptionTable:
             else:
                 self._apply_message(msg.key(), msg.value(), offset)
             self._mark_progress(record_tp(msg), offset + 1)
-        self._consumer.close()
+        self._kafka.close()
 
     def wait_caught_up(self, timeout: float) -> bool:
         """Block until the table holds every subscription record written before this call
@@ -268,6 +386,7 @@ class SubscriptionTable:
         if partition in self._end and next_offset >= self._end[partition]:
             del self._end[partition]
             if not self._end:
+                _release_free_heap()
                 self._loaded.set()
 
     def _apply_circuit(self, key: bytes | None, value: bytes | None, offset: int) -> None:
@@ -324,16 +443,25 @@ class SubscriptionTable:
         self, sub_id: str, sub: Subscription | None, offset: int, current: bool = True
     ) -> None:
         """Record the state of ``sub_id`` as of ``offset`` (None: deleted); ``current`` False
-        marks a record to rewrite (secret in plain text or under an older key)."""
+        marks a record to rewrite (secret in plain text or under an older key). The table keeps
+        the compact form (:meth:`Subscription.compact`)."""
+        if sub is not None:
+            sub = sub.compact()
+            if sub.id == sub_id:
+                sub_id = sub.id  # one string object for the key and the entry
         with self._lock:
             entry = self._entries.get(sub_id)
-            if entry is None or entry[0] < offset:
-                self._entries[sub_id] = (offset, sub)
+            if entry is None or entry.offset < offset:
+                if entry is not None and entry.sub is not None:
+                    self._index.remove(entry.sub)
+                if sub is not None:
+                    self._index.add(sub)
+                self._entries[sub_id] = _Entry(offset, sub)
                 if current:
                     self._stale.pop(sub_id, None)
                 else:
                     self._stale[sub_id] = offset
-            elif entry[0] > offset:  # read after a newer record this process wrote itself
+            elif entry.offset > offset:  # read after a newer record this process wrote itself
                 self._passed[sub_id] = (offset, sub)
 
     def passed(self, sub_id: str, after: int, before: int) -> tuple[Subscription | None] | None:
@@ -347,7 +475,7 @@ class SubscriptionTable:
     def offset_of(self, sub_id: str) -> int:
         """The offset the entry of ``sub_id`` comes from; -1 when the table holds none."""
         entry = self._entries.get(sub_id)
-        return entry[0] if entry is not None else -1
+        return entry.offset if entry is not None else -1
 
     def stale(self) -> list[tuple[str, int]]:
         """(id, offset) of every entry whose record should be rewritten under the newest key."""
@@ -357,20 +485,40 @@ class SubscriptionTable:
     def get_at(self, sub_id: str, offset: int) -> Subscription | None:
         """The entry of ``sub_id`` if it still comes from ``offset``, else None."""
         entry = self._entries.get(sub_id)
-        return entry[1] if entry is not None and entry[0] == offset else None
+        return entry.sub if entry is not None and entry.offset == offset else None
 
     def get(self, sub_id: str) -> Subscription | None:
         entry = self._entries.get(sub_id)
-        return entry[1] if entry else None
+        return entry.sub if entry is not None else None
+
+    def __len__(self) -> int:
+        """How many subscriptions exist."""
+        return len(self._index)
+
+    def page(self, after: tuple[str, str] | None, limit: int) -> tuple[list[Subscription], bool]:
+        """The first ``limit`` subscriptions after position ``after`` in (created_at, id) order,
+        and whether more follow. Keyset paging: a subscription that exists throughout a listing
+        appears in exactly one page, whatever is written meanwhile."""
+        with self._lock:
+            ids, more = self._index.page(after, limit)
+            return [self._present(sub_id) for sub_id in ids], more
 
     def all(self) -> list[Subscription]:
-        with self._lock:
-            subs = [s for _, s in self._entries.values() if s is not None]
-        return sorted(subs, key=lambda s: (s.created_at, s.id))
+        """Every subscription in (created_at, id) order: O(all), for tests and tools only."""
+        return self.page(None, max(1, len(self._index)))[0]
 
     def matching(self, event_type: str) -> Iterator[Subscription]:
-        """Active subscriptions whose filter accepts ``event_type``."""
-        return (s for s in self.all() if s.is_active and s.accepts(event_type))
+        """Active subscriptions whose filter accepts ``event_type``, in (created_at, id) order;
+        reads only the index entries of ``event_type`` and the wildcard set."""
+        with self._lock:
+            subs = [self._present(sub_id) for sub_id in self._index.matching(event_type)]
+        subs.sort(key=lambda s: (s.created_at, s.id))
+        return iter(subs)
+
+    def _present(self, sub_id: str) -> Subscription:
+        sub = self._entries[sub_id].sub
+        assert sub is not None, "the index holds only present subscriptions"
+        return sub
 
     def close(self) -> None:
         self._stop.set()
@@ -379,6 +527,7 @@ class SubscriptionTable:
                 self._probe.close()
                 self._probe = None
         if self._thread.ident is None:  # never started: the follower thread cannot close it
-            self._consumer.close()
+            if self._consumer is not None:
+                self._consumer.close()
         elif self._thread.is_alive():
             self._thread.join(timeout=5)

@@ -83,10 +83,12 @@ async def test_two_agents_share_and_rebalance(
 async def test_graceful_shutdown_finishes_in_flight_work(
     settings: Settings, receiver: Receiver, make_component: MakeComponent
 ) -> None:
-    sub = create_subscription(settings, receiver.url("/slowish"))
+    # ten subscriptions, one webhook each: a subscription whose endpoint holds keeps to 2 slots
+    subs = [create_subscription(settings, receiver.url("/slowish")) for _ in range(10)]
+    sub = subs[0]
     release = asyncio.Event()
     receiver.script("/slowish", then=Reply(200, hold=release))
-    batch = [ingest_record(sub) for _ in range(10)]
+    batch = [ingest_record(s) for s in subs]
     produce_ingest(settings, *batch)
     agent = make_component("agent", settings)
     await agent.wait_ready()

@@ -6,10 +6,10 @@ thing."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
@@ -24,7 +24,7 @@ from webhookmaster.subscription_table import Subscription, SubscriptionTable
 SUB_ID = "2f0c8a3e-7b1d-4c5e-9a2f-3d4e5f6a7b8c"
 NOW = "2026-01-01T00:00:00Z"
 ACTIVE = Subscription(SUB_ID, "https://example.com/h", "whsec_x", (), True, NOW, NOW)
-PATCHED = dataclasses.replace(ACTIVE, target_url="https://example.com/new", updated_at=NOW)
+PATCHED = msgspec.structs.replace(ACTIVE, target_url="https://example.com/new", updated_at=NOW)
 
 
 class Acked:
@@ -103,20 +103,20 @@ def test_a_write_read_after_the_disable_wins() -> None:
     assert topics(producer) == [SUBSCRIPTIONS, SUBSCRIPTIONS]  # no operator event
     rewritten = orjson.loads(producer.sent[-1][1] or b"")
     assert rewritten["target_url"] == PATCHED.target_url and rewritten["is_active"] is True
-    assert table.get(SUB_ID) == PATCHED
+    assert _record(table.get(SUB_ID)) == PATCHED.to_record()
 
 
 def test_a_write_read_before_the_disable_is_acknowledged_wins() -> None:
     auto, table = disabler(Producer())
     auto.producer.during_send = lambda: table.apply(SUB_ID, PATCHED, 5)  # type: ignore[attr-defined]
     assert not asyncio.run(auto.disable(SUB_ID, "failing", "only failures"))
-    assert table.get(SUB_ID) == PATCHED
+    assert _record(table.get(SUB_ID)) == PATCHED.to_record()
 
 
 def test_already_inactive_is_left_alone() -> None:
     producer = Producer()
     auto, table = disabler(producer)
-    table.apply(SUB_ID, dataclasses.replace(ACTIVE, is_active=False), 2)
+    table.apply(SUB_ID, msgspec.structs.replace(ACTIVE, is_active=False), 2)
     assert not asyncio.run(auto.disable(SUB_ID, "gone", "410"))
     assert producer.sent == []
 
@@ -139,3 +139,8 @@ def test_breaker_states() -> None:
         return seen
 
     assert asyncio.run(run()) == ["open", "half_open", "closed"]
+
+
+def _record(sub: Subscription | None) -> dict[str, object] | None:
+    """The API's view of what the table holds (it keeps a compact form: secret sealed)."""
+    return None if sub is None else sub.to_record()

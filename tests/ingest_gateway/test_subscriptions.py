@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from typing import Any
@@ -266,3 +267,53 @@ async def test_a_restarted_gateway_loads_the_table(wm_settings: Settings) -> Non
     async with running_gateway(wm_settings) as again:  # ready only once loaded to the end
         reply = await again.call("GET", "/api/subscriptions/")
         assert reply.json == {"items": [kept], "next_cursor": None}
+
+
+async def test_listing_under_concurrent_writes_sees_each_lasting_subscription_once(
+    gateway: LiveGateway,
+) -> None:
+    lasting = [
+        await gateway.create_subscription(target_url=f"https://example.com/l{i}") for i in range(15)
+    ]
+    listed = asyncio.Event()
+    writes = 0
+
+    async def write_meanwhile() -> None:
+        """Creates, updates of lasting subscriptions and deletes, until the listing is done."""
+        nonlocal writes
+        passing: list[str] = []
+        while not listed.is_set():
+            passing.append((await gateway.create_subscription())["id"])
+            patched = await gateway.call(
+                "PATCH",
+                f"/api/subscriptions/{lasting[writes % len(lasting)]['id']}/",
+                json_body={"is_active": writes % 2 == 0},
+            )
+            assert patched.status == 200
+            if len(passing) > 2:
+                gone = await gateway.call("DELETE", f"/api/subscriptions/{passing.pop(0)}/")
+                assert gone.status == 204
+            writes += 1
+
+    async def list_all() -> list[str]:
+        seen: list[str] = []
+        cursor = None
+        try:
+            while True:
+                params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+                reply = await gateway.call("GET", "/api/subscriptions/", params=params)
+                assert reply.status == 200
+                seen += [s["id"] for s in reply.json["items"]]
+                cursor = reply.json["next_cursor"]
+                if cursor is None:
+                    return seen
+                await asyncio.sleep(0)  # let the writer in between pages
+        finally:
+            listed.set()
+
+    writer = asyncio.create_task(write_meanwhile())
+    seen = await asyncio.wait_for(list_all(), 120)
+    await asyncio.wait_for(writer, 60)
+    assert writes > 0
+    assert len(seen) == len(set(seen))
+    assert {s["id"] for s in lasting} <= set(seen)

@@ -13,6 +13,7 @@ def test_topic_names_come_from_the_catalogue_under_the_prefix() -> None:
     assert settings.group("agents") == "p1.agents"
     suffixes = [
         topics.INGEST,
+        topics.DUE,
         *(s for s, _ in topics.RETRY_TIERS),
         topics.DEAD_LETTER,
         topics.ATTEMPTS,

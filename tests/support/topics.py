@@ -13,7 +13,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from schemas import records
-from schemas.topics import INGEST
+from schemas.topics import DUE, INGEST
 from webhookmaster.kafka_clients import consumer_config
 from webhookmaster.settings import Settings
 
@@ -78,5 +78,5 @@ async def read(settings: Settings, suffix: str, count: int, timeout: float = 30)
     """The first ``count`` records of a topic, decoded: webhook records (ingest, retry tiers)
     as :func:`webhook_view`, the others as JSON."""
     msgs = await read_topic(settings, suffix, count, timeout)
-    webhooks = suffix == INGEST or suffix.startswith("retry.")
+    webhooks = suffix in (INGEST, DUE) or suffix.startswith("retry.")
     return [webhook_view(m) if webhooks else orjson.loads(m.value()) for m in msgs]

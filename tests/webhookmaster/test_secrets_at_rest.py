@@ -11,6 +11,7 @@ import stat
 import uuid
 from pathlib import Path
 
+import msgspec
 import orjson
 import pytest
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
@@ -395,7 +396,7 @@ async def test_start_up_rewrite_skips_an_entry_written_meanwhile(wm_settings: Se
         stale = dict(state.table.stale())
         assert set(stale) == {raced, other}
         current = state.table.get(raced)
-        newer = dataclasses.replace(
+        newer = msgspec.structs.replace(
             current, target_url="https://example.com/new", updated_at=records.now_iso()
         )
         await subscriptions_api.write(state, newer)  # the write that held the lock

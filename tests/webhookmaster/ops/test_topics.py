@@ -16,6 +16,7 @@ def test_catalogue_names_every_topic(wm_settings: Settings) -> None:
     prefix = wm_settings.topic_prefix
     assert names == [
         prefix + "ingest",
+        prefix + "due",
         *(prefix + t for t, _ in RETRY_TIERS),
         prefix + "deadletter",
         prefix + "attempts",
