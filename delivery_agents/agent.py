@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -17,12 +18,15 @@ import aiohttp
 from confluent_kafka import KafkaException, Message
 
 from delivery_agents import http_delivery, metrics
+from delivery_agents.auto_disable import AutoDisabler
+from delivery_agents.breaker import Breakers, CircuitPublisher
 from delivery_agents.outcomes import Publisher, dead_letter, seconds_since
+from delivery_agents.rate_limit import RateLimits
 from delivery_agents.shares import URGENT, Shares
 from delivery_agents.ssrf import GuardedResolver, parse_cidrs
 from schemas import records
 from schemas.records import RecordError, Webhook
-from schemas.topics import DUE, INGEST
+from schemas.topics import CIRCUITS, DUE, INGEST
 from webhookmaster import retry_ladder, tracing
 from webhookmaster.consumer_thread import ConsumerThread
 from webhookmaster.kafka_clients import (
@@ -93,6 +97,16 @@ class Agent:
             settings.topic_prefix,
             retry_ladder.tiers(settings.topic_prefix, settings.retry_ladder),
         )
+        self.auto_disable = AutoDisabler(settings, table, producer)
+        self.rate_limits = RateLimits()
+        self.breakers = Breakers(
+            settings.breaker_failures,
+            settings.breaker_ratio,
+            settings.breaker_cooldown_s,
+            settings.request_timeout_s + 30,
+            CircuitPublisher(producer, settings.topic(CIRCUITS)),
+        )
+        self.ingest_topic = settings.topic(INGEST)
         self.networks = parse_cidrs(settings.allowed_cidrs)
         self.timeout = aiohttp.ClientTimeout(
             total=settings.request_timeout_s, sock_connect=settings.connect_timeout_s
@@ -103,6 +117,7 @@ class Agent:
         # ... besides up to this many waiting for a slow subscription's slot
         self.slow_backlog = self.capacity * 4
         self.held = 0
+        self.waiting_turn = 0  # records waiting for their breaker or rate limit (no slot)
         self.due_held = 0  # due records in hand (at most max_in_flight)
         self.due_space = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -141,8 +156,9 @@ class Agent:
                 next_lag = time.monotonic() + LAG_EVERY_S
                 await self.consumer.call(self._measure_lag)
             # records waiting for a slow subscription's slot do not stop the fetching
+            # ... nor do those waiting for their subscription's breaker or rate limit
             room = min(
-                self.capacity - (self.held - self.shares.slow_waiting()),
+                self.capacity - (self.held - self.shares.slow_waiting() - self.waiting_turn),
                 self.capacity + self.slow_backlog - self.held,
             )
             if room <= 0:
@@ -303,6 +319,10 @@ class Agent:
             await self._deliver(record, msg)
 
     async def _fan_out(self, record: Webhook, msg: Message) -> None:
+        """Expand a fan-out record (produced straight to Kafka, keyed by its own id) into one
+        ingest record per matching active subscription, keyed by the subscription: so every
+        delivery of a subscription comes from its own partition, which one agent owns at a time
+        (rate limits, auto-disable and the circuit breaker are per subscription)."""
         subs = list(self.table.matching(record.event_type))
         if not subs:
             log.info(
@@ -310,15 +330,24 @@ class Agent:
                 record.webhook_id,
                 record.event_type,
             )
+        ones = [
+            record.replace(
+                subscription_id=s.id, webhook_id=records.derived_id(record.webhook_id, s.id)
+            )
+            for s in subs
+        ]
         await asyncio.gather(
             *(
-                self._deliver(
-                    record.replace(
-                        subscription_id=s.id, webhook_id=records.derived_id(record.webhook_id, s.id)
-                    ),
-                    msg,
+                self._durably(
+                    functools.partial(
+                        self.publisher.producer.send,
+                        self.ingest_topic,
+                        one.body,
+                        (one.subscription_id or "").encode(),
+                        headers=one.headers(),
+                    )
                 )
-                for s in subs
+                for one in ones
             )
         )
 
@@ -357,24 +386,22 @@ class Agent:
             record.webhook_id, record.event_type, sub.secret_key, record.body
         )
         assert self.session is not None
-        async with self.shares.slot(sub_id):
-            metrics.IN_FLIGHT.inc()
-            started = datetime.now(UTC)
+        async with contextlib.AsyncExitStack() as turns:
+            # waits for the breaker and the rate limit come before the lane: they hold no
+            # delivery slot, and the fetch loop does not count them as held
+            ingest = not URGENT.get()  # a due record is counted in due_held instead
+            self.waiting_turn += ingest
+            self.space.set()
             try:
-                with tracing.span("POST", "client", None, {"url.full": sub.target_url}) as trace:
-                    if trace is not None:
-                        headers[tracing.HEADER] = trace
-                    result = await http_delivery.post(
-                        self.session,
-                        sub.target_url,
-                        headers,
-                        record.body,
-                        self.timeout,
-                        self.networks,
-                    )
-                    tracing.annotate({"http.response.status_code": result.status_code})
+                probe = await turns.enter_async_context(self.breakers.turn(sub_id))
+                await turns.enter_async_context(self.rate_limits.turn(sub_id, sub.rate_limit))
             finally:
-                metrics.IN_FLIGHT.dec()
+                self.waiting_turn -= ingest
+            async with self.shares.slot(sub_id):
+                started = datetime.now(UTC)
+                result = await self._post(sub, headers, record)
+        if result.status_code == 410:  # the endpoint is gone: not retried, it disables below
+            result = dataclasses.replace(result, retryable=False)
         with tracing.span("publish outcome", "producer") as trace:
             if trace is not None:
                 record = record.replace(traceparent=trace)  # a retry continues from here
@@ -382,6 +409,7 @@ class Agent:
                 lambda: self.publisher.outcome(record, sub, started, result, msg)
             )
             tracing.annotate({"webhookmaster.outcome": outcome})
+        await self._observe(sub, result, probe)
         metrics.attempts(outcome, result.status_code).inc()
         metrics.DURATION.observe(result.duration_ms / 1000)
         if outcome == "delivered":
@@ -389,13 +417,43 @@ class Agent:
         elif outcome == "failed":
             metrics.DEAD_LETTERED.labels("exhausted").inc()
 
+    async def _post(
+        self, sub: Subscription, headers: dict[str, str], record: Webhook
+    ) -> http_delivery.AttemptResult:
+        """The delivery's request (in a delivery slot)."""
+        assert self.session is not None
+        metrics.IN_FLIGHT.inc()
+        try:
+            with tracing.span("POST", "client", None, {"url.full": sub.target_url}) as trace:
+                if trace is not None:
+                    headers[tracing.HEADER] = trace
+                result = await http_delivery.post(
+                    self.session, sub.target_url, headers, record.body, self.timeout, self.networks
+                )
+                tracing.annotate({"http.response.status_code": result.status_code})
+                return result
+        finally:
+            metrics.IN_FLIGHT.dec()
+
+    async def _observe(
+        self, sub: Subscription, result: http_delivery.AttemptResult, probe: bool
+    ) -> None:
+        """Let the breaker and auto-disable account the attempt; a failure to disable is
+        logged, and the next failed attempt tries again (the outcome is already durable)."""
+        self.breakers.record(sub.id, not result.delivered, probe)
+        try:
+            await self.auto_disable.observe(sub, result.delivered, result.status_code)
+        except (ProduceError, KafkaException) as exc:
+            log.warning("could not auto-disable subscription %s: %s", sub.id, exc)
+
     def _refusal(self, sub_id: str, event_type: str) -> tuple[Subscription | None, str | None]:
         """The subscription, and why it cannot take this webhook (None when it can)."""
         sub = self.table.get(sub_id)
         if sub is None:
             return None, f"subscription {sub_id} does not exist (deleted?)"
         if not sub.is_active:
-            return sub, f"subscription {sub_id} is inactive"
+            disabled = f" (disabled: {sub.disabled_reason})" if sub.disabled_reason else ""
+            return sub, f"subscription {sub_id} is inactive{disabled}"
         if not sub.accepts(event_type):
             return sub, f"subscription {sub_id} does not take event type {event_type!r}"
         return sub, None

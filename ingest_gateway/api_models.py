@@ -14,7 +14,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from ingest_gateway.pagination import MAX_LIMIT
-from ingest_gateway.validation import MAX_URL_LENGTH
+from ingest_gateway.validation import MAX_RATE_LIMIT, MAX_URL_LENGTH
 from schemas.records import EventType, Status, Timestamp, Uuid
 
 # --- field types ------------------------------------------------------------------------------
@@ -43,6 +43,24 @@ EventTypes = Annotated[
 IsActive = Annotated[
     bool,
     Meta(description="Inactive subscriptions refuse ingest (409) and get no fan-out events."),
+]
+RateLimit = Annotated[
+    Annotated[float, Meta(gt=0, le=MAX_RATE_LIMIT)] | None,
+    Meta(
+        description="Most deliveries per second to the endpoint, held across every agent; "
+        "deliveries over it wait (they are not attempts). Null or omitted: no limit.",
+    ),
+]
+DisabledReason = Annotated[
+    str | None,
+    Meta(
+        description="Why a delivery agent disabled the subscription (410 Gone, or only "
+        "failures for WM_AUTO_DISABLE_AFTER); null unless auto-disabled. PATCH "
+        '{"is_active": true} re-enables and clears it.'
+    ),
+]
+DisabledAt = Annotated[
+    Timestamp | None, Meta(description="When it was auto-disabled; null unless auto-disabled.")
 ]
 StatusName = Annotated[str, Meta(extra_json_schema={"enum": [s.value for s in Status]})]
 NextCursor = Annotated[
@@ -89,6 +107,7 @@ class SubscriptionCreate(msgspec.Struct, forbid_unknown_fields=True):
     secret_key: SecretKey | UnsetType = UNSET
     event_types: EventTypes | UnsetType = UNSET
     is_active: IsActive | UnsetType = UNSET
+    rate_limit: RateLimit | UnsetType = UNSET
 
 
 class SubscriptionPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -98,6 +117,22 @@ class SubscriptionPatch(msgspec.Struct, forbid_unknown_fields=True):
     secret_key: SecretKey | UnsetType = UNSET
     event_types: EventTypes | UnsetType = UNSET
     is_active: IsActive | UnsetType = UNSET
+    rate_limit: RateLimit | UnsetType = UNSET
+
+
+class Circuit(msgspec.Struct):
+    """The subscription's circuit breaker, as the delivery agent that owns it last published
+    it (closed, since null: it never opened)."""
+
+    state: Annotated[
+        Literal["closed", "open", "half_open"],
+        Meta(
+            description="closed: deliveries go; open: they wait (not attempts) for the "
+            "cool-down (WM_BREAKER_COOLDOWN); half_open: one probe delivery goes, its success "
+            "closes the breaker, its failure opens it again."
+        ),
+    ]
+    since: Annotated[Timestamp | None, Meta(description="When it entered that state.")]
 
 
 class Subscription(msgspec.Struct):
@@ -110,6 +145,10 @@ class Subscription(msgspec.Struct):
     is_active: IsActive
     created_at: Timestamp
     updated_at: Timestamp
+    rate_limit: RateLimit
+    disabled_reason: DisabledReason
+    disabled_at: DisabledAt
+    circuit: Circuit
 
 
 class SubscriptionList(msgspec.Struct):

@@ -22,7 +22,7 @@ from schemas import records
 from schemas.topics import SUBSCRIPTIONS
 from webhookmaster import signing
 from webhookmaster.kafka_clients import record_offset
-from webhookmaster.subscription_table import Subscription
+from webhookmaster.subscription_table import Protection, Subscription
 
 TOPIC_LABEL = SUBSCRIPTIONS  # the metrics label: the topic's catalogue suffix
 
@@ -46,17 +46,36 @@ async def write(gw: Gateway, sub: Subscription) -> None:
     gw.table.apply(sub.id, sub, record_offset(msg))
 
 
+def _view(gw: Gateway, sub: Subscription) -> dict[str, object]:
+    """The API's view: the record, plus its circuit breaker as the owning agent published it."""
+    return {**sub.to_record(), "circuit": gw.table.circuit(sub.id)}
+
+
 def _build(
-    sub_id: str, fields: dict[str, Any], created_at: str, now: str, secret: str
+    sub_id: str,
+    fields: dict[str, Any],
+    created_at: str,
+    now: str,
+    secret: str,
+    current: Subscription | None = None,
 ) -> Subscription:
+    """The new version; an auto-disable's reason and time stay while it stays inactive, and
+    go when it is active again (``is_active: true`` re-enables)."""
+    is_active = fields.get("is_active", True)
+    keep = current is not None and not is_active and not current.is_active
     return Subscription(
         id=sub_id,
         target_url=fields["target_url"],
         secret=fields.get("secret_key", secret),
         event_types=tuple(fields.get("event_types", ())),
-        is_active=fields.get("is_active", True),
+        is_active=is_active,
         created_at=created_at,
         updated_at=now,
+        protection=Protection.of(
+            fields.get("rate_limit"),
+            current.disabled_reason if keep and current else None,
+            current.disabled_at if keep and current else None,
+        ),
     )
 
 
@@ -68,7 +87,7 @@ async def create_subscription(request: web.Request) -> web.Response:
     secret = fields.get("secret_key") or signing.new_secret()
     sub = _build(str(uuid.uuid4()), fields, now, now, secret)
     await write(gw, sub)
-    return json_response(sub.to_record(), 201)
+    return json_response(_view(gw, sub), 201)
 
 
 async def list_subscriptions(request: web.Request) -> web.Response:
@@ -77,12 +96,12 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     after = pagination.decode_cursor(request.query.get("cursor"))
     page, more = gw.loaded_table().page(after, limit)  # keyset page by (created_at, id)
     next_cursor = pagination.encode_cursor(_order_key(page[-1])) if more and page else None
-    return json_response({"items": [s.to_record() for s in page], "next_cursor": next_cursor})
+    return json_response({"items": [_view(gw, s) for s in page], "next_cursor": next_cursor})
 
 
 async def get_subscription(request: web.Request) -> web.Response:
-    sub = gateway(request).subscription(request.match_info["id"])
-    return json_response(sub.to_record())
+    gw = gateway(request)
+    return json_response(_view(gw, gw.subscription(request.match_info["id"])))
 
 
 async def replace_subscription(request: web.Request) -> web.Response:
@@ -123,9 +142,10 @@ async def _rewrite(
             current.created_at,
             records.now_iso(),
             current.secret_key,
+            current,
         )
         await write(gw, sub)
-    return json_response(sub.to_record())
+    return json_response(_view(gw, sub))
 
 
 async def delete_subscription(request: web.Request) -> web.Response:

@@ -89,11 +89,32 @@ def is_active(value: Any) -> bool:
     return value
 
 
+MAX_RATE_LIMIT = 100_000.0  # deliveries per second
+
+
+def rate_limit(value: Any) -> float | None:
+    """Deliveries per second, > 0 and at most :data:`MAX_RATE_LIMIT`; null: no limit."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= MAX_RATE_LIMIT
+    ):
+        raise validation_error(
+            f"rate_limit must be null or a number of deliveries per second in "
+            f"(0, {MAX_RATE_LIMIT:g}]",
+            "rate_limit",
+        )
+    return float(value)
+
+
 SUBSCRIPTION_FIELDS: dict[str, Callable[[Any], Any]] = {
     "target_url": target_url,
     "secret_key": secret_key,
     "event_types": event_types,
     "is_active": is_active,
+    "rate_limit": rate_limit,
 }
 
 

@@ -251,6 +251,25 @@ class DeadLetter(_Record):
     ]
 
 
+_RateLimit = Annotated[
+    float,
+    Meta(
+        gt=0,
+        description="Most deliveries per second to this subscription's endpoint; absent or "
+        "null: no limit.",
+    ),
+]
+_DisabledReason = Annotated[
+    str,
+    Meta(
+        description="Why a delivery agent disabled the subscription (auto-disable: the "
+        "endpoint answered 410 Gone, or only failed for WM_AUTO_DISABLE_AFTER); null once it "
+        "is re-enabled."
+    ),
+]
+_DisabledAt = Annotated[Timestamp, Meta(description="When it was auto-disabled.")]
+
+
 class SubscriptionRecord(_Record):
     """Value of a record on the compacted subscriptions topic. Key: the subscription id; a null
     value (tombstone) deletes it. The signing secret is stored encrypted (secret_key_encrypted);
@@ -273,6 +292,9 @@ class SubscriptionRecord(_Record):
     is_active: bool
     created_at: Timestamp
     updated_at: Timestamp
+    rate_limit: _RateLimit | UnsetType | None = UNSET
+    disabled_reason: _DisabledReason | UnsetType | None = UNSET
+    disabled_at: _DisabledAt | UnsetType | None = UNSET
     secret_key: (
         Annotated[
             str,

@@ -16,6 +16,8 @@ DUE = "due"  # retries that fell due: the agents read them before the ingest top
 ATTEMPTS = "attempts"
 DEAD_LETTER = "deadletter"
 SUBSCRIPTIONS = "subscriptions"
+OPERATOR_EVENTS = "operator-events"
+CIRCUITS = "circuits"
 
 # The retry ladder's tiers: (topic suffix, delay in seconds). Five retries after the first attempt.
 RETRY_TIERS: tuple[tuple[str, int], ...] = (
@@ -100,6 +102,25 @@ def catalogue(
                 "segment.ms": "3600000",
             },
             "Subscriptions by id (compacted; a tombstone deletes).",
+        ),
+        TopicSpec(
+            name(prefix, CIRCUITS),
+            1,
+            {
+                "cleanup.policy": "compact",
+                "retention.ms": str(retention_ms),
+                "min.compaction.lag.ms": "0",
+                "delete.retention.ms": "86400000",
+                "segment.ms": "3600000",
+            },
+            "Circuit breaker state by subscription id, written by the agent that owns it "
+            "(compacted).",
+        ),
+        TopicSpec(
+            name(prefix, OPERATOR_EVENTS),
+            1,
+            dict(data),
+            "Events for operators, e.g. a subscription a delivery agent disabled.",
         ),
     ]
     return specs

@@ -84,6 +84,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[int, Field(gt=0)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 SecondsOrZero = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+ShareAboveZero = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 Ratio = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Bool = Annotated[bool, BeforeValidator(_bool)]
 Cidrs = Annotated[str, AfterValidator(_cidrs)]
@@ -269,6 +270,33 @@ class Settings(StackSettings):
         32,
         "Deliveries in flight per subscription in one agent process.",
         kind=Positive,
+    )
+    breaker_failures: int = _setting(
+        "WM_BREAKER_FAILURES",
+        10,
+        "Circuit breaker window: the last this many attempts of a subscription are judged "
+        "(see WM_BREAKER_RATIO).",
+        kind=Positive,
+    )
+    breaker_ratio: float = _setting(
+        "WM_BREAKER_RATIO",
+        1.0,
+        "Share of failures among the last WM_BREAKER_FAILURES attempts that opens a "
+        "subscription's circuit breaker (1.0: that many failures in a row).",
+        kind=ShareAboveZero,
+    )
+    breaker_cooldown_s: float = _setting(
+        "WM_BREAKER_COOLDOWN",
+        30.0,
+        "Seconds an open circuit breaker waits before one probe delivery may go.",
+        kind=Seconds,
+    )
+    auto_disable_after_s: float = _setting(
+        "WM_AUTO_DISABLE_AFTER",
+        432000.0,
+        "Seconds a subscription's deliveries may keep failing (no success in between) before "
+        "a delivery agent disables it (default 5 days, like Svix); a 410 Gone disables at once.",
+        kind=Seconds,
     )
     allowed_cidrs: str = _setting(
         "WM_ALLOWED_CIDRS",

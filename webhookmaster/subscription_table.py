@@ -29,11 +29,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgspec
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Counter
 
 from schemas import records
-from schemas.topics import SUBSCRIPTIONS
+from schemas.topics import CIRCUITS, SUBSCRIPTIONS
 from webhookmaster import secret_box
 from webhookmaster.kafka_clients import consumer_config, record_offset, record_tp
 from webhookmaster.secret_box import SecretBox
@@ -71,14 +72,41 @@ def _filter(event_types: tuple[str, ...]) -> tuple[str, ...]:
     return shared
 
 
+class Protection(msgspec.Struct, frozen=True, gc=False):
+    """The rarely set fields of a subscription, kept apart so that the common subscription
+    (none of them set) stays small: its rate limit (deliveries per second) and, when an agent
+    disabled it (auto-disable), why and when."""
+
+    rate_limit: float | None = None
+    disabled_reason: str | None = None
+    disabled_at: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        rate_limit: float | None = None,
+        disabled_reason: str | None = None,
+        disabled_at: str | None = None,
+    ) -> Protection | None:
+        """These fields, or None when none is set (the common case)."""
+        if rate_limit is None and disabled_reason is None and disabled_at is None:
+            return None
+        return cls(rate_limit, disabled_reason, disabled_at)
+
+
+_NONE = Protection()
+
+
 class Subscription(msgspec.Struct, frozen=True, gc=False):
     """One subscription. ``secret`` is its signing secret: plain text (``str``, objects the API
     builds) or sealed (``bytes`` from :func:`secret_box.seal`, the table's); read it as
     :attr:`secret_key`.
 
-    A slotted struct without a GC header: fields are strings, tuples of strings, booleans or
-    bytes. A new field goes here with a default (records of earlier versions lack
-    it), in :meth:`from_stored` / :meth:`to_stored` / :meth:`to_record`, and in
+    A slotted struct without a GC header: fields are strings, tuples of strings, booleans,
+    bytes or a :class:`Protection` (the rarely set fields; None when none is set, so that the
+    common subscription keeps to 80 bytes). A new field goes here with a default (records of
+    earlier versions lack it) -- a rarely set one into :class:`Protection` -- in
+    :meth:`from_stored` / :meth:`to_stored` / :meth:`to_record`, and in
     :class:`schemas.records.SubscriptionRecord`."""
 
     id: str
@@ -88,9 +116,25 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
     is_active: bool
     created_at: str
     updated_at: str
+    # rate limit and auto-disable (None: none of them set): :meth:`Protection.of`
+    protection: Protection | None = None
 
     def __repr__(self) -> str:  # never the secret
         return f"Subscription(id={self.id!r}, target_url={self.target_url!r})"
+
+    @property
+    def rate_limit(self) -> float | None:
+        """Deliveries per second; None: no limit."""
+        return (self.protection or _NONE).rate_limit
+
+    @property
+    def disabled_reason(self) -> str | None:
+        """Why an agent disabled it (auto-disable); None when it did not."""
+        return (self.protection or _NONE).disabled_reason
+
+    @property
+    def disabled_at(self) -> str | None:
+        return (self.protection or _NONE).disabled_at
 
     @property
     def secret_key(self) -> str:
@@ -130,6 +174,9 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
             is_active=bool(data.get("is_active", True)),
             created_at=data["created_at"],
             updated_at=data["updated_at"],
+            protection=Protection.of(
+                data.get("rate_limit"), data.get("disabled_reason"), data.get("disabled_at")
+            ),
         )
         return sub, current
 
@@ -144,6 +191,9 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
             "is_active": self.is_active,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "rate_limit": self.rate_limit,
+            "disabled_reason": self.disabled_reason,
+            "disabled_at": self.disabled_at,
         }
 
     def to_record(self) -> dict[str, object]:
@@ -156,6 +206,9 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
             "is_active": self.is_active,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "rate_limit": self.rate_limit,
+            "disabled_reason": self.disabled_reason,
+            "disabled_at": self.disabled_at,
         }
 
     def accepts(self, event_type: str) -> bool:
@@ -190,6 +243,11 @@ class SubscriptionTable:
         # First, so that a process without a usable key stops before it connects anywhere.
         self.box = box if box is not None else secret_box.from_settings(settings)
         self.topic = settings.topic(SUBSCRIPTIONS)
+        self.circuits_topic = settings.topic(CIRCUITS)
+        # Circuit breaker state by subscription id (the circuits topic): (state, since).
+        self._circuits: dict[str, tuple[str, str]] = {}
+        # Records read after a newer write of this process's own: id -> (offset, state).
+        self._passed: dict[str, tuple[int, Subscription | None]] = {}
         self._config = consumer_config(
             settings,
             f"wm-table-{uuid.uuid4().hex}",
@@ -207,9 +265,9 @@ class SubscriptionTable:
         self._lock = threading.Lock()
         self._loaded = threading.Event()
         self._stop = threading.Event()
-        self._end: dict[int, int] = {}
-        # Next offset the follower will read, per partition, and a condition on its progress.
-        self._position: dict[int, int] = {}
+        self._end: dict[tuple[str, int], int] = {}
+        # Next offset the follower will read, per (topic, partition), and a condition on it.
+        self._position: dict[tuple[str, int], int] = {}
         self._progress = threading.Condition()
         # A second client of the same config asks the topic's end (wait_caught_up): the
         # follower's own one is busy polling.
@@ -229,12 +287,22 @@ class SubscriptionTable:
         if metadata.error is not None:
             raise RuntimeError(f"subscriptions topic {self.topic}: {metadata.error.str()}")
         parts = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+        circuits = self._kafka.list_topics(self.circuits_topic, timeout=30).topics[
+            self.circuits_topic
+        ]
+        if circuits.error is None:
+            parts += [
+                TopicPartition(self.circuits_topic, p, OFFSET_BEGINNING)
+                for p in circuits.partitions
+            ]
+        else:  # an older deployment: the table works, circuits show as closed
+            log.warning("circuits topic %s: %s", self.circuits_topic, circuits.error.str())
         self._partitions = sorted(metadata.partitions)
         deadline = time.monotonic() + 30
         for tp in parts:
             low, high = self._watermarks(tp, deadline)
             if high > low:
-                self._end[tp.partition] = high
+                self._end[(tp.topic, tp.partition)] = high
         self._kafka.assign(parts)
         if not self._end:
             self._loaded.set()
@@ -270,13 +338,16 @@ class SubscriptionTable:
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    self._mark_progress(record_tp(msg)[1], record_offset(msg))
+                    self._mark_progress(record_tp(msg), record_offset(msg))
                 else:
                     log.warning("subscriptions topic: %s", err.str())
                 continue
             offset = record_offset(msg)
-            self._apply_message(msg.key(), msg.value(), offset)
-            self._mark_progress(record_tp(msg)[1], offset + 1)
+            if msg.topic() == self.circuits_topic:
+                self._apply_circuit(msg.key(), msg.value(), offset)
+            else:
+                self._apply_message(msg.key(), msg.value(), offset)
+            self._mark_progress(record_tp(msg), offset + 1)
         self._kafka.close()
 
     def wait_caught_up(self, timeout: float) -> bool:
@@ -302,19 +373,46 @@ class SubscriptionTable:
             return False
         with self._progress:
             return self._progress.wait_for(
-                lambda: all(self._position.get(p, 0) >= end for p, end in ends.items()),
+                lambda: all(
+                    self._position.get((self.topic, p), 0) >= end for p, end in ends.items()
+                ),
                 max(0.0, deadline - time.monotonic()),
             )
 
-    def _mark_progress(self, partition: int, next_offset: int) -> None:
+    def _mark_progress(self, partition: tuple[str, int], next_offset: int) -> None:
         with self._progress:
-            self._position[partition] = next_offset
+            self._position[partition] = max(self._position.get(partition, 0), next_offset)
             self._progress.notify_all()
         if partition in self._end and next_offset >= self._end[partition]:
             del self._end[partition]
             if not self._end:
                 _release_free_heap()
                 self._loaded.set()
+
+    def _apply_circuit(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+        """A circuits record: ``{"subscription_id", "circuit", "since"}`` (null: forget)."""
+        if key is None:
+            return
+        sub_id = key.decode(errors="replace")
+        if value is None:
+            self._circuits.pop(sub_id, None)
+            return
+        try:
+            data = orjson.loads(value)
+            state, since = data["circuit"], data["since"]
+            if state not in ("closed", "open", "half_open") or not isinstance(since, str):
+                raise ValueError(f"bad circuit state {state!r}")
+        except (ValueError, KeyError, TypeError) as exc:
+            SKIPPED.labels("unreadable").inc()
+            log.warning("skipping unreadable circuits record at offset %d: %s", offset, exc)
+            return
+        self._circuits[sub_id] = (state, since)
+
+    def circuit(self, sub_id: str) -> dict[str, str | None]:
+        """The subscription's circuit breaker as its owning agent last published it
+        (``closed`` since null when it never left that state)."""
+        state, since = self._circuits.get(sub_id, ("closed", None))
+        return {"state": state, "since": since}
 
     def _apply_message(self, key: bytes | None, value: bytes | None, offset: int) -> None:
         if key is None:
@@ -363,6 +461,21 @@ class SubscriptionTable:
                     self._stale.pop(sub_id, None)
                 else:
                     self._stale[sub_id] = offset
+            elif entry.offset > offset:  # read after a newer record this process wrote itself
+                self._passed[sub_id] = (offset, sub)
+
+    def passed(self, sub_id: str, after: int, before: int) -> tuple[Subscription | None] | None:
+        """The newest record of ``sub_id`` at an offset between ``after`` and ``before`` that
+        the table read only after this process had applied a newer write of its own (another
+        writer's record that the own write superseded), as a 1-tuple; None when there is none."""
+        with self._lock:
+            found = self._passed.get(sub_id)
+        return (found[1],) if found is not None and after < found[0] < before else None
+
+    def offset_of(self, sub_id: str) -> int:
+        """The offset the entry of ``sub_id`` comes from; -1 when the table holds none."""
+        entry = self._entries.get(sub_id)
+        return entry.offset if entry is not None else -1
 
     def stale(self) -> list[tuple[str, int]]:
         """(id, offset) of every entry whose record should be rewritten under the newest key."""

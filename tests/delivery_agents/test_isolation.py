@@ -96,3 +96,34 @@ async def test_due_retry_delivered_before_the_backlog_drains(
         assert await receiver.wait_for(lambda: len(receiver.on("/backlog")) >= backlog, WAIT * 2)
     first, second = receiver.on("/retry")
     assert second.at - first.at >= 2.0
+
+
+PACED = 100
+PACED_RATE = 1.0  # deliveries per second: the paced backlog takes 100 s to drain
+
+
+@pytest.fixture
+def paced_settings(settings: Settings) -> Settings:
+    # 8 slots, 32 records in hand: before, 32 records waiting for their rate limit held them
+    # all and nothing behind them was fetched; a short timeout bounds the stop's grace
+    return dataclasses.replace(
+        settings, max_in_flight=8, max_in_flight_per_subscription=8, request_timeout_s=10.0
+    )
+
+
+async def test_records_waiting_for_a_rate_limit_do_not_stop_the_fetching(
+    paced_settings: Settings, receiver: Receiver
+) -> None:
+    settings = paced_settings
+    paced = create_subscription(settings, receiver.url("/paced"), rate_limit=PACED_RATE)
+    healthy = create_subscription(settings, receiver.url("/healthy"))
+    # one partition: the paced subscription's records first, the healthy ones behind them
+    produce_ingest(settings, *(ingest_record(paced) for _ in range(PACED)), partition=0)
+    produce_ingest(settings, *(ingest_record(healthy) for _ in range(HEALTHY)), partition=0)
+    async with running(settings, scheduler=False):
+        assert await receiver.wait_for(lambda: len(receiver.on("/healthy")) == HEALTHY, WAIT), (
+            f"healthy deliveries: {len(receiver.on('/healthy'))} of {HEALTHY}"
+        )
+        # fetched past the paced backlog: had its waiting records filled the agent's 32
+        # records in hand, the healthy ones would have come after at least 68 paced ones
+        assert len(receiver.on("/paced")) < PACED // 2, len(receiver.on("/paced"))

@@ -231,8 +231,9 @@ def test_query_parameter_schemas_judge_as_the_handlers() -> None:
 def test_answers_match_their_response_schemas() -> None:
     now = records.now_iso()
     sub = Subscription(WEBHOOK_ID, URL, "whsec_x", ("a",), True, now, now)
+    view = {**sub.to_record(), "circuit": {"state": "open", "since": now}}
     answers = [
-        ("getSubscription", "200", sub.to_record()),
+        ("getSubscription", "200", view),
         ("ingest", "202", api_models.IngestAccepted(id=WEBHOOK_ID, status="accepted")),
         ("fanOut", "202", api_models.FanoutAccepted(WEBHOOK_ID, [WEBHOOK_ID], "accepted")),
         ("ingest", "400", validation_error("no", "event_type", allowed=["a"]).body()),
@@ -244,4 +245,7 @@ def test_answers_match_their_response_schemas() -> None:
         assert not errors, (operation_id, errors)
     assert not _validator(
         by_id["getSubscription"]["responses"]["200"]["content"]["application/json"]["schema"]
-    ).is_valid({**sub.to_record(), "created_at": "yesterday"})
+    ).is_valid({**view, "created_at": "yesterday"})
+    assert not _validator(
+        by_id["getSubscription"]["responses"]["200"]["content"]["application/json"]["schema"]
+    ).is_valid({**view, "circuit": {"state": "ajar", "since": None}})

@@ -19,7 +19,19 @@ from tests.support.waiting import eventually
 from webhookmaster import secret_box
 from webhookmaster.settings import Settings
 
-FIELDS = {"id", "target_url", "secret_key", "event_types", "is_active", "created_at", "updated_at"}
+FIELDS = {
+    "id",
+    "target_url",
+    "secret_key",
+    "event_types",
+    "is_active",
+    "created_at",
+    "updated_at",
+    "rate_limit",
+    "disabled_reason",
+    "disabled_at",
+    "circuit",
+}
 
 
 async def test_create_returns_201_with_generated_secret(gateway: LiveGateway) -> None:
@@ -48,7 +60,7 @@ async def test_create_writes_the_record_to_the_compacted_topic(gateway: LiveGate
     assert msg.key().decode() == sub["id"]
     stored = validate_record(msg.value(), "subscription")
     token = stored.pop("secret_key_encrypted")  # the secret only encrypted, never in plain text
-    assert stored == {k: v for k, v in sub.items() if k != "secret_key"}
+    assert stored == {k: v for k, v in sub.items() if k not in ("secret_key", "circuit")}
     assert b"s3cret" not in msg.value()
     assert secret_box.from_settings(gateway.settings).decrypt(token) == ("s3cret", True)
 

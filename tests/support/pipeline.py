@@ -26,12 +26,14 @@ def create_subscription(
     secret: str | None = None,
     event_types: list[str] | None = None,
     active: bool = True,
+    rate_limit: float | None = None,
 ) -> str:
     """Produce a subscription record (as the gateway would) and return its id; ``secret`` ""
     makes one without a secret, None a fresh one."""
     sub_id = new_id()
     secret_key = signing.new_secret() if secret is None else secret
-    record = subscription(sub_id, target_url, event_types, active, secret_key)
+    record = {**subscription(sub_id, target_url, event_types, active, secret_key)}
+    record["rate_limit"] = rate_limit
     produce(settings, [(SUBSCRIPTIONS, sub_id, record)])
     return sub_id
 

@@ -21,6 +21,8 @@ def test_catalogue_names_every_topic(wm_settings: Settings) -> None:
         prefix + "deadletter",
         prefix + "attempts",
         prefix + "subscriptions",
+        prefix + "circuits",
+        prefix + "operator-events",
     ]
     assert [d for _, d in RETRY_TIERS] == [10, 30, 60, 300, 900]
 
