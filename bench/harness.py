@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -235,8 +235,15 @@ def percentiles(values: list[float], points=(50, 90, 99)) -> dict[str, float]:
     return out
 
 
-def read_topic(settings: Settings, suffix: str, count: int, timeout: float = 60) -> list[dict]:
-    """The first ``count`` JSON records of a topic (fresh consumer group)."""
+def read_topic(
+    settings: Settings,
+    suffix: str,
+    count: int,
+    timeout: float = 60,
+    match: Callable[[dict], bool] | None = None,
+) -> list[dict]:
+    """The first ``count`` JSON records of a topic (for which ``match(record)`` holds, when
+    given), read with a fresh consumer group within ``timeout``."""
     from confluent_kafka import Consumer
 
     consumer = Consumer(
@@ -254,9 +261,11 @@ def read_topic(settings: Settings, suffix: str, count: int, timeout: float = 60)
     deadline = time.monotonic() + timeout
     try:
         while len(out) < count and time.monotonic() < deadline:
-            for msg in consumer.consume(min(1000, count - len(out)), 0.5):
+            for msg in consumer.consume(1000, 0.5):
                 if msg.error() is None:
-                    out.append(orjson.loads(msg.value()))
+                    record = orjson.loads(msg.value())
+                    if match is None or match(record):
+                        out.append(record)
     finally:
         consumer.close()
-    return out
+    return out[:count]

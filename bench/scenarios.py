@@ -18,6 +18,7 @@ from bench.harness import (
     module,
     percentiles,
     produce_webhooks,
+    read_topic,
     wait_count,
     wait_http,
     webhook_producer,
@@ -157,8 +158,6 @@ def _post(url: str) -> None:
 def retry_timing(settings: Settings, webhooks: int, ladder: str) -> dict[str, Any]:
     """A receiver that fails the first two attempts of every webhook: the observed gaps against
     the first two tiers, and each retry's lateness (next attempt start minus its due time)."""
-    from bench.harness import read_topic
-
     receiver_port = _port()
     receiver = module("receiver", "--port", str(receiver_port), "--fail-first", "2")
     s = fresh(settings, retry_ladder=ladder)
@@ -687,32 +686,5 @@ def punctual(
 def _read_matching(
     settings: Settings, suffix: str, match: Any, count: int, timeout: float = 120
 ) -> list[dict]:
-    """The first ``count`` JSON records of a topic for which ``match(record)`` holds (fresh
-    consumer group, bounded by ``timeout``)."""
-    import uuid
-
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        client_config(
-            settings,
-            {
-                "group.id": f"bench-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            },
-        )
-    )
-    consumer.subscribe([settings.topic(suffix)])
-    out: list[dict] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < count and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, 0.5):
-                if msg.error() is None:
-                    record = orjson.loads(msg.value())
-                    if match(record):
-                        out.append(record)
-    finally:
-        consumer.close()
-    return out
+    """The first ``count`` JSON records of a topic for which ``match(record)`` holds."""
+    return read_topic(settings, suffix, count, timeout, match)

@@ -19,7 +19,7 @@ from confluent_kafka import KafkaException, Message
 
 from delivery_agents import http_delivery, metrics
 from delivery_agents.auto_disable import AutoDisabler
-from delivery_agents.breaker import Breakers, CircuitPublisher
+from delivery_agents.breaker import Breaker, Breakers, CircuitPublisher
 from delivery_agents.outcomes import Publisher, dead_letter, seconds_since
 from delivery_agents.rate_limit import RateLimits
 from delivery_agents.shares import URGENT, Shares
@@ -100,10 +100,13 @@ class Agent:
         self.auto_disable = AutoDisabler(settings, table, producer)
         self.rate_limits = RateLimits()
         self.breakers = Breakers(
-            settings.breaker_failures,
-            settings.breaker_ratio,
-            settings.breaker_cooldown_s,
-            settings.request_timeout_s + 30,
+            functools.partial(
+                Breaker,
+                settings.breaker_failures,
+                settings.breaker_ratio,
+                settings.breaker_cooldown_s,
+                settings.request_timeout_s + 30,
+            ),
             CircuitPublisher(producer, settings.topic(CIRCUITS)),
         )
         self.ingest_topic = settings.topic(INGEST)
@@ -166,16 +169,8 @@ class Agent:
                 with contextlib.suppress(TimeoutError):  # lanes turn slow as time passes
                     await asyncio.wait_for(self.space.wait(), RECHECK_S)
                 continue
-            for msg in await self.consumer.consume(min(room, FETCH_BATCH), 0.1):
-                err = msg.error()
-                if err is not None:
-                    log.warning("consume: %s", err.str())
-                    continue
-                self.consumer.tracker.started(record_tp(msg), record_offset(msg))
-                self.held += 1
-                task = asyncio.create_task(self._handle(msg))
-                self.tasks.add(task)
-                task.add_done_callback(self._finished)
+            msgs = await self.consumer.consume(min(room, FETCH_BATCH), 0.1)
+            self.held += self._start_all(msgs, self.consumer, self._finished, "ingest")
 
     async def _due_loop(self) -> None:
         """Fetch retries that fell due into a room of their own; each one's delivery goes to
@@ -187,16 +182,30 @@ class Agent:
                 self.due_space.clear()
                 await self.due_space.wait()
                 continue
-            for msg in await self.due_consumer.consume(min(room, FETCH_BATCH), 0.1):
-                err = msg.error()
-                if err is not None:
-                    log.warning("consume (due): %s", err.str())
-                    continue
-                self.due_consumer.tracker.started(record_tp(msg), record_offset(msg))
-                self.due_held += 1
-                task = asyncio.create_task(self._handle(msg, self.due_consumer))
-                self.tasks.add(task)
-                task.add_done_callback(self._due_finished)
+            msgs = await self.due_consumer.consume(min(room, FETCH_BATCH), 0.1)
+            self.due_held += self._start_all(msgs, self.due_consumer, self._due_finished, "due")
+
+    def _start_all(
+        self,
+        msgs: list[Message],
+        consumer: ConsumerThread,
+        finished: Callable[[asyncio.Task[None]], None],
+        what: str,
+    ) -> int:
+        """Handle each fetched record of ``consumer`` in a task of its own; returns how many
+        were started (error events are logged, not records)."""
+        started = 0
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                log.warning("consume (%s): %s", what, err.str())
+                continue
+            consumer.tracker.started(record_tp(msg), record_offset(msg))
+            started += 1
+            task = asyncio.create_task(self._handle(msg, consumer))
+            self.tasks.add(task)
+            task.add_done_callback(finished)
+        return started
 
     def _due_finished(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)

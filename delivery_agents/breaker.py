@@ -122,29 +122,18 @@ class Breakers:
 
     def __init__(
         self,
-        window: int,
-        ratio: float,
-        cooldown_s: float,
-        probe_timeout_s: float,
+        make: Callable[[Callable[[Breaker], None]], Breaker],
         on_change: Callable[[str, Breaker], None],
     ) -> None:
-        self.window = window
-        self.ratio = ratio
-        self.cooldown_s = cooldown_s
-        self.probe_timeout_s = probe_timeout_s
+        """``make(on_change)`` builds one subscription's breaker (its settings bound)."""
+        self.make = make
         self.on_change = on_change
         self.breakers: dict[str, Breaker] = {}
 
     def get(self, sub_id: str) -> Breaker:
         breaker = self.breakers.get(sub_id)
         if breaker is None:
-            breaker = Breaker(
-                self.window,
-                self.ratio,
-                self.cooldown_s,
-                self.probe_timeout_s,
-                functools.partial(self.on_change, sub_id),
-            )
+            breaker = self.make(functools.partial(self.on_change, sub_id))
             self.breakers[sub_id] = breaker
             CIRCUITS.labels("closed").inc()
         return breaker

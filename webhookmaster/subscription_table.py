@@ -183,25 +183,18 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
     def to_stored(self, box: SecretBox) -> dict[str, Any]:
         """The topic record (the JSON object of :class:`schemas.records.SubscriptionRecord`):
         the secret encrypted under the newest key, never in plain text."""
-        return {
-            "id": self.id,
-            "target_url": self.target_url,
-            "secret_key_encrypted": box.encrypt(self.secret_key),
-            "event_types": list(self.event_types),
-            "is_active": self.is_active,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "rate_limit": self.rate_limit,
-            "disabled_reason": self.disabled_reason,
-            "disabled_at": self.disabled_at,
-        }
+        return self._fields(secret_key_encrypted=box.encrypt(self.secret_key))
 
     def to_record(self) -> dict[str, object]:
         """The API's view, secret in plain text (never written to the topic as such)."""
+        return self._fields(secret_key=self.secret_key)
+
+    def _fields(self, **secret: str) -> dict[str, object]:
+        """Every field as JSON values, the secret as ``secret`` names it."""
         return {
             "id": self.id,
             "target_url": self.target_url,
-            "secret_key": self.secret_key,
+            **secret,
             "event_types": list(self.event_types),
             "is_active": self.is_active,
             "created_at": self.created_at,
