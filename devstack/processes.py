@@ -21,12 +21,28 @@ def state_paths(state_dir: Path, service: str, **files: str) -> dict[str, Path]:
 
 
 def read_pid(pid_file: Path) -> int | None:
-    """The pid recorded in ``pid_file`` if that process still runs, else None."""
+    """The pid recorded in ``pid_file`` if that process still runs, else None. A file that
+    also records the process's start time (as :func:`start` writes it) names a process only
+    while that time matches: once the pid is reused by another process, it names none (a
+    stale file must never make ``stack down`` signal a stranger)."""
     try:
-        pid = int(pid_file.read_text().split()[0])
+        words = pid_file.read_text().split()
+        pid = int(words[0])
     except (OSError, ValueError, IndexError):
         return None
-    return pid if _alive(pid) else None
+    if not _alive(pid):
+        return None
+    if len(words) > 1 and words[1] != _start_time(pid):
+        return None
+    return pid
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[19]
+    except (OSError, IndexError):
+        return ""
 
 
 def _alive(pid: int) -> bool:
@@ -61,7 +77,7 @@ def start(
             cwd=cwd,
             start_new_session=True,
         )
-    pid_file.write_text(f"{proc.pid}\n")
+    pid_file.write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
     return proc.pid
 
 
