@@ -25,8 +25,8 @@ def read_pid(pid_file: Path) -> int | None:
     also records the process's start time (as :func:`start` writes it) names a process only
     while that time matches: once the pid is reused by another process, it names none (a
     stale file must never make ``stack down`` signal a stranger)."""
-    try:
-        words = pid_file.read_text().split()
+    try:  # the first line only: PostgreSQL's postmaster.pid holds more lines after the pid
+        words = pid_file.read_text().splitlines()[0].split()
         pid = int(words[0])
     except (OSError, ValueError, IndexError):
         return None

@@ -23,6 +23,8 @@ def test_a_pid_file_names_its_process_only_while_the_start_time_matches(tmp_path
         assert processes.stop(pid_file) is False  # nothing signalled
         pid_file.write_text(f"{pid}\n")  # a file of an earlier version: pid only
         assert processes.read_pid(pid_file) == pid
+        pid_file.write_text(f"{pid}\n{tmp_path}\n1795924321\n")  # as postmaster.pid: lines
+        assert processes.read_pid(pid_file) == pid
     finally:
         pid_file.write_text(f"{pid}\n")
         assert processes.stop(pid_file, timeout=10)
