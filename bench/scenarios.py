@@ -24,6 +24,7 @@ from bench.harness import (
     webhook_producer,
 )
 from schemas.topics import ATTEMPTS, INGEST
+from webhookmaster.components import COMPONENTS
 from webhookmaster.kafka_clients import client_config
 from webhookmaster.settings import Settings
 
@@ -262,15 +263,7 @@ def end_to_end(settings: Settings, rates: list[float], seconds: float) -> dict[s
     try:
         wait_http(f"http://127.0.0.1:{receiver_port}/count", proc=receiver)
         [sub] = create_subscriptions(s, [f"http://127.0.0.1:{receiver_port}/e2e"], secret=SECRET)
-        for name, var in (
-            ("gateway", "WM_GATEWAY_PORT"),
-            ("agent", "WM_AGENT_PORT"),
-            ("scheduler", "WM_SCHEDULER_PORT"),
-            ("projector", "WM_PROJECTOR_PORT"),
-        ):
-            procs[name] = component(name, s, var)
-        for proc, port in procs.values():
-            wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc, timeout=120)
+        _start_every_component(s, procs)
         gport = procs["gateway"][1]
         url = f"http://127.0.0.1:{gport}/api/ingest/{sub}/?event_type=bench"
         for rate in rates:
@@ -540,15 +533,7 @@ def burst(settings: Settings, count: int, generators: int = 4) -> dict[str, Any]
             [f"http://127.0.0.1:{receiver_port}/burst/{k}" for k in range(generators)],
             secret=SECRET,
         )
-        for name, var in (
-            ("gateway", "WM_GATEWAY_PORT"),
-            ("agent", "WM_AGENT_PORT"),
-            ("scheduler", "WM_SCHEDULER_PORT"),
-            ("projector", "WM_PROJECTOR_PORT"),
-        ):
-            procs[name] = component(name, s, var)
-        for proc, port in procs.values():
-            wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc, timeout=120)
+        _start_every_component(s, procs)
         gport = procs["gateway"][1]
         with RssSampler({name: proc for name, (proc, _) in procs.items()}) as rss:
             gens = [
@@ -681,6 +666,15 @@ def punctual(
         "lateness_at_receiver_s": percentiles(at_receiver),
         "rss_mb": rss,
     }
+
+
+def _start_every_component(settings: Settings, procs: dict[str, tuple[Proc, int]]) -> None:
+    """Start one process of every component in the registry into ``procs`` (name -> process
+    and port; the caller stops them) and wait until each is ready."""
+    for registered in COMPONENTS:
+        procs[registered.name] = component(registered.name, settings, registered.port_env)
+    for proc, port in procs.values():
+        wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc, timeout=120)
 
 
 def _read_matching(
