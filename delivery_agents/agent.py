@@ -392,7 +392,12 @@ class Agent:
             await self._durably(lambda: self.publisher.dead_letter(letter, sub_id.encode()))
             return
         headers = http_delivery.headers_for(
-            record.webhook_id, record.event_type, sub.secret_key, record.body
+            record.webhook_id,
+            record.event_type,
+            sub.secret_key,
+            record.body,
+            sub.previous_secret_valid(),
+            record.attempt + 1,
         )
         assert self.session is not None
         async with contextlib.AsyncExitStack() as turns:

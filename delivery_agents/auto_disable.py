@@ -30,7 +30,7 @@ from schemas import records
 from schemas.topics import OPERATOR_EVENTS, SUBSCRIPTIONS
 from webhookmaster.kafka_clients import AsyncProducer, record_offset
 from webhookmaster.settings import Settings
-from webhookmaster.subscription_table import Protection, Subscription, SubscriptionTable
+from webhookmaster.subscription_table import Subscription, SubscriptionTable
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class AutoDisabler:
                 current,
                 is_active=False,
                 updated_at=now,
-                protection=Protection.of(current.rate_limit, reason, now),
+                protection=current.protection_with(disabled_reason=reason, disabled_at=now),
             )
             msg = await self.producer.send(
                 self.subscriptions_topic, records.dumps(sub.to_stored(self.table.box)), sub_id

@@ -15,6 +15,7 @@ from webhookmaster.retry_ladder import parse_retry_after
 
 USER_AGENT = f"WebhookMaster/{__version__}"
 EXCERPT_BYTES = 4096
+ATTEMPT_HEADER = "X-Webhook-Attempt"  # 1 for the first delivery attempt, then one per retry
 
 
 @dataclass(frozen=True)
@@ -31,20 +32,33 @@ class AttemptResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def headers_for(webhook_id: str, event_type: str, secret: str, body: bytes) -> dict[str, str]:
-    """Request headers: content type, agent, event type, and both signatures when there is a
-    secret."""
+def headers_for(
+    webhook_id: str,
+    event_type: str,
+    secret: str,
+    body: bytes,
+    previous: str | None = None,
+    attempt: int | None = None,
+) -> dict[str, str]:
+    """Request headers: content type, agent, event type, the attempt number (1-based) when
+    given, and both signatures when there is a secret; ``previous`` (a rotated-out secret
+    still valid) adds its Standard Webhooks signature after the current one
+    (X-Hub-Signature-256 uses the current secret only)."""
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "webhook-id": webhook_id,
         "X-Webhook-Event-Type": event_type,
     }
+    if attempt is not None:
+        headers[ATTEMPT_HEADER] = str(attempt)
     timestamp = int(time.time())
     headers["webhook-timestamp"] = str(timestamp)
     if secret:
-        headers["webhook-signature"] = signing.standard_signature(
-            signing.key_bytes(secret), webhook_id, timestamp, body
+        headers["webhook-signature"] = (
+            signing.standard_signatures((secret, previous), webhook_id, timestamp, body)
+            if previous
+            else signing.standard_signature(signing.key_bytes(secret), webhook_id, timestamp, body)
         )
         headers["X-Hub-Signature-256"] = signing.hub_signature(secret, body)
     return headers

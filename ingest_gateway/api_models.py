@@ -62,6 +62,13 @@ DisabledReason = Annotated[
 DisabledAt = Annotated[
     Timestamp | None, Meta(description="When it was auto-disabled; null unless auto-disabled.")
 ]
+PreviousSecretExpiresAt = Annotated[
+    Timestamp | None,
+    Meta(
+        description="After a secret rotation: until when deliveries also carry the previous "
+        "secret's signature; null when there is none."
+    ),
+]
 StatusName = Annotated[str, Meta(extra_json_schema={"enum": [s.value for s in Status]})]
 NextCursor = Annotated[
     str | None, Meta(description="Cursor of the next page; null on the last page.")
@@ -149,6 +156,7 @@ class Subscription(msgspec.Struct):
     disabled_reason: DisabledReason
     disabled_at: DisabledAt
     circuit: Circuit
+    previous_secret_expires_at: PreviousSecretExpiresAt = None
 
 
 class SubscriptionList(msgspec.Struct):

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from ingest_gateway import routes, secret_migration, status_api
+from ingest_gateway import replay, routes, secret_migration, status_api
 from ingest_gateway.auth import api_key_middleware
 from ingest_gateway.errors import error_middleware
 from ingest_gateway.metrics import metrics_middleware
@@ -57,6 +57,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(kafka_resources)
     app[READY] = gw.ready
     status_api.add_pool(app, settings)
+    replay.setup(app)  # after the pool: running replay jobs stop before it closes
     routes.register(app)  # every route of the table, and the OpenAPI document of it
     return app
 

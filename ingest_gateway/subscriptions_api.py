@@ -60,13 +60,16 @@ def _build(
     current: Subscription | None = None,
 ) -> Subscription:
     """The new version; an auto-disable's reason and time stay while it stays inactive, and
-    go when it is active again (``is_active: true`` re-enables)."""
+    go when it is active again (``is_active: true`` re-enables). A rotated-out secret stays
+    while the secret is unchanged (a new secret_key here is a hard cut-over)."""
     is_active = fields.get("is_active", True)
     keep = current is not None and not is_active and not current.is_active
+    new_secret = fields.get("secret_key", secret)
+    rotated = current is not None and current.secret_key == new_secret
     return Subscription(
         id=sub_id,
         target_url=fields["target_url"],
-        secret=fields.get("secret_key", secret),
+        secret=new_secret,
         event_types=tuple(fields.get("event_types", ())),
         is_active=is_active,
         created_at=created_at,
@@ -75,6 +78,8 @@ def _build(
             fields.get("rate_limit"),
             current.disabled_reason if keep and current else None,
             current.disabled_at if keep and current else None,
+            current.previous_secret_key if rotated and current else None,
+            current.previous_secret_expires_at if rotated and current else None,
         ),
     )
 

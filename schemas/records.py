@@ -295,6 +295,25 @@ class SubscriptionRecord(_Record):
     rate_limit: _RateLimit | UnsetType | None = UNSET
     disabled_reason: _DisabledReason | UnsetType | None = UNSET
     disabled_at: _DisabledAt | UnsetType | None = UNSET
+    previous_secret_key_encrypted: (
+        Annotated[
+            str,
+            Meta(
+                pattern="^gAAAAA[A-Za-z0-9_-]+=*" + _END,
+                description="After a secret rotation: the previous signing secret, encrypted "
+                "as secret_key_encrypted; deliveries carry its signature too until "
+                "previous_secret_expires_at.",
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    previous_secret_expires_at: (
+        Annotated[
+            Timestamp,
+            Meta(description="Until when deliveries also carry the previous secret's signature."),
+        ]
+        | UnsetType
+    ) = UNSET
     secret_key: (
         Annotated[
             str,

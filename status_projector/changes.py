@@ -256,7 +256,20 @@ def _ingest_change(record: records.Webhook, updated: datetime) -> WebhookChange:
         attempt_count=record.attempt,
         next_retry_at=next_retry,
         updated_at=updated,
+        event_id=event_id_of(record),
     )
+
+
+def event_id_of(record: records.Webhook) -> str | None:
+    """The fan-out event a webhook record belongs to: the ``event_id`` of its metadata (the
+    gateway's fan-out writes it); None for a webhook ingested for one subscription."""
+    if b'"event_id"' not in record.metadata:  # most records: no JSON to read
+        return None
+    try:
+        found = orjson.loads(record.metadata).get("event_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return found if isinstance(found, str) and 0 < len(found) <= records.MAX_ID_LENGTH else None
 
 
 def _decode_ingest(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> bool:

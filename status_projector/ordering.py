@@ -53,15 +53,17 @@ class WebhookChange:
     last_error: str | None = None
     next_retry_at: datetime | None = None
     delivered_at: datetime | None = None
+    event_id: str | None = None  # the fan-out event the webhook came from
 
 
 UPSERT_WEBHOOK = """
 INSERT INTO webhooks AS w (id, created_at, subscription_id, event_type, payload, status, progress,
                            attempt_count, last_status_code, last_error, next_retry_at,
-                           delivered_at, updated_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $11, $12, $13, $14)
+                           delivered_at, updated_at, event_id)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $11, $12, $13, $14, $15)
 ON CONFLICT (id, created_at) DO UPDATE SET
     subscription_id = COALESCE(w.subscription_id, EXCLUDED.subscription_id),
+    event_id = COALESCE(w.event_id, EXCLUDED.event_id),
     event_type = COALESCE(w.event_type, EXCLUDED.event_type),
     payload = COALESCE(w.payload, EXCLUDED.payload),
     status = CASE WHEN EXCLUDED.progress >= w.progress THEN EXCLUDED.status ELSE w.status END,
@@ -95,6 +97,7 @@ def webhook_args(c: WebhookChange) -> tuple[Any, ...]:
         c.next_retry_at,
         c.delivered_at,
         c.updated_at,
+        c.event_id,
     )
 
 
@@ -133,6 +136,7 @@ def _fold_pair(a: WebhookChange, b: WebhookChange) -> WebhookChange | None:
         subscription_id=a.subscription_id if a.subscription_id is not None else b.subscription_id,
         event_type=a.event_type if a.event_type is not None else b.event_type,
         payload=a.payload if a.payload is not None else b.payload,
+        event_id=a.event_id if a.event_id is not None else b.event_id,
         status=status_src.status,
         last_error=status_src.last_error,
         next_retry_at=status_src.next_retry_at,

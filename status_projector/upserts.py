@@ -117,7 +117,8 @@ def _subscription_args(c: SubscriptionChange) -> tuple[Any, ...]:
 
 async def expand(conn: asyncpg.Connection, batch: Batch) -> list[WebhookChange]:
     """Webhook changes that need the database: fan-out events become one webhook per matching
-    active subscription (ids as the delivery agent derives them), dead letters without their
+    active subscription (ids as the delivery agent derives them, the event's id recorded as
+    their event_id), dead letters without their
     record find their webhook's row by id."""
     changes: list[WebhookChange] = []
     for fan in batch.fanouts:
@@ -129,6 +130,7 @@ async def expand(conn: asyncpg.Connection, batch: Batch) -> list[WebhookChange]:
                     template,
                     id=records.derived_id(template.id, str(sub_id)),
                     subscription_id=sub_id,
+                    event_id=template.event_id or template.id,
                 )
             )
     if batch.orphans:

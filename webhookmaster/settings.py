@@ -339,6 +339,13 @@ class Settings(StackSettings):
         kind=str,
         secret=True,
     )
+    secret_rotation_grace_s: float = _setting(
+        "WM_SECRET_ROTATION_GRACE",
+        86400.0,
+        "Seconds after a subscription's secret rotation (POST .../rotate-secret/) during which "
+        "deliveries also carry the previous secret's signature (default 24 h).",
+        kind=Seconds,
+    )
     secret_keys_file: str = _setting(
         "WM_SECRET_KEYS_FILE",
         "",

@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -74,12 +75,16 @@ def _filter(event_types: tuple[str, ...]) -> tuple[str, ...]:
 
 class Protection(msgspec.Struct, frozen=True, gc=False):
     """The rarely set fields of a subscription, kept apart so that the common subscription
-    (none of them set) stays small: its rate limit (deliveries per second) and, when an agent
-    disabled it (auto-disable), why and when."""
+    (none of them set) stays small: its rate limit (deliveries per second), when an agent
+    disabled it (auto-disable) why and when, and after a secret rotation the previous secret
+    (plain or sealed, as ``Subscription.secret``) and until when deliveries still carry its
+    signature."""
 
     rate_limit: float | None = None
     disabled_reason: str | None = None
     disabled_at: str | None = None
+    previous_secret: str | bytes | None = None
+    previous_secret_expires_at: str | None = None
 
     @classmethod
     def of(
@@ -87,11 +92,23 @@ class Protection(msgspec.Struct, frozen=True, gc=False):
         rate_limit: float | None = None,
         disabled_reason: str | None = None,
         disabled_at: str | None = None,
+        previous_secret: str | bytes | None = None,
+        previous_secret_expires_at: str | None = None,
     ) -> Protection | None:
-        """These fields, or None when none is set (the common case)."""
-        if rate_limit is None and disabled_reason is None and disabled_at is None:
+        """These fields, or None when none is set (the common case). A previous secret counts
+        only with its expiry time."""
+        if previous_secret is None or previous_secret_expires_at is None:
+            previous_secret = previous_secret_expires_at = None
+        if (
+            rate_limit is None
+            and disabled_reason is None
+            and disabled_at is None
+            and previous_secret is None
+        ):
             return None
-        return cls(rate_limit, disabled_reason, disabled_at)
+        return cls(
+            rate_limit, disabled_reason, disabled_at, previous_secret, previous_secret_expires_at
+        )
 
 
 _NONE = Protection()
@@ -142,15 +159,54 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
         secret = self.secret
         return secret if isinstance(secret, str) else secret_box.reveal(secret)
 
+    @property
+    def previous_secret_expires_at(self) -> str | None:
+        """Until when deliveries also carry the previous secret's signature (a rotation)."""
+        return (self.protection or _NONE).previous_secret_expires_at
+
+    @property
+    def previous_secret_key(self) -> str | None:
+        """The secret before the last rotation, in plain text, expired or not; None without
+        one."""
+        previous = (self.protection or _NONE).previous_secret
+        if previous is None or isinstance(previous, str):
+            return previous
+        return secret_box.reveal(previous)
+
+    def previous_secret_valid(self, now: datetime | None = None) -> str | None:
+        """The previous secret while it is still valid at ``now`` (default: the current
+        time), else None. The clock is read only when there is a previous secret."""
+        expires = self.previous_secret_expires_at
+        if expires is None:
+            return None
+        if records.parse_time(expires) <= (now or datetime.now(UTC)):
+            return None
+        return self.previous_secret_key
+
+    def protection_with(self, **changes: Any) -> Protection | None:
+        """The rarely set fields with ``changes`` applied (names as :meth:`Protection.of`)."""
+        current = self.protection or _NONE
+        fields = {name: getattr(current, name) for name in Protection.__struct_fields__}
+        return Protection.of(**{**fields, **changes})
+
     def compact(self) -> Subscription:
         """This subscription as the table keeps it: secret sealed, filter shared, one timestamp
         string when both are equal."""
         secret = self.secret
         if isinstance(secret, str):
             secret = secret_box.seal(secret)
+        protection = self.protection
+        if protection is not None and isinstance(protection.previous_secret, str):
+            protection = msgspec.structs.replace(
+                protection, previous_secret=secret_box.seal(protection.previous_secret)
+            )
         updated = self.created_at if self.updated_at == self.created_at else self.updated_at
         return msgspec.structs.replace(
-            self, secret=secret, event_types=_filter(self.event_types), updated_at=updated
+            self,
+            secret=secret,
+            event_types=_filter(self.event_types),
+            updated_at=updated,
+            protection=protection,
         )
 
     @classmethod
@@ -166,6 +222,13 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
         else:
             secret, current = box.decrypt(token)
             current = current and "secret_key" not in data
+        previous = None
+        previous_token = data.get("previous_secret_key_encrypted")
+        if previous_token is not None:
+            if not isinstance(previous_token, str):
+                raise TypeError("previous_secret_key_encrypted must be a string")
+            previous, newest = box.decrypt(previous_token)
+            current = current and newest
         sub = cls(
             id=data["id"],
             target_url=data["target_url"],
@@ -175,7 +238,11 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
             created_at=data["created_at"],
             updated_at=data["updated_at"],
             protection=Protection.of(
-                data.get("rate_limit"), data.get("disabled_reason"), data.get("disabled_at")
+                data.get("rate_limit"),
+                data.get("disabled_reason"),
+                data.get("disabled_at"),
+                previous,
+                data.get("previous_secret_expires_at"),
             ),
         )
         return sub, current
@@ -183,11 +250,20 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
     def to_stored(self, box: SecretBox) -> dict[str, Any]:
         """The topic record (the JSON object of :class:`schemas.records.SubscriptionRecord`):
         the secret encrypted under the newest key, never in plain text."""
-        return self._fields(secret_key_encrypted=box.encrypt(self.secret_key))
+        stored = self._fields(secret_key_encrypted=box.encrypt(self.secret_key))
+        previous = self.previous_secret_key
+        if previous is not None:
+            stored["previous_secret_key_encrypted"] = box.encrypt(previous)
+            stored["previous_secret_expires_at"] = self.previous_secret_expires_at
+        return stored
 
     def to_record(self) -> dict[str, object]:
-        """The API's view, secret in plain text (never written to the topic as such)."""
-        return self._fields(secret_key=self.secret_key)
+        """The API's view, secret in plain text (never written to the topic as such); of a
+        previous secret only its expiry time."""
+        return {
+            **self._fields(secret_key=self.secret_key),
+            "previous_secret_expires_at": self.previous_secret_expires_at,
+        }
 
     def _fields(self, **secret: str) -> dict[str, object]:
         """Every field as JSON values, the secret as ``secret`` names it."""

@@ -20,7 +20,8 @@ from webhookmaster import (
     tracing,
 )
 from webhookmaster import settings as settings_mod
-from webhookmaster.ops import migrate, topics_admin
+from webhookmaster.ops import listen as listen_mod
+from webhookmaster.ops import migrate, replay_command, topics_admin
 from webhookmaster.ops.errors import CommandError
 from webhookmaster.settings import Settings, SettingsError
 
@@ -141,6 +142,15 @@ def _secret_key(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _listen(settings: Settings, args: argparse.Namespace) -> int:
+    asyncio.run(listen_mod.serve(args.port, args.status, args.secret))
+    return 0
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    return replay_command.run(settings, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="webhookmaster", description=__doc__)
     parser.add_argument("--version", action="version", version=f"webhookmaster {__version__}")
@@ -193,6 +203,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a new key for WM_SECRET_KEYS / WM_SECRET_KEYS_FILE "
         "(to rotate, put it first and keep the old keys after it)",
     ).set_defaults(handler=_secret_key)
+    listen = sub.add_parser(
+        "listen",
+        help="a local receiver on 127.0.0.1 that prints each delivery and checks its signatures",
+    )
+    listen.add_argument("--port", type=int, default=9000, help="port (0: any free one)")
+    listen.add_argument("--secret", help="the subscription's secret (whsec_...): verify with it")
+    listen.add_argument(
+        "--status",
+        type=listen_mod.http_status,
+        default=200,
+        help="HTTP status to answer with (default 200)",
+    )
+    listen.set_defaults(handler=_listen)
+    replay = sub.add_parser(
+        "replay",
+        help="deliver a subscription's webhooks of a time window again, from the ingest topic",
+    )
+    replay_command.add_arguments(replay)
+    replay.set_defaults(handler=_replay)
     return parser
 
 
