@@ -85,7 +85,8 @@ def error(description: str, retry_after: bool = False) -> Reply:
 class Route:
     """One operation: how the gateway serves it and how the document describes it.
 
-    ``body`` is the request body's type (None: no body); ``name`` the aiohttp resource name
+    ``body`` is the request body's type (None: no body; ``body_optional``: it may be left
+    out); ``name`` the aiohttp resource name
     (what :data:`ingest_gateway.auth.PUBLIC_ROUTES` lists); ``head``: a GET also answers HEAD.
     """
 
@@ -102,6 +103,7 @@ class Route:
     description: str | None = None
     name: str | None = None
     head: bool = False
+    body_optional: bool = False
 
 
 def _types(routes: Iterable[Route]) -> list[Any]:
@@ -142,7 +144,10 @@ def _operation(route: Route, schema: Schemas) -> dict[str, Any]:
             for p in route.params
         ]
     if route.body is not None:
-        op["requestBody"] = {"required": True, "content": {JSON: {"schema": schema(route.body)}}}
+        op["requestBody"] = {
+            "required": not route.body_optional,
+            "content": {JSON: {"schema": schema(route.body)}},
+        }
     op["responses"] = {
         str(status): _reply(reply, schema) for status, reply in route.responses.items()
     }

@@ -30,7 +30,7 @@ ROUTES: tuple[Route, ...] = (
           "X-Hub-Signature-256 uses the new secret.",
           responses={200: Reply("The new secret.", om.SecretRotated), 400: BAD_REQUEST,
                      401: UNAUTHORIZED, 404: NOT_FOUND, 503: KAFKA_DOWN},
-          params=(SUBSCRIPTION_ID,), body=om.SecretRotate),
+          params=(SUBSCRIPTION_ID,), body=om.SecretRotate, body_optional=True),
     Route("GET", "/api/events/{event_id}/", event_lookup.event_status, "eventStatus",
           "A fan-out event and the webhooks it became", STATUS,
           description="By the event's id: the one POST /api/events/ answered, or the id its "

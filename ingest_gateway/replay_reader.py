@@ -37,7 +37,11 @@ class WindowReader:
                 settings, f"wm-replay-{uuid.uuid4().hex}", **{"group.protocol": "classic"}
             )
         )
-        self.spans = self._spans(since_ms, until_ms)
+        try:  # before 1970: from the first record (negative times are special offsets)
+            self.spans = self._spans(max(0, since_ms), max(0, until_ms))
+        except BaseException:
+            self._consumer.close()
+            raise
         self.total = sum(s.end - s.start for s in self.spans)
         self._left = {s.partition: s.end for s in self.spans if s.end > s.start}
         if self._left:

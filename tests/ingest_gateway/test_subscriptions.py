@@ -31,6 +31,7 @@ FIELDS = {
     "disabled_reason",
     "disabled_at",
     "circuit",
+    "previous_secret_expires_at",
 }
 
 
@@ -60,7 +61,11 @@ async def test_create_writes_the_record_to_the_compacted_topic(gateway: LiveGate
     assert msg.key().decode() == sub["id"]
     stored = validate_record(msg.value(), "subscription")
     token = stored.pop("secret_key_encrypted")  # the secret only encrypted, never in plain text
-    assert stored == {k: v for k, v in sub.items() if k not in ("secret_key", "circuit")}
+    assert stored == {
+        k: v
+        for k, v in sub.items()
+        if k not in ("secret_key", "circuit", "previous_secret_expires_at")  # none: not stored
+    }
     assert b"s3cret" not in msg.value()
     assert secret_box.from_settings(gateway.settings).decrypt(token) == ("s3cret", True)
 
