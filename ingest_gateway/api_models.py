@@ -220,3 +220,41 @@ class Probe(msgspec.Struct):
     """A probe's answer."""
 
     status: Annotated[str, Meta(description="alive, ready or not ready.")]
+
+
+# --- operator control: redelivery and dead letters (ingest_gateway/redelivery_api.py) ---------
+
+WindowStart = Annotated[
+    str,
+    Meta(
+        extra_json_schema={"format": "date-time"},
+        description="Start of the window (inclusive): webhooks received at or after it.",
+    ),
+]
+WindowEnd = Annotated[
+    str,
+    Meta(
+        extra_json_schema={"format": "date-time"},
+        description="End of the window (exclusive); absent: now.",
+    ),
+]
+
+
+class ResendAccepted(msgspec.Struct):
+    """A new delivery chain for the webhook, acknowledged by Kafka."""
+
+    id: Annotated[str, Meta(description="Webhook id (the webhook-id the receiver sees again).")]
+    status: Accepted
+
+
+class RecoverRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The window of a recover: webhooks received in it whose status is FAILED go again."""
+
+    since: WindowStart
+    until: WindowEnd | None = None
+
+
+class Count(msgspec.Struct):
+    """How many records were produced (each acknowledged by Kafka)."""
+
+    count: Annotated[int, Meta(ge=0)]
