@@ -5,9 +5,11 @@
 ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS body bytea;
 ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS metadata jsonb;
 
--- Dead letters as an operator lists and redrives them: a stable id, filters by subscription,
--- reason and time, and when a letter was last redriven.
-ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS id bigint GENERATED ALWAYS AS IDENTITY;
+-- Dead letters as an operator lists and redrives them: an id, filters by subscription, reason and
+-- time, and when a letter was last redriven. The id is where the letter sits on its topic
+-- (partition * 2^40 + offset + 1), so a projection replayed into an empty schema has the same ids.
+ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS id bigint
+    GENERATED ALWAYS AS (dl_partition::bigint * 1099511627776 + dl_offset + 1) STORED;
 CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_id ON dead_letters (id);
 CREATE INDEX IF NOT EXISTS dead_letters_subscription_failed
     ON dead_letters (subscription_id, failed_at);
