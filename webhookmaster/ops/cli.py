@@ -20,7 +20,7 @@ from webhookmaster import (
     tracing,
 )
 from webhookmaster import settings as settings_mod
-from webhookmaster.ops import migrate, topics_admin
+from webhookmaster.ops import deadletters_cli, migrate, topics_admin
 from webhookmaster.ops.errors import CommandError
 from webhookmaster.settings import Settings, SettingsError
 
@@ -193,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a new key for WM_SECRET_KEYS / WM_SECRET_KEYS_FILE "
         "(to rotate, put it first and keep the old keys after it)",
     ).set_defaults(handler=_secret_key)
+    deadletters_cli.add_parser(sub, deadletters_cli.run)
     return parser
 
 
