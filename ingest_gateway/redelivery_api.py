@@ -83,8 +83,9 @@ async def read_body(request: web.Request, model: type[msgspec.Struct]) -> Any:
     try:
         return msgspec.json.decode(raw, type=model)
     except msgspec.ValidationError as exc:
-        field = str(exc).rpartition("at `$.")[2].rstrip("`").split(".")[0].split("[")[0] or None
-        raise validation_error(f"invalid body: {exc}", field) from None
+        _, at, path = str(exc).rpartition("at `$.")
+        field = path.rstrip("`").split(".")[0].split("[")[0] if at else None
+        raise validation_error(f"invalid body: {exc}", field or None) from None
     except msgspec.DecodeError as exc:
         raise validation_error(f"the request body is not JSON: {exc}") from None
 
