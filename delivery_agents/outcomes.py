@@ -34,7 +34,7 @@ def attempt_event(
 ) -> dict[str, Any]:
     """The attempt event as the JSON object that goes on the attempts topic (the fields of
     :class:`schemas.records.AttemptEvent`)."""
-    return {
+    event: dict[str, Any] = {
         "webhook_id": record.webhook_id,
         "attempt_id": uuid.uuid4().hex,
         "subscription_id": sub.id,
@@ -50,6 +50,9 @@ def attempt_event(
         "next_attempt_at": records.iso(next_at) if next_at else None,
         "received_at": record.received_at,
     }
+    if record.chain:  # a resent webhook's chain (absent: the first delivery)
+        event["chain"] = record.chain
+    return event
 
 
 def dead_letter(
@@ -99,20 +102,22 @@ class Publisher:
         result: AttemptResult,
         source: Message,
     ) -> Outcome:
-        """Publish what attempt ``record.attempt + 1`` came to; returns its outcome."""
+        """Publish what attempt ``record.attempt + 1`` came to; returns its outcome. The retry
+        ladder counts the attempts of the record's delivery chain (a resend starts a new one)."""
         attempt = record.attempt + 1
+        in_chain = record.chain_attempt + 1
         sends: list[Any] = []
         next_at = None
         if result.delivered:
             outcome: Outcome = "delivered"
         else:
             tier = (
-                next_tier(self.ladder, attempt, result.retry_after_s) if result.retryable else None
+                next_tier(self.ladder, in_chain, result.retry_after_s) if result.retryable else None
             )
             if tier is None:
                 outcome = "failed"
                 why = (
-                    f"gave up after {attempt} attempt(s) of {MAX_ATTEMPTS}"
+                    f"gave up after {in_chain} attempt(s) of {MAX_ATTEMPTS}"
                     if result.retryable
                     else "not retried"
                 )

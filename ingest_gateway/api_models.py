@@ -228,3 +228,116 @@ class Probe(msgspec.Struct):
     """A probe's answer."""
 
     status: Annotated[str, Meta(description="alive, ready or not ready.")]
+
+
+# --- operator control: redelivery and dead letters (ingest_gateway/redelivery_api.py) ---------
+
+WindowStart = Annotated[
+    str,
+    Meta(
+        extra_json_schema={"format": "date-time"},
+        description="Start of the window (inclusive): webhooks received at or after it.",
+    ),
+]
+WindowEnd = Annotated[
+    str,
+    Meta(
+        extra_json_schema={"format": "date-time"},
+        description="End of the window (exclusive); absent: now.",
+    ),
+]
+
+
+class ResendAccepted(msgspec.Struct):
+    """A new delivery chain for the webhook, acknowledged by Kafka."""
+
+    id: Annotated[str, Meta(description="Webhook id (the webhook-id the receiver sees again).")]
+    status: Accepted
+
+
+class RecoverRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The window of a recover: webhooks received in it whose status is FAILED go again."""
+
+    since: WindowStart
+    until: WindowEnd | None = None
+
+
+class Count(msgspec.Struct):
+    """How many records were produced (each acknowledged by Kafka)."""
+
+    count: Annotated[int, Meta(ge=0)]
+
+
+MAX_REDRIVE_IDS = 1000
+
+
+class RedriveRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Which dead letters to redrive: ``ids``, or a filter (at least one of its fields)."""
+
+    ids: (
+        Annotated[
+            list[Annotated[int, Meta(ge=1)]],
+            Meta(min_length=1, max_length=MAX_REDRIVE_IDS, description="Dead letter ids."),
+        ]
+        | None
+    ) = None
+    subscription_id: Annotated[str, Meta(extra_json_schema={"format": "uuid"})] | None = None
+    reason: Annotated[str, Meta(description="Letters whose reason contains this text.")] | None = (
+        None
+    )
+    since: (
+        Annotated[
+            str, Meta(extra_json_schema={"format": "date-time"}, description="Failed at or after.")
+        ]
+        | None
+    ) = None
+    until: (
+        Annotated[
+            str, Meta(extra_json_schema={"format": "date-time"}, description="Failed before.")
+        ]
+        | None
+    ) = None
+
+
+class Redriven(msgspec.Struct):
+    """What a redrive did: letters whose webhook went again (each acknowledged by Kafka), and
+    letters refused (unreadable records, webhooks with nothing to send)."""
+
+    count: Annotated[int, Meta(ge=0)]
+    refused: Annotated[int, Meta(ge=0)]
+
+
+class DeadLetterSource(msgspec.Struct):
+    """Where the record that failed was read (and, for an unreadable one, its headers)."""
+
+    topic: str | UnsetType = UNSET
+    partition: int | UnsetType = UNSET
+    offset: int | UnsetType = UNSET
+    headers: dict[str, str] | UnsetType = UNSET
+
+
+class DeadLetter(msgspec.Struct):
+    """A dead letter: a webhook that failed for good, or a record that could not be read."""
+
+    id: Annotated[int, Meta(ge=1)]
+    failed_at: Timestamp
+    reason: str
+    webhook_id: Annotated[str | None, Meta(description="Null: an unreadable record.")]
+    subscription_id: Uuid | None
+    record: Annotated[
+        dict[str, Any] | None,
+        Meta(description="The webhook as it last was (body as text), when it could be read."),
+    ]
+    raw: Annotated[str | None, Meta(description="An unreadable record's value, as text.")]
+    source: DeadLetterSource
+    redrivable: Annotated[
+        bool, Meta(description="False for an unreadable record: it has no webhook to send.")
+    ]
+    redriven_at: Annotated[Timestamp | None, Meta(description="When it was last redriven.")]
+
+
+class DeadLetterList(msgspec.Struct):
+    """A page of dead letters, newest first."""
+
+    items: list[DeadLetter]
+    next_cursor: NextCursor

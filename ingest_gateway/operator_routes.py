@@ -1,61 +1,83 @@
-"""The operator routes of the route table (:mod:`ingest_gateway.routes` appends them): secret
-rotation, event lookup, replay from the ingest topic. Every one needs the management API key
-(when keys are configured)."""
+"""The operator-control rows of the route table (:data:`ingest_gateway.routes.ROUTES` includes
+them): resend, recover, dead letters. Every one needs the management API key."""
 
 from __future__ import annotations
 
 from ingest_gateway import api_models as m
-from ingest_gateway import event_lookup, replay, secret_rotation
-from ingest_gateway import operator_models as om
-from ingest_gateway.openapi import Link, Param, Reply, Route, error
+from ingest_gateway import deadletters_api, redelivery_api
+from ingest_gateway.openapi import Param, Reply, Route, error
+from ingest_gateway.pagination import MAX_LIMIT
 
-SUBS, STATUS = "subscriptions", "status"
+OPERATOR = "operator"  # the tag
+
 BAD_REQUEST = error("Invalid input: the body names the field at fault.")
 UNAUTHORIZED = error("API keys are configured and the request has no valid key.")
-NOT_FOUND = error("Unknown id.")
-KAFKA_DOWN = error(
-    "Kafka did not acknowledge the write (or the gateway is not ready): nothing was done, "
-    "retry after Retry-After seconds.",
+UNAVAILABLE = error(
+    "Kafka did not acknowledge a record, or PostgreSQL (the status views) is unavailable: "
+    "retry after Retry-After seconds (records already acknowledged stay sent).",
     retry_after=True,
 )
+NOT_REDELIVERABLE = error(
+    "The webhook cannot go again (error: not_redeliverable): nothing on record to send yet, or "
+    "its attempt or redelivery numbers are used up."
+)
 SUBSCRIPTION_ID = Param("id", "path", "Subscription id.", m.UuidText)
+DEAD_LETTER_FILTERS = (
+    Param("subscription_id", "query", "Only this subscription's.", m.UuidText),
+    Param("reason", "query", "Only letters whose reason contains this text."),
+    Param("since", "query", "Only letters that failed at or after this time.", m.DateTimeText),
+    Param("until", "query", "Only letters that failed before this time.", m.DateTimeText),
+    Param(
+        "limit",
+        "query",
+        f"Page size (1-{MAX_LIMIT}, default {deadletters_api.DEFAULT_LIMIT}).",
+        m.page_size(deadletters_api.DEFAULT_LIMIT),
+    ),
+    Param(
+        "cursor",
+        "query",
+        "Opaque cursor from the previous page's next_cursor (empty: the first page).",
+    ),
+)
 
 # fmt: off
 ROUTES: tuple[Route, ...] = (
-    Route("POST", "/api/subscriptions/{id}/rotate-secret/", secret_rotation.rotate_secret,
-          "rotateSecret", "Rotate a subscription's signing secret", SUBS,
-          description="Sets a new secret (the body's secret_key, or a new whsec_ one; the body "
-          "may be empty). Until previous_secret_expires_at (WM_SECRET_ROTATION_GRACE, default "
-          "24 h) deliveries carry both signatures in webhook-signature (new first); "
-          "X-Hub-Signature-256 uses the new secret.",
-          responses={200: Reply("The new secret.", om.SecretRotated), 400: BAD_REQUEST,
-                     401: UNAUTHORIZED, 404: NOT_FOUND, 503: KAFKA_DOWN},
-          params=(SUBSCRIPTION_ID,), body=om.SecretRotate, body_optional=True),
-    Route("GET", "/api/events/{event_id}/", event_lookup.event_status, "eventStatus",
-          "A fan-out event and the webhooks it became", STATUS,
-          description="By the event's id: the one POST /api/events/ answered, or the id its "
-          "producer gave (a fan-out record produced to Kafka). Each webhook's status is the "
-          "status API's.",
-          responses={200: Reply("The event.", om.EventLookup), 401: UNAUTHORIZED,
-                     404: error("No webhook of this event within the retention."),
-                     503: error("The status database is unavailable.", retry_after=True)},
-          params=(Param("event_id", "path", "Event id."),), head=True),
-    Route("POST", "/api/subscriptions/{id}/replay/", replay.start_replay, "replaySubscription",
-          "Deliver again every webhook of a time window, read from the ingest topic", SUBS,
-          description="Finds the window in the ingest topic by record timestamp "
-          "(offsets_for_times) and delivers every webhook of the subscription in it again, "
-          "delivered or not, each once, as a new delivery chain (same webhook-id). A window of "
-          "at most 1,000 records is replayed before the answer (count final); a larger one runs "
-          "on: follow GET /api/replays/{id}/.",
-          responses={202: Reply("The job.", om.ReplayAccepted,
-                                links={"progress": Link("replayStatus", {"job_id": "id"})}),
-                     400: BAD_REQUEST, 401: UNAUTHORIZED, 404: NOT_FOUND, 503: KAFKA_DOWN},
-          params=(SUBSCRIPTION_ID,), body=om.ReplayRequest),
-    Route("GET", "/api/replays/{job_id}/", replay.replay_status, "replayStatus",
-          "A replay job's progress", STATUS,
-          responses={200: Reply("The job.", om.ReplayJob), 401: UNAUTHORIZED,
-                     404: error("No such job."),
-                     503: error("The status database is unavailable.", retry_after=True)},
-          params=(Param("job_id", "path", "Job id.", m.UuidText),), head=True),
+    Route("POST", "/api/webhooks/{id}/resend/", redelivery_api.resend, "resendWebhook",
+          "Deliver one webhook again (a new delivery chain)", OPERATOR,
+          description="Whatever the webhook's state: a new delivery chain with the same "
+          "webhook-id and the exact body, its attempts numbered on from the last one, its own "
+          "retry ladder. The status goes back to PENDING for it; the attempts of earlier chains "
+          "stay in the history.",
+          responses={202: Reply("Acknowledged by Kafka.", m.ResendAccepted),
+                     401: UNAUTHORIZED, 404: error("No webhook with this id in the retention."),
+                     409: NOT_REDELIVERABLE, 503: UNAVAILABLE},
+          params=(Param("id", "path", "Webhook id."),), name="webhook_resend"),
+    Route("POST", "/api/subscriptions/{id}/recover/", redelivery_api.recover,
+          "recoverSubscription", "Deliver again every FAILED webhook of a window", OPERATOR,
+          description="Every webhook of the subscription received in [since, until) whose "
+          "status is FAILED starts a new delivery chain (as resend); delivered ones do not.",
+          responses={202: Reply("How many went again.", m.Count), 400: BAD_REQUEST,
+                     401: UNAUTHORIZED, 404: error("Unknown subscription."),
+                     503: UNAVAILABLE},
+          params=(SUBSCRIPTION_ID,), body=m.RecoverRequest, name="subscription_recover"),
+    Route("GET", "/api/deadletters/", deadletters_api.list_deadletters, "listDeadLetters",
+          "List dead letters, newest first", OPERATOR,
+          description="Webhooks that failed for good (redrivable) and records that could not "
+          "be read (their raw text; not redrivable), as the status projector keeps them.",
+          responses={200: Reply("A page.", m.DeadLetterList), 400: BAD_REQUEST,
+                     401: UNAUTHORIZED, 503: UNAVAILABLE},
+          params=DEAD_LETTER_FILTERS, name="deadletters", head=True),
+    Route("POST", "/api/deadletters/redrive/", deadletters_api.redrive, "redriveDeadLetters",
+          "Deliver the webhooks of dead letters again", OPERATOR,
+          description="The letters named by ids, or every letter the filter selects: each "
+          "redrivable one's webhook starts a new delivery chain (as resend). Unreadable records "
+          "are refused and counted.",
+          responses={202: Reply("How many went again and how many were refused.", m.Redriven),
+                     400: BAD_REQUEST, 401: UNAUTHORIZED,
+                     404: error("An id names no dead letter (nothing was sent)."),
+                     422: error("Every named letter is refused (error: not_redrivable): "
+                                "unreadable records have no webhook to send."),
+                     503: UNAVAILABLE},
+          body=m.RedriveRequest, name="deadletters_redrive"),
 )
 # fmt: on

@@ -7,9 +7,10 @@ process answers.
 A job runs in the gateway process that accepted it. It reads every partition of the window
 (direct producers and fan-out records are not keyed by the subscription), keeps the records of
 the subscription -- and of fan-out records it accepts, under the id the agent derives -- each
-webhook id once, and produces each as a new delivery chain (:func:`replay_record`). A window of
-at most ``INLINE_RECORDS`` records is replayed before the 202, whose ``count`` is then final;
-a larger one answers at once (``count`` null) and runs on. A job whose gateway stops is marked
+webhook id once, and produces each as a new delivery chain (:func:`replay_record`, resend's
+redelivery: attempts numbered on, the status row's chain plus one). A window of at most
+``INLINE_RECORDS`` records is replayed before the 202, whose ``count`` is then final; a larger
+one answers at once (``count`` null) and runs on. A job whose gateway stops is marked
 failed; run it again (receivers de-duplicate on ``webhook-id``).
 """
 
@@ -29,20 +30,19 @@ import orjson
 from aiohttp import web
 from confluent_kafka import Message
 
-from ingest_gateway import validation
+from ingest_gateway import redelivery, validation
 from ingest_gateway.errors import ApiError, not_found, unavailable, validation_error
 from ingest_gateway.jsonio import json_response, parse_json
-from ingest_gateway.producing import produce
 from ingest_gateway.replay_reader import WindowReader
 from ingest_gateway.state import Gateway, gateway
 from ingest_gateway.status_api import DB_DOWN, POOL
 from schemas import records
 from schemas.records import RecordError, Webhook
-from schemas.topics import INGEST
 from webhookmaster.kafka_clients import record_headers, record_offset, record_tp
 from webhookmaster.subscription_table import Subscription
 
 log = logging.getLogger(__name__)
+CHAIN_SPAN = redelivery.CHAIN_SPAN
 
 _TIMESTAMP = re.compile(records.TIMESTAMP_PATTERN)
 INLINE_RECORDS = 1000  # windows this small are replayed before the answer
@@ -57,11 +57,21 @@ UPDATE replay_jobs SET scanned = $2, count = $3, state = $4, error = $5, updated
 WHERE id = $1
 """
 _SELECT = "SELECT * FROM replay_jobs WHERE id = $1"
+# Where each webhook's status row stands (its chain and attempts), to start the next chain.
+_STANDING = """
+SELECT DISTINCT ON (id) id, progress, attempt_count FROM webhooks
+WHERE id = ANY($1::text[]) AND created_at > now() - $2 * interval '1 millisecond'
+ORDER BY id, created_at DESC
+"""
 
 
-def replay_record(webhook: Webhook, job_id: str) -> Webhook:
-    """The record that delivers ``webhook`` again as a new delivery chain: the same webhook id,
-    body and received time, no attempt made yet, the job named in its metadata."""
+def replay_record(webhook: Webhook, job_id: str, attempts: int, chain: int) -> Webhook:
+    """The record that delivers ``webhook`` (as the log holds it) again: the first record of a
+    new delivery chain (:func:`ingest_gateway.redelivery.new_chain`: same webhook id, body and
+    received time; its attempts numbered on from ``attempts``, the ones its status row counts,
+    in the chain after ``chain``), the job named in its metadata. No idempotency marker:
+    nothing de-duplicates it. :class:`ApiError` (409) when the webhook has used up its attempt
+    or chain numbers."""
     try:
         metadata = orjson.loads(webhook.metadata)
     except orjson.JSONDecodeError:
@@ -69,8 +79,18 @@ def replay_record(webhook: Webhook, job_id: str) -> Webhook:
     if not isinstance(metadata, dict):
         metadata = {}
     metadata["replay_job"] = job_id
-    return webhook.replace(
-        attempt=0, due_at=None, traceparent=None, metadata=records.dumps(metadata)
+    return redelivery.new_chain(
+        redelivery.Stored(
+            id=webhook.webhook_id,
+            created_at=records.parse_time(webhook.received_at),
+            subscription_id=webhook.subscription_id,
+            event_type=webhook.event_type,
+            body=webhook.body,
+            metadata=records.dumps(metadata),
+            attempt_count=attempts,
+            chain=chain,
+            status="",
+        )
     )
 
 
@@ -272,24 +292,29 @@ class _Job:
             )
 
     async def _replay(self, batch: list[Message]) -> None:
-        sends = []
+        found = []
         for msg in batch:
             self.scanned += 1
             webhook = self._webhook(msg)
-            if webhook is None:
-                continue
-            self.seen.add(webhook.webhook_id)
-            record = replay_record(webhook, self.id)
-            sends.append(
-                produce(
-                    self.gw,
-                    self.gw.ingest_topic,
-                    INGEST,
-                    self.sub.id,
-                    record.body,
-                    record.headers(),
-                )
+            if webhook is not None:
+                self.seen.add(webhook.webhook_id)
+                found.append(webhook)
+        if not found:
+            return
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                _STANDING, [w.webhook_id for w in found], self.gw.settings.retention_ms
             )
+        standing = {r["id"]: (r["attempt_count"], r["progress"] // CHAIN_SPAN) for r in rows}
+        sends = []
+        for webhook in found:
+            attempts, chain = standing.get(webhook.webhook_id, (0, 0))
+            try:
+                record = replay_record(webhook, self.id, attempts, chain)
+            except ApiError as exc:  # attempt or chain numbers used up
+                log.warning("replay %s: %s", self.id, exc.detail)
+                continue
+            sends.append(redelivery.send(self.gw, record))
         results = await asyncio.gather(*sends, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         self.count += len(results) - len(failed)

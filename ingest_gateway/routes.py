@@ -12,7 +12,14 @@ import orjson
 from aiohttp import web
 
 from ingest_gateway import api_models as m
-from ingest_gateway import ingest_api, openapi, operator_routes, status_api, swagger_ui
+from ingest_gateway import (
+    control_routes,
+    ingest_api,
+    openapi,
+    operator_routes,
+    status_api,
+    swagger_ui,
+)
 from ingest_gateway import subscriptions_api as sub
 from ingest_gateway.ingest_api import IDEMPOTENCY_HEADER
 from ingest_gateway.openapi import PUBLIC, SIGNATURE_OR_API_KEY, Link, Param, Reply, Route, error
@@ -176,7 +183,8 @@ ROUTES: tuple[Route, ...] = (
           STATUS,
           responses={200: PAGE, 400: BAD_REQUEST, 401: UNAUTHORIZED},
           params=(*WEBHOOK_FILTERS, _limit(status_api.DEFAULT_LIMIT), CURSOR), head=True),
-    *operator_routes.ROUTES,  # secret rotation, event lookup, replay
+    *operator_routes.ROUTES,  # resend, recover, dead letters
+    *control_routes.ROUTES,  # secret rotation, event lookup, replay
 )
 # fmt: on
 

@@ -28,7 +28,6 @@ import orjson
 from msgspec import UNSET, Meta, UnsetType
 
 from schemas import json_text
-from schemas.topics import RETRY_TIERS
 
 # Namespace for ids derived from other ids (fan-out expansion, records produced without an id).
 WEBHOOK_NAMESPACE = uuid.UUID("7b0e6a2e-6d6b-4c4e-9a35-2f3c1a9d5e10")
@@ -58,6 +57,9 @@ EVENT_TYPE_PATTERN = "^[!-~]([ -~]*[!-~])?$"
 WEBHOOK_ID_PATTERN = "^[ -~]+" + _END
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}" + _END
 MAX_ATTEMPT = 1000
+# Delivery chains: chain 0 is the webhook's first delivery, each resend or recover starts the next
+# (status_projector.ordering keeps the order key of chain c above every key of chain c - 1).
+MAX_CHAIN = 10_000
 
 EventType = Annotated[
     str,
@@ -106,6 +108,16 @@ class _Record(msgspec.Struct, forbid_unknown_fields=True):
             moment = getattr(self, name)
             if isinstance(moment, str) and moment[8:10] > "28" and not _day_exists(moment):
                 raise ValueError(f"{name} must be an RFC 3339 timestamp")
+
+
+_CHAIN_TEXT = (
+    "Delivery chain: 0 for the webhook's first delivery, then one more for each resend "
+    "(operator redelivery). Producers leave it out."
+)
+_CHAIN_START_TEXT = (
+    "Attempts made before this chain began (its retry ladder counts from there). Producers "
+    "leave it out."
+)
 
 
 class IngestRecord(_Record):
@@ -160,6 +172,8 @@ class IngestRecord(_Record):
     due_at: Annotated[
         Timestamp | None, Meta(description="When the retry was due; set by the retry ladder.")
     ] = None
+    chain: Annotated[int, Meta(ge=0, le=MAX_CHAIN, description=_CHAIN_TEXT)] = 0
+    chain_start: Annotated[int, Meta(ge=0, le=MAX_ATTEMPT, description=_CHAIN_START_TEXT)] = 0
 
 
 class AttemptEvent(_Record):
@@ -174,8 +188,9 @@ class AttemptEvent(_Record):
         int,
         Meta(
             ge=1,
-            le=len(RETRY_TIERS) + 1,
-            description="1-based: the first attempt, then one per retry tier.",
+            le=MAX_ATTEMPT,
+            description="1-based: the first attempt, then one per retry tier; a resent "
+            "webhook's attempts continue the numbering.",
         ),
     ]
     started_at: Timestamp
@@ -201,6 +216,7 @@ class AttemptEvent(_Record):
         ]
         | UnsetType
     ) = UNSET
+    chain: Annotated[int, Meta(ge=0, le=MAX_CHAIN, description="The attempt's delivery chain.")] = 0
 
 
 class WebhookJson(_Record):
@@ -214,6 +230,8 @@ class WebhookJson(_Record):
     metadata: dict[str, Any]
     attempt: Annotated[int, Meta(ge=0)]
     due_at: Timestamp | None
+    chain: Annotated[int, Meta(ge=0, le=MAX_CHAIN)] = 0
+    chain_start: Annotated[int, Meta(ge=0, le=MAX_ATTEMPT)] = 0
 
 
 class DeadLetterSource(msgspec.Struct):
@@ -394,6 +412,8 @@ H_RECEIVED_AT = "wm-received-at"
 H_METADATA = "wm-metadata"  # a JSON object
 H_ATTEMPT = "wm-attempt"
 H_DUE_AT = "wm-due-at"
+H_CHAIN = "wm-chain"  # delivery chain (absent: 0, the first delivery)
+H_CHAIN_START = "wm-chain-start"  # attempts made before the chain began (absent: 0)
 H_TRACEPARENT = "traceparent"  # W3C trace context; optional, a malformed one is ignored
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
@@ -413,6 +433,13 @@ class Webhook:
     attempt: int = 0  # attempts already made
     due_at: str | None = None  # when this retry was due (set by the ladder)
     traceparent: str | None = None  # the trace this webhook belongs to (opt-in tracing)
+    chain: int = 0  # delivery chain: 0 first delivery, +1 per resend
+    chain_start: int = 0  # attempts made before this chain began
+
+    @property
+    def chain_attempt(self) -> int:
+        """Attempts already made in this chain (the retry ladder's position)."""
+        return self.attempt - self.chain_start
 
     def headers(self) -> list[tuple[str, bytes]]:
         """The record headers that carry everything but the body."""
@@ -430,6 +457,9 @@ class Webhook:
             headers.append((H_DUE_AT, self.due_at.encode()))
         if self.traceparent is not None:
             headers.append((H_TRACEPARENT, self.traceparent.encode()))
+        if self.chain:
+            headers.append((H_CHAIN, str(self.chain).encode()))
+            headers.append((H_CHAIN_START, str(self.chain_start).encode()))
         return headers
 
     def replace(self, **changes: Any) -> Webhook:
@@ -446,6 +476,7 @@ class Webhook:
             "metadata": orjson.loads(self.metadata),
             "attempt": self.attempt,
             "due_at": self.due_at,
+            **({"chain": self.chain, "chain_start": self.chain_start} if self.chain else {}),
         }
 
 
@@ -537,11 +568,9 @@ def _from_headers(
             json_text.check(value)
         except json_text.JsonTextError as exc:
             raise RecordError(f"the value is not one JSON document: {exc}") from None
-    attempt_text = _header_text(found, H_ATTEMPT)
-    try:
-        attempt = int(attempt_text) if attempt_text is not None else 0
-    except ValueError:
-        raise RecordError(f"header {H_ATTEMPT} must be a non-negative integer") from None
+    attempt = _header_int(found, H_ATTEMPT)
+    chain = _header_int(found, H_CHAIN)
+    chain_start = _header_int(found, H_CHAIN_START)
     metadata = found.get(H_METADATA)
     if metadata is not None:
         try:
@@ -559,7 +588,18 @@ def _from_headers(
         metadata=metadata or b"{}",
         attempt=attempt,
         due_at=_header_text(found, H_DUE_AT),
+        chain=chain,
+        chain_start=chain_start,
     )
+
+
+def _header_int(found: dict[str, bytes | None], name: str) -> Any:
+    """An integer header (absent: 0); its range is checked by :func:`_checked`."""
+    text = _header_text(found, name)
+    try:
+        return int(text) if text is not None else 0
+    except ValueError:
+        raise RecordError(f"header {name} must be a non-negative integer") from None
 
 
 _ENVELOPE_FIELDS = frozenset(IngestRecord.__struct_fields__)
@@ -591,6 +631,8 @@ def _from_envelope(
         metadata=members.get("metadata", b"{}"),
         attempt=int(record.attempt),
         due_at=record.due_at,
+        chain=record.chain,
+        chain_start=record.chain_start,
     )
 
 
@@ -651,6 +693,8 @@ def _checked(
     metadata: bytes,
     attempt: Any,
     due_at: Any,
+    chain: Any = 0,
+    chain_start: Any = 0,
 ) -> Webhook:
     problem = event_type_problem(event_type)
     if problem:
@@ -666,6 +710,14 @@ def _checked(
         raise RecordError("attempt must be an integer from 0 to 1000")
     if due_at is not None and (not isinstance(due_at, str) or not _is_time(due_at)):
         raise RecordError("due_at must be an RFC 3339 timestamp or null")
+    if not isinstance(chain, int) or isinstance(chain, bool) or not 0 <= chain <= MAX_CHAIN:
+        raise RecordError(f"chain must be an integer from 0 to {MAX_CHAIN}")
+    if (
+        not isinstance(chain_start, int)
+        or isinstance(chain_start, bool)
+        or not 0 <= chain_start <= attempt
+    ):
+        raise RecordError("chain_start must be an integer from 0 to attempt")
     return Webhook(
         webhook_id=webhook_id,
         subscription_id=subscription_id,
@@ -675,6 +727,8 @@ def _checked(
         metadata=metadata,
         attempt=attempt,
         due_at=due_at,
+        chain=chain,
+        chain_start=chain_start,
     )
 
 
@@ -698,6 +752,8 @@ def webhook_from_json(data: Any, fallback_id: str, fallback_time: str) -> Webhoo
         metadata=orjson.dumps(metadata),
         attempt=data.get("attempt", 0),
         due_at=data.get("due_at"),
+        chain=data.get("chain", 0),
+        chain_start=data.get("chain_start", 0),
     )
 
 

@@ -240,7 +240,7 @@ def _json_text(value: Any) -> str:
 
 
 def _ingest_change(record: records.Webhook, updated: datetime) -> WebhookChange:
-    if record.attempt == 0:
+    if record.chain_attempt == 0:  # a new webhook, or a resend (its chain's first record)
         status, step, next_retry = PENDING, 0, None
     else:  # handed back by the scheduler: attempt + 1 is due; never resets a later status
         status, step = IN_PROGRESS, 10 * record.attempt - 5
@@ -251,8 +251,10 @@ def _ingest_change(record: records.Webhook, updated: datetime) -> WebhookChange:
         subscription_id=_opt_uuid(record.subscription_id),
         event_type=record.event_type,
         payload=record.body.decode("utf-8", errors="replace"),
+        body=record.body,
+        metadata=record.metadata.decode("utf-8", errors="replace"),
         status=status,
-        progress=progress(status, step),
+        progress=progress(status, step, record.chain),
         attempt_count=record.attempt,
         next_retry_at=next_retry,
         updated_at=updated,
@@ -291,6 +293,9 @@ def _decode_attempt(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> bool:
     data = _object(rec.value)
     outcome = data["outcome"]
     number = _int(data["attempt_number"])
+    chain = _int(data.get("chain", 0))
+    if not 0 <= chain <= records.MAX_CHAIN:
+        raise RecordError("bad chain")
     if outcome not in ("delivered", "retrying", "failed") or not 1 <= number <= 1000:
         raise RecordError("bad outcome or attempt_number")
     started = _time(data["started_at"])
@@ -326,7 +331,7 @@ def _decode_attempt(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> bool:
             subscription_id=row.subscription_id,
             event_type=row.event_type,
             status=status,
-            progress=progress(status, 10 * number),
+            progress=progress(status, 10 * number, chain),
             attempt_count=number,
             last_status_code=row.status_code,
             code_from_attempt=True,
@@ -384,6 +389,7 @@ def _decode_dead_letter(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> boo
         change.event_type = parsed.event_type
         change.payload = parsed.body.decode("utf-8", errors="replace")
         change.attempt_count = parsed.attempt
+        change.progress = progress(FAILED, DEAD_LETTER_STEP, parsed.chain)
         if change.created_at > cutoff:
             batch.webhooks.append(change)
     else:

@@ -1,13 +1,16 @@
 """The order rules of a webhooks row, in one place: the order key of a status change, the upsert
 that applies it in PostgreSQL, and :func:`fold`, which applies the same rules in Python.
 
-Every change to a webhook's status carries an order key, ``progress``: DELIVERED above FAILED
-above every non-final status, then how far along the webhook the event is (ingest 0, a retry
-handed back before attempt k ``10k - 5``, attempt n ``10n``, dead letter 1000). The upsert
-applies an event's status fields only when its key is at least the stored one, so the final row
-is the same whatever order the events arrive in (late, replayed, or from topics read at
-different speeds): a webhook never leaves DELIVERED, and never leaves FAILED for a non-final
-status. Replaying any change changes nothing (same key, same values).
+Every change to a webhook's status carries an order key, ``progress``: first its delivery
+chain (0 for the first delivery, one more per resend: :data:`CHAIN_SPAN` per chain), then within
+a chain DELIVERED above FAILED above every non-final status, then how far along the webhook the
+event is (ingest 0, a retry handed back before attempt k ``10k - 5``, attempt n ``10n``, dead
+letter 1000). The upsert applies an event's status fields only when its key is at least the
+stored one, so the final row is the same whatever order the events arrive in (late, replayed, or
+from topics read at different speeds): within a chain a webhook never leaves DELIVERED, and never
+leaves FAILED for a non-final status; only a newer chain (a resend) takes it back to PENDING.
+Replaying any change changes nothing (same key, same values). The stored key's chain is
+``progress // CHAIN_SPAN`` (:func:`chain_of`).
 """
 
 from __future__ import annotations
@@ -28,11 +31,20 @@ PENDING, IN_PROGRESS, DELIVERED, FAILED = (
 TERMINAL = 10_000
 DEAD_LETTER_STEP = 1_000
 RANK: dict[str, int] = {PENDING: 0, IN_PROGRESS: 0, FAILED: TERMINAL, DELIVERED: 2 * TERMINAL}
+# Keys of one chain stay below 3 * TERMINAL (steps: at most 10 * MAX_ATTEMPT), so every key of
+# chain c + 1 ranks above every key of chain c; MAX_CHAIN chains fit PostgreSQL's integer.
+CHAIN_SPAN = 100_000
 
 
-def progress(status: str, step: int) -> int:
-    """Order key of an event: DELIVERED ranks above FAILED, both above every other status."""
-    return RANK[status] + step
+def progress(status: str, step: int, chain: int = 0) -> int:
+    """Order key of an event: its chain first, then DELIVERED above FAILED, both above every
+    other status, then ``step``."""
+    return chain * CHAIN_SPAN + RANK[status] + step
+
+
+def chain_of(key: int) -> int:
+    """The delivery chain of an order key."""
+    return key // CHAIN_SPAN
 
 
 @dataclass(kw_only=True)
@@ -53,16 +65,20 @@ class WebhookChange:
     last_error: str | None = None
     next_retry_at: datetime | None = None
     delivered_at: datetime | None = None
+    body: bytes | None = None  # the exact body bytes (ingest and retry records only)
+    metadata: str | None = None  # the ingest metadata, JSON text
     event_id: str | None = None  # the fan-out event the webhook came from
 
 
 UPSERT_WEBHOOK = """
 INSERT INTO webhooks AS w (id, created_at, subscription_id, event_type, payload, status, progress,
                            attempt_count, last_status_code, last_error, next_retry_at,
-                           delivered_at, updated_at, event_id)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $11, $12, $13, $14, $15)
+                           delivered_at, updated_at, body, metadata, event_id)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $11, $12, $13, $14, $15, $16::jsonb, $17)
 ON CONFLICT (id, created_at) DO UPDATE SET
     subscription_id = COALESCE(w.subscription_id, EXCLUDED.subscription_id),
+    body = COALESCE(w.body, EXCLUDED.body),
+    metadata = COALESCE(w.metadata, EXCLUDED.metadata),
     event_id = COALESCE(w.event_id, EXCLUDED.event_id),
     event_type = COALESCE(w.event_type, EXCLUDED.event_type),
     payload = COALESCE(w.payload, EXCLUDED.payload),
@@ -97,6 +113,8 @@ def webhook_args(c: WebhookChange) -> tuple[Any, ...]:
         c.next_retry_at,
         c.delivered_at,
         c.updated_at,
+        c.body,
+        c.metadata,
         c.event_id,
     )
 
@@ -136,6 +154,8 @@ def _fold_pair(a: WebhookChange, b: WebhookChange) -> WebhookChange | None:
         subscription_id=a.subscription_id if a.subscription_id is not None else b.subscription_id,
         event_type=a.event_type if a.event_type is not None else b.event_type,
         payload=a.payload if a.payload is not None else b.payload,
+        body=a.body if a.body is not None else b.body,
+        metadata=a.metadata if a.metadata is not None else b.metadata,
         event_id=a.event_id if a.event_id is not None else b.event_id,
         status=status_src.status,
         last_error=status_src.last_error,

@@ -230,7 +230,7 @@ KINDS = (
     "unprojectable",
 )
 NUL = "\x00"
-JSON_TEXT = frozenset({"payload", "source", "record"})  # fields that hold JSON text
+JSON_TEXT = frozenset({"payload", "metadata", "source", "record"})  # fields that hold JSON text
 # A \u0000 escape (after an even number of backslashes) in JSON text: jsonb refuses it.
 _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
@@ -270,8 +270,10 @@ def without_payload(batch: Batch) -> Batch:
     """A copy of ``batch`` (one change) whose webhook keeps no payload: the status row matters
     more than a payload PostgreSQL cannot store (the delivered bytes are unaffected)."""
     bare = sanitized(batch)
-    bare.webhooks = [replace(c, payload=None) for c in bare.webhooks]
-    bare.fanouts = [replace(f, change=replace(f.change, payload=None)) for f in bare.fanouts]
+    bare.webhooks = [replace(c, payload=None, metadata=None) for c in bare.webhooks]
+    bare.fanouts = [
+        replace(f, change=replace(f.change, payload=None, metadata=None)) for f in bare.fanouts
+    ]
     bare.dead_letters = [replace(d, record=None) for d in bare.dead_letters]
     return bare
 

@@ -73,6 +73,8 @@ async def test_replay_delivers_a_window_again_from_the_log(settings: Settings) -
             assert job["state"] == "done" and job["count"] == len(window)
             assert await receiver.wait_for(lambda: window <= set(receiver.ids("/a")), WAIT)
             progress = await gateway.call("GET", f"/api/replays/{job['id']}/")
+            # the replay is a new delivery chain: its attempt numbers go on from the first
+            await status_of(gateway, paid, lambda b: len(b["delivery_attempts"]) == 2)
 
             only_paid = await gateway.call(
                 "POST",
@@ -81,7 +83,7 @@ async def test_replay_delivers_a_window_again_from_the_log(settings: Settings) -
             )
             assert only_paid.status == 202 and only_paid.json["count"] == 1
             assert await receiver.wait_for(lambda: receiver.ids("/a")[paid] == 2, WAIT)
-            done = await status_of(gateway, paid, lambda b: b["status"] == "DELIVERED")
+            done = await status_of(gateway, paid, lambda b: len(b["delivery_attempts"]) == 3)
     finally:
         await receiver.stop()
     assert receiver.ids("/a") == Counter({**dict.fromkeys(window, 1), paid: 2})
@@ -90,7 +92,8 @@ async def test_replay_delivers_a_window_again_from_the_log(settings: Settings) -
     assert progress.status == 200 and body["state"] == "done" and body["count"] == len(window)
     assert body["scanned"] == body["total"] >= len(window)
     assert body["since"] == records.iso(since) and body["error"] is None
-    assert done["payload"] == {"n": 9}
+    assert done["payload"] == {"n": 9} and done["status"] == "DELIVERED"
+    assert [a["attempt_number"] for a in done["delivery_attempts"]] == [1, 2, 3]
 
 
 async def test_replay_refuses_bad_windows_and_unknown_ids(settings: Settings) -> None:

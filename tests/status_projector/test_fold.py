@@ -29,6 +29,8 @@ COLUMNS = (
     "subscription_id",
     "event_type",
     "payload",
+    "body",
+    "metadata",
     "status",
     "progress",
     "attempt_count",
@@ -46,8 +48,9 @@ def maybe(values: st.SearchStrategy) -> st.SearchStrategy:
 
 @st.composite
 def changes_of_one_row(draw: st.DrawFn) -> WebhookChange:
-    """One change of the row: any status and step (ties included), an attempt event with its
-    status code or an event without one, optional fields unset or set from small pools."""
+    """One change of the row: any delivery chain, status and step (ties included), an attempt
+    event with its status code or an event without one, optional fields unset or set from
+    small pools."""
     status = draw(st.sampled_from(tuple(Status)))
     step = draw(st.sampled_from([0, 5, 10, 15, 20, 25, 30, 1000]))
     from_attempt = draw(st.booleans())
@@ -57,8 +60,10 @@ def changes_of_one_row(draw: st.DrawFn) -> WebhookChange:
         subscription_id=draw(maybe(st.just(SUB) | st.builds(uuid.uuid4))),
         event_type=draw(maybe(st.sampled_from(["a", "b"]))),
         payload=draw(maybe(st.sampled_from(['{"n": 1}', '{"n": 2}']))),
+        body=draw(maybe(st.sampled_from([b'{"n": 1}', b'{"n":2}']))),
+        metadata=draw(maybe(st.sampled_from(["{}", '{"source": "api"}']))),
         status=status,
-        progress=progress(status, step),
+        progress=progress(status, step, draw(st.integers(0, 2))),
         attempt_count=draw(st.integers(0, 4)),
         last_status_code=draw(maybe(st.sampled_from([200, 404, 500]))) if from_attempt else None,
         code_from_attempt=from_attempt,

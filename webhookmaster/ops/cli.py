@@ -20,8 +20,8 @@ from webhookmaster import (
     tracing,
 )
 from webhookmaster import settings as settings_mod
+from webhookmaster.ops import deadletters_cli, migrate, replay_command, topics_admin
 from webhookmaster.ops import listen as listen_mod
-from webhookmaster.ops import migrate, replay_command, topics_admin
 from webhookmaster.ops.errors import CommandError
 from webhookmaster.settings import Settings, SettingsError
 
@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay_command.add_arguments(replay)
     replay.set_defaults(handler=_replay)
+    deadletters_cli.add_parser(sub, deadletters_cli.run)
     return parser
 
 

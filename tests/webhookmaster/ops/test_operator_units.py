@@ -7,8 +7,9 @@ import argparse
 import pytest
 
 from delivery_agents.http_delivery import headers_for
+from ingest_gateway.errors import ApiError
 from ingest_gateway.replay import replay_record
-from schemas.records import Webhook
+from schemas.records import MAX_ATTEMPT, Webhook
 from status_projector.changes import event_id_of
 from webhookmaster import signing
 from webhookmaster.ops import listen
@@ -56,12 +57,14 @@ def test_a_replayed_record_starts_a_new_chain() -> None:
         body=BODY,
         received_at="2026-01-01T00:00:00.000000Z",
         metadata=b'{"source": "gateway"}',
-        attempt=3,
-        due_at="2026-01-01T00:01:00.000000Z",
     )
-    again = replay_record(hook, "job-1")
-    assert (again.attempt, again.due_at, again.webhook_id, again.body) == (0, None, "wh_1", BODY)
+    again = replay_record(hook, "job-1", attempts=6, chain=0)
+    assert (again.webhook_id, again.body, again.received_at) == ("wh_1", BODY, hook.received_at)
+    assert (again.chain, again.chain_start, again.attempt, again.chain_attempt) == (1, 6, 6, 0)
     assert b'"replay_job":"job-1"' in again.metadata and b'"source":"gateway"' in again.metadata
+    assert not any(name.startswith("wm-idempotency") for name, _ in again.headers())
+    with pytest.raises(ApiError):  # attempt numbers used up
+        replay_record(hook, "job-1", attempts=MAX_ATTEMPT, chain=0)
 
 
 def test_the_event_id_of_a_record_comes_from_its_metadata() -> None:
