@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from ingest_gateway import replay
 from schemas import records
 from tests.support.env import clean_env
 from tests.support.gateway import LiveGateway
@@ -122,7 +123,10 @@ async def test_replay_refuses_bad_windows_and_unknown_ids(settings: Settings) ->
 
 
 @pytest.mark.timeout(300)
-async def test_the_replay_command_follows_the_job_with_a_progress_bar(settings: Settings) -> None:
+async def test_the_replay_command_follows_the_job_with_a_progress_bar(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replay, "INLINE_RECORDS", 0)  # every job runs on after its 202
     receiver = await Receiver().start()
     try:
         async with full_pipeline(settings) as gateway:
@@ -131,6 +135,21 @@ async def test_the_replay_command_follows_the_job_with_a_progress_bar(settings: 
             sent = {await send(gateway, sub, n, "order.created") for n in range(3)}
             assert await receiver.wait_for(lambda: sent <= set(receiver.ids("/c")), WAIT)
             receiver.hits.clear()
+            started = await gateway.call(
+                "POST",
+                f"/api/subscriptions/{sub['id']}/replay/",
+                json_body={"since": records.iso(since), "event_types": ["not.sent"]},
+            )
+            assert started.status == 202, started.body
+            assert started.json["count"] is None and started.json["total"] >= 3
+
+            async def finished() -> dict[str, Any] | None:
+                reply = await gateway.call("GET", f"/api/replays/{started.json['id']}/")
+                return reply.json if reply.json["state"] != "running" else None
+
+            ended = await eventually(finished, timeout=WAIT)
+            assert ended and ended["state"] == "done" and ended["count"] == 0
+            assert ended["scanned"] == ended["total"] == started.json["total"]
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "webhookmaster.ops.cli", "replay",
                 "--subscription", sub["id"], "--since", records.iso(since),
