@@ -3,16 +3,21 @@
 
 The guarantee lives in the pipeline, not here: a repeated key (or event id) gives the same
 webhook id, produced with the idempotency marker, and the agent that owns the subscription's
-partition drops every copy after the first (delivery_agents/dedupe.py). This module only makes
-the ids and remembers, per process and for a bounded number of keys, which ones it already
-answered (``Idempotent-Replayed: true``).
+partition drops every copy after the first (delivery_agents/dedupe.py). This module makes the
+ids and tells, best effort, whether a request replays one already accepted (this process's
+memory, or the status view): then nothing is produced again and the answer carries
+``Idempotent-Replayed: true``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 from collections import OrderedDict
+
+import asyncpg
 
 from ingest_gateway.errors import validation_error
 from schemas import records
@@ -26,6 +31,12 @@ EVENT_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:~-]{0,199}$"
 _EVENT_ID = re.compile(EVENT_ID_PATTERN[:-1] + r"(?![\s\S])")
 EVENTS_SCOPE = "events"  # an Idempotency-Key on POST /api/events/
 SEEN_CAPACITY = 100_000  # keys one gateway process remembers (about 0.2 KB each)
+DB_CHECK_S = 0.5  # longest wait for the status view's answer
+_PROJECTED = """
+SELECT EXISTS (SELECT 1 FROM webhooks
+               WHERE id = $1 AND created_at > now() - $2 * interval '1 millisecond')
+"""
+log = logging.getLogger(__name__)
 
 
 def event_id(value: object) -> str:
@@ -51,30 +62,47 @@ def key(raw: str | None) -> str | None:
 
 
 class Seen:
-    """Ids this process answered for a key, for ``window_s`` and at most ``capacity`` of them
-    (oldest forgotten first): only what decides the ``Idempotent-Replayed`` header."""
+    """Ids this process accepted (Kafka acknowledged) for a key or event id, at most
+    ``capacity`` of them (oldest forgotten first): what lets it answer a replay without
+    producing again, and set ``Idempotent-Replayed``."""
 
-    def __init__(self, window_s: float, capacity: int = SEEN_CAPACITY) -> None:
-        self.window_s = window_s
+    def __init__(self, capacity: int = SEEN_CAPACITY) -> None:
         self.capacity = capacity
         self.ids: OrderedDict[str, float] = OrderedDict()
 
-    def replayed(self, webhook_id: str) -> bool:
-        """Whether this process accepted ``webhook_id`` within the window."""
+    def replayed(self, webhook_id: str, window_s: float) -> bool:
+        """Whether this process accepted ``webhook_id`` within the last ``window_s``."""
         now = time.monotonic()
         while self.ids:
             oldest, at = next(iter(self.ids.items()))
-            if now - at < self.window_s:
+            if now - at < window_s:
                 break
             del self.ids[oldest]
         return webhook_id in self.ids
 
     def remember(self, webhook_id: str) -> None:
-        """Note that ``webhook_id`` was accepted (Kafka acknowledged it) now."""
+        """Note that ``webhook_id`` was accepted now (the first time only: the window runs
+        from the first acceptance, as the agents' claim does)."""
+        if webhook_id in self.ids:
+            return
         self.ids[webhook_id] = time.monotonic()
-        self.ids.move_to_end(webhook_id)
         while len(self.ids) > self.capacity:
             self.ids.popitem(last=False)
+
+
+async def projected(pool: asyncpg.Pool | None, webhook_id: str, window_s: float) -> bool:
+    """Whether the status view holds ``webhook_id`` from the last ``window_s`` (another gateway
+    process, or this one before a restart, accepted it); False when PostgreSQL does not answer
+    within :data:`DB_CHECK_S` — this only decides the header and whether to produce again."""
+    if pool is None:
+        return False
+    try:
+        async with asyncio.timeout(DB_CHECK_S):
+            async with pool.acquire() as conn:
+                return bool(await conn.fetchval(_PROJECTED, webhook_id, window_s * 1000))
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.debug("idempotency look-up of %s in the status view failed: %s", webhook_id, exc)
+        return False
 
 
 def ingest_id(subscription_id: str, idempotency_key: str) -> str:

@@ -19,6 +19,7 @@ from ingest_gateway.errors import ApiError, not_found, too_large, validation_err
 from ingest_gateway.jsonio import model_response
 from ingest_gateway.producing import produce
 from ingest_gateway.state import Gateway, gateway
+from ingest_gateway.status_api import POOL
 from schemas import json_text, records
 from schemas.topics import INGEST
 from webhookmaster import tracing
@@ -120,7 +121,13 @@ async def ingest(request: web.Request) -> web.Response:
     event_type = validation.event_type(raw_type)
     _check_event_type(sub, event_type)
     _check_json(body)
-    webhook_id = str(uuid.uuid4())
+    key = idempotency.key(request.headers.get(IDEMPOTENCY_HEADER))
+    if key is None:
+        webhook_id = str(uuid.uuid4())
+    else:
+        webhook_id = idempotency.ingest_id(sub.id, key)
+        if await _replayed(request, gw, webhook_id, check_view=True):
+            return _accepted(IngestAccepted(id=webhook_id, status="accepted"), replayed=True)
     with tracing.span(
         f"publish {gw.ingest_topic}",
         "producer",
@@ -135,10 +142,35 @@ async def ingest(request: web.Request) -> web.Response:
             metadata=_metadata(request),
             traceparent=traceparent,
         )
-        await produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, body, record.headers())
+        headers = record.headers()
+        if key is not None:
+            headers.append(records.IDEMPOTENT)  # a copy of this id is dropped by the agent
+        await produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, body, headers)
+    if key is not None:
+        gw.replays.remember(webhook_id)
     metrics.PAYLOAD_BYTES.observe(len(body))
     metrics.INGEST_SECONDS.labels("ingest").observe(time.perf_counter() - started)
-    return model_response(IngestAccepted(id=webhook_id, status="accepted"), 202)
+    return _accepted(IngestAccepted(id=webhook_id, status="accepted"), replayed=False)
+
+
+async def _replayed(request: web.Request, gw: Gateway, webhook_id: str, check_view: bool) -> bool:
+    """Whether ``webhook_id`` was accepted before, as far as this gateway can know: its own
+    memory, then (``check_view``) the status view. Best effort: a replay it cannot see is
+    produced again, and the agent drops the copy."""
+    window_s = gw.settings.idempotency_window_s
+    if gw.replays.replayed(webhook_id, window_s):
+        return True
+    if check_view and await idempotency.projected(request.app.get(POOL), webhook_id, window_s):
+        gw.replays.remember(webhook_id)
+        return True
+    return False
+
+
+def _accepted(answer: IngestAccepted | FanoutAccepted, replayed: bool) -> web.Response:
+    response = model_response(answer, 202)
+    if replayed:
+        response.headers[idempotency.REPLAYED] = "true"
+    return response
 
 
 async def fan_out(request: web.Request) -> web.Response:
@@ -152,8 +184,13 @@ async def fan_out(request: web.Request) -> web.Response:
     body = await _read_body(request, gw)
     event_type, payload, event_id = _fanout_members(body)
     key = idempotency.key(request.headers.get(IDEMPOTENCY_HEADER))
+    if event_id is None and key is not None:
+        event_id = idempotency.events_id(key)
+    lasting = event_id is not None  # the producer's id, or the key's: a retry is the same event
     if event_id is None:
-        event_id = idempotency.events_id(key) if key is not None else str(uuid.uuid4())
+        event_id = str(uuid.uuid4())
+    elif await _replayed(request, gw, event_id, check_view=False):
+        return _accepted(FanoutAccepted(event_id=event_id, status="accepted"), replayed=True)
     with tracing.span(
         f"publish {gw.ingest_topic}", "producer", attributes={"webhookmaster.event_id": event_id}
     ) as traceparent:
@@ -167,6 +204,8 @@ async def fan_out(request: web.Request) -> web.Response:
             traceparent=traceparent,
         )
         await produce(gw, gw.ingest_topic, TOPIC_LABEL, event_id, payload, record.headers())
+    if lasting:
+        gw.replays.remember(event_id)
     metrics.PAYLOAD_BYTES.observe(len(body))
     metrics.INGEST_SECONDS.labels("fanout").observe(time.perf_counter() - started)
-    return model_response(FanoutAccepted(event_id=event_id, status="accepted"), 202)
+    return _accepted(FanoutAccepted(event_id=event_id, status="accepted"), replayed=False)

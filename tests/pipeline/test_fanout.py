@@ -23,7 +23,11 @@ def dropped() -> float:
 async def test_fan_out_delivers_once_per_subscriber_and_a_repeated_event_id_once(
     settings: Settings, receiver: Receiver
 ) -> None:
-    async with running_gateway(settings) as gateway, running(settings, scheduler=False):
+    async with (
+        running_gateway(settings) as gateway,
+        running_gateway(settings) as another,
+        running(settings, scheduler=False),
+    ):
         subs = [
             (await gateway.create_subscription(target_url=receiver.url("/fan")))["id"]
             for _ in range(6)
@@ -34,10 +38,15 @@ async def test_fan_out_delivers_once_per_subscriber_and_a_repeated_event_id_once
         assert other["id"] not in subs
         before = dropped()
         event = {"event_type": "order.created", "payload": {"order": 7}, "event_id": "order-7"}
-        for _ in range(2):  # a client that retries the same event
-            reply = await gateway.call("POST", "/api/events/", json_body=event)
+        replayed = []
+        for gw in (gateway, gateway, another):  # a client that retries the same event
+            reply = await gw.call("POST", "/api/events/", json_body=event)
             assert reply.status == 202, reply.body
             assert reply.json == {"event_id": "order-7", "status": "accepted"}
+            replayed.append(reply.headers.get("Idempotent-Replayed"))
+        # the gateway that accepted it answers a retry at once; another one produces it again,
+        # and the agent drops each subscriber's copy
+        assert replayed == [None, "true", None]
         assert await receiver.wait_for(lambda: len(receiver.on("/fan")) == len(subs), WAIT)
         assert await eventually(lambda: dropped() - before == len(subs), timeout=WAIT)
     assert dict(receiver.ids("/fan")) == {records.derived_id("order-7", s): 1 for s in subs}
