@@ -53,6 +53,9 @@ class WebhookChange:
     last_error: str | None = None
     next_retry_at: datetime | None = None
     delivered_at: datetime | None = None
+    # a marked first attempt or a fan-out's webhook: a later copy of its id (an event or
+    # Idempotency-Key sent again, which the agents drop) adds no row (upserts.without_copies)
+    idempotent: bool = False
 
 
 UPSERT_WEBHOOK = """
