@@ -75,7 +75,14 @@ ACCEPTED = Reply(
 INGEST_PARAMS = (
     Param("subscription_id", "path", "Target subscription.", m.UuidText),
     Param("event_type", "query", "Event type of the webhook.", EventType, required=True),
-    Param(IDEMPOTENCY_HEADER, "header", "Stored in the record's metadata."),
+    Param(
+        IDEMPOTENCY_HEADER,
+        "header",
+        "1-255 printable ASCII characters. The same key for "
+        "the same subscription within WM_IDEMPOTENCY_WINDOW gives the same webhook id and one "
+        "delivery chain; a retry the gateway recognises is answered with "
+        "Idempotent-Replayed: true.",
+    ),
 )
 WEBHOOK_FILTERS = (
     Param("status", "query", "Only this status.", m.StatusName),

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
 
 from schemas import records
+from schemas.topics import INGEST
 from tests.support.gateway import LiveGateway, ingest_records, running_gateway
 from tests.support.pipeline import create_subscription
-from tests.support.topics import webhook_view
+from tests.support.topics import read_to_end, webhook_view
 from tests.support.waiting import eventually
 from webhookmaster import signing
 from webhookmaster.settings import Settings
@@ -27,9 +29,11 @@ async def test_ingest_202_and_the_record_on_the_topic(gateway: LiveGateway) -> N
     )
     assert reply.status == 202, reply.body
     assert set(reply.json) == {"id", "status"} and reply.json["status"] == "accepted"
-    assert uuid.UUID(reply.json["id"]).version == 4
+    assert reply.json["id"] == records.keyed_id(sub["id"], "key-1")  # the key's uuid5
+    assert "Idempotent-Replayed" not in reply.headers
     [msg] = await ingest_records(gateway.settings, 1)
     assert msg.key().decode() == sub["id"]
+    assert records.is_marked(msg.headers())  # the agents de-duplicate it
     assert msg.value() == ODD_BODY  # the record value is the exact body
     record = webhook_view(msg)
     assert record["header_form"]
@@ -45,6 +49,24 @@ async def test_ingest_202_and_the_record_on_the_topic(gateway: LiveGateway) -> N
     }
     received = records.parse_time(record["received_at"])
     assert received.tzinfo is not None
+
+
+async def test_idempotency_key_replays_and_rules(gateway: LiveGateway) -> None:
+    sub = await gateway.create_subscription()
+    plain = await gateway.ingest(sub, b"{}")
+    assert uuid.UUID(plain.json["id"]).version == 4  # no key: a fresh id, not marked
+    key = {"Idempotency-Key": "k"}
+    first, again = [await gateway.ingest(sub, b"{}", headers=key) for _ in range(2)]
+    assert first.json["id"] == again.json["id"] == records.keyed_id(sub["id"], "k")
+    assert again.headers["Idempotent-Replayed"] == "true"
+    for bad in ("", "x" * 256, "caf\u00e9", "tab\there"):
+        reply = await gateway.ingest(sub, b"{}", headers={"Idempotency-Key": bad})
+        assert reply.status == 400 and reply.json["field"] == "Idempotency-Key", bad
+    # a replay this gateway recognises is not produced again (acknowledged before its 202)
+    topic = gateway.settings.topic(INGEST)
+    got = await asyncio.to_thread(read_to_end, gateway.settings, topic)
+    assert [webhook_view(m)["webhook_id"] for m in got] == [plain.json["id"], first.json["id"]]
+    assert not records.is_marked(got[0].headers()) and records.is_marked(got[1].headers())
 
 
 async def test_any_json_value_is_a_payload(gateway: LiveGateway) -> None:
