@@ -195,6 +195,8 @@ class Dedupe:
                 continue
             if future.set_running_or_notify_cancel():
                 future.set_result(claims)
+            else:
+                claims.clear()  # revoked while it loaded
             return
 
     def _read(self, partition: int) -> Claims:

@@ -301,8 +301,8 @@ class Settings(StackSettings):
     )
     idempotency_max_ids: int = _setting(
         "WM_IDEMPOTENCY_MAX_IDS",
-        100000,
-        "Most ids remembered per ingest partition an agent owns (bounds its memory, about 0.2 KB "
+        50000,
+        "Most ids remembered per ingest partition an agent owns (bounds its memory, about 0.3 KB "
         "an id); beyond it the oldest are forgotten before the window ends.",
         kind=Positive,
     )
