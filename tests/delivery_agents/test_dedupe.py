@@ -109,7 +109,8 @@ async def test_records_without_the_marker_are_never_dropped(
 async def test_claims_survive_a_sigkill_and_a_rebalance(
     settings: Settings, receiver: Receiver, make_component: MakeComponent
 ) -> None:
-    subs = [create_subscription(settings, receiver.url("/kept")) for _ in range(12)]
+    # 30 subscriptions: every partition holds some (a miss is (2/3)^30 with 3 partitions)
+    subs = [create_subscription(settings, receiver.url("/kept")) for _ in range(30)]
     events = [fan_out_event(f"event-{i}") for i in range(3)]
     expected = {records.derived_id(e["webhook_id"], s): 1 for e in events for s in subs}
     group = settings.group("agents")
