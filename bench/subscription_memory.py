@@ -150,7 +150,7 @@ def fan_out(port: int, requests: int) -> list[float]:
     for i in range(requests):
         body = orjson.dumps({"event_type": FANOUT_TYPE, "payload": {"i": i}})
         elapsed, answer = _timed(conn, "POST", "/api/events/", body)
-        assert len(answer["ids"]) == FANOUT_WIDTH, answer
+        assert answer["status"] == "accepted", answer  # one record, expanded by the agents
         latencies.append(elapsed)
     conn.close()
     return latencies

@@ -20,6 +20,7 @@ from confluent_kafka import KafkaException, Message
 from delivery_agents import http_delivery, metrics
 from delivery_agents.auto_disable import AutoDisabler
 from delivery_agents.breaker import Breaker, Breakers, CircuitPublisher
+from delivery_agents.dedupe import Dedupe
 from delivery_agents.outcomes import Publisher, dead_letter, seconds_since
 from delivery_agents.rate_limit import RateLimits
 from delivery_agents.shares import URGENT, Shares
@@ -65,6 +66,7 @@ class Agent:
     ) -> None:
         self.settings = settings
         self.table = table
+        self.dedupe = Dedupe(settings, producer, self._durably)
         self.consumer = ConsumerThread(
             consumer_config(
                 settings,
@@ -78,6 +80,7 @@ class Agent:
                 },
             ),
             [settings.topic(INGEST)],
+            on_assign=self.dedupe.assigned,
             on_revoke=self._drain,
         )
         # retries that fell due: a consumer of their own, so that the ingest topic's backlog
@@ -239,10 +242,12 @@ class Agent:
                 task.cancel()
         await self.consumer.close()
         await self.due_consumer.close()
+        self.dedupe.close()
 
     def _drain(self, partitions: list[Partition]) -> None:
         """On revocation (consumer thread): let the partitions' work in hand finish, bounded."""
         self._wait_done(self.consumer, partitions)
+        self.dedupe.revoked(partitions)
 
     def _drain_due(self, partitions: list[Partition]) -> None:
         self._wait_done(self.due_consumer, partitions)
@@ -324,14 +329,16 @@ class Agent:
             return
         if record.subscription_id is None:
             await self._fan_out(record, msg)
-        else:
+        elif await self.dedupe.admit(record, msg):  # a duplicate is dropped (dedupe.py)
             await self._deliver(record, msg)
 
     async def _fan_out(self, record: Webhook, msg: Message) -> None:
         """Expand a fan-out record (produced straight to Kafka, keyed by its own id) into one
         ingest record per matching active subscription, keyed by the subscription: so every
         delivery of a subscription comes from its own partition, which one agent owns at a time
-        (rate limits, auto-disable and the circuit breaker are per subscription)."""
+        (rate limits, auto-disable and the circuit breaker are per subscription). Each carries
+        the idempotency marker with its derived id: an expansion redone (a crash before the
+        commit, the same event sent again) is dropped where it meets the first (dedupe.py)."""
         subs = list(self.table.matching(record.event_type))
         if not subs:
             log.info(
@@ -353,7 +360,7 @@ class Agent:
                         self.ingest_topic,
                         one.body,
                         (one.subscription_id or "").encode(),
-                        headers=one.headers(),
+                        headers=[*one.headers(), records.IDEMPOTENT],
                     )
                 )
                 for one in ones

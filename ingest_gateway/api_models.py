@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from ingest_gateway.idempotency import EVENT_ID_PATTERN
 from ingest_gateway.pagination import MAX_LIMIT
 from ingest_gateway.validation import MAX_RATE_LIMIT, MAX_URL_LENGTH
 from schemas.records import EventType, Status, Timestamp, Uuid
@@ -173,20 +174,31 @@ class IngestAccepted(msgspec.Struct):
     status: Accepted
 
 
+EventId = Annotated[
+    str,
+    Meta(
+        pattern=EVENT_ID_PATTERN,
+        description="The producer's own id of the event: 1-200 letters, digits and . _ : ~ - "
+        "(starting with a letter or digit). It is the event's idempotency: sent again (a "
+        "retry), the event is not fanned out twice. Absent: derived from the Idempotency-Key "
+        "header, else new.",
+    ),
+]
+
+
 class FanoutEvent(msgspec.Struct, forbid_unknown_fields=True):
     """One event for every matching active subscription."""
 
     event_type: EventType
     payload: AnyJson
+    event_id: EventId | UnsetType = UNSET
 
 
 class FanoutAccepted(msgspec.Struct):
-    """An event whose webhooks Kafka all acknowledged."""
+    """An event Kafka acknowledged (one record, whatever its width); the delivery agents
+    expand it. Subscription S's webhook id is derived from the event id (docs/api.md)."""
 
-    event_id: Uuid
-    ids: Annotated[
-        list[Uuid], Meta(description="One webhook id per matching subscription (may be empty).")
-    ]
+    event_id: Annotated[str, Meta(description="The event's id: given, or made by the gateway.")]
     status: Accepted
 
 

@@ -1,23 +1,25 @@
-"""Ingest (one subscription) and fan-out (every matching subscription): each webhook becomes a
-record on ``<prefix>ingest`` (value: the exact body bytes to deliver; metadata in headers) and is
-answered 202 only once Kafka acknowledged it."""
+"""Ingest (one subscription) and fan-out (every matching subscription): a webhook, or one fan-out
+event, becomes a record on ``<prefix>ingest`` (value: the exact body bytes to deliver; metadata
+in headers) and is answered 202 only once Kafka acknowledged it. A fan-out event is one record
+keyed by its event id, whatever its width: the delivery agents expand it into one record per
+matching subscription (delivery_agents/agent.py), de-duplicated by their derived ids."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Any
 
 from aiohttp import web
 
-from ingest_gateway import metrics, validation
+from ingest_gateway import idempotency, metrics, validation
 from ingest_gateway.api_models import FanoutAccepted, IngestAccepted
 from ingest_gateway.auth import authenticate_ingest, authenticate_unknown_ingest
 from ingest_gateway.errors import ApiError, not_found, too_large, validation_error
 from ingest_gateway.jsonio import model_response
-from ingest_gateway.producing import not_acknowledged, produce
+from ingest_gateway.producing import produce
 from ingest_gateway.state import Gateway, gateway
+from ingest_gateway.status_api import POOL
 from schemas import json_text, records
 from schemas.topics import INGEST
 from webhookmaster import tracing
@@ -48,8 +50,9 @@ def _check_json(body: bytes) -> None:
         raise validation_error(f"the request body is not JSON: {exc}") from None
 
 
-def _fanout_members(body: bytes) -> tuple[str, bytes]:
-    """``(event_type, exact payload bytes)`` of a fan-out body ``{"event_type", "payload"}``."""
+def _fanout_members(body: bytes) -> tuple[str, bytes, str | None]:
+    """``(event_type, exact payload bytes, event id or None)`` of a fan-out body
+    ``{"event_type", "payload", "event_id"?}``."""
     if not body:
         raise validation_error("the request body is empty")
     try:
@@ -57,13 +60,19 @@ def _fanout_members(body: bytes) -> tuple[str, bytes]:
     except json_text.JsonTextError as exc:
         raise validation_error(f"the request body must be a JSON object: {exc}") from None
     for name in members:
-        if name not in ("event_type", "payload"):
-            raise validation_error(f"unknown field {name!r}; allowed: event_type, payload", name)
+        if name not in ("event_type", "payload", "event_id"):
+            raise validation_error(
+                f"unknown field {name!r}; allowed: event_type, payload, event_id", name
+            )
     if "event_type" not in members:
         raise validation_error("event_type is required", "event_type")
     if "payload" not in members:
         raise validation_error("payload is required", "payload")
-    return validation.event_type(json_text.value(members["event_type"])), members["payload"]
+    event_id = None
+    if "event_id" in members:
+        event_id = idempotency.event_id(json_text.value(members["event_id"]))
+    event_type = validation.event_type(json_text.value(members["event_type"]))
+    return event_type, members["payload"], event_id
 
 
 def _metadata(request: web.Request, **extra: Any) -> bytes:
@@ -112,7 +121,13 @@ async def ingest(request: web.Request) -> web.Response:
     event_type = validation.event_type(raw_type)
     _check_event_type(sub, event_type)
     _check_json(body)
-    webhook_id = str(uuid.uuid4())
+    key = idempotency.key(request.headers.get(IDEMPOTENCY_HEADER))
+    if key is None:
+        webhook_id = str(uuid.uuid4())
+    else:
+        webhook_id = idempotency.ingest_id(sub.id, key)
+        if await _replayed(request, gw, webhook_id, check_view=True):
+            return _accepted(IngestAccepted(id=webhook_id, status="accepted"), replayed=True)
     with tracing.span(
         f"publish {gw.ingest_topic}",
         "producer",
@@ -127,46 +142,70 @@ async def ingest(request: web.Request) -> web.Response:
             metadata=_metadata(request),
             traceparent=traceparent,
         )
-        await produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, body, record.headers())
+        headers = record.headers()
+        if key is not None:
+            headers.append(records.IDEMPOTENT)  # a copy of this id is dropped by the agent
+        await produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, body, headers)
+    if key is not None:
+        gw.replays.remember(webhook_id)
     metrics.PAYLOAD_BYTES.observe(len(body))
     metrics.INGEST_SECONDS.labels("ingest").observe(time.perf_counter() - started)
-    return model_response(IngestAccepted(id=webhook_id, status="accepted"), 202)
+    return _accepted(IngestAccepted(id=webhook_id, status="accepted"), replayed=False)
+
+
+async def _replayed(request: web.Request, gw: Gateway, webhook_id: str, check_view: bool) -> bool:
+    """Whether ``webhook_id`` was accepted before, as far as this gateway can know: its own
+    memory, then (``check_view``) the status view. Best effort: a replay it cannot see is
+    produced again, and the agent drops the copy."""
+    window_s = gw.settings.idempotency_window_s
+    if gw.replays.replayed(webhook_id, window_s):
+        return True
+    if check_view and await idempotency.projected(request.app.get(POOL), webhook_id, window_s):
+        gw.replays.remember(webhook_id)
+        return True
+    return False
+
+
+def _accepted(answer: IngestAccepted | FanoutAccepted, replayed: bool) -> web.Response:
+    response = model_response(answer, 202)
+    if replayed:
+        response.headers[idempotency.REPLAYED] = "true"
+    return response
 
 
 async def fan_out(request: web.Request) -> web.Response:
-    """POST /api/events/: one webhook per active subscription that accepts the event type."""
+    """POST /api/events/: one fan-out record, keyed by the event id; the agents expand it into
+    one webhook per active subscription that accepts the event type. The event id (given, or
+    derived from ``Idempotency-Key``, else new) is the event's idempotency: the same id sent
+    again never fans out twice (delivery_agents/dedupe.py)."""
     started = time.perf_counter()
     gw = gateway(request)
-    table = gw.loaded_table()
+    gw.loaded_table()  # 503 not_ready until the gateway is ready, as every ingest route
     body = await _read_body(request, gw)
-    event_type, payload = _fanout_members(body)
-    event_id = str(uuid.uuid4())
-    received_at = records.now_iso()
-    metadata = _metadata(request, event_id=event_id)
-    ids: list[str] = []
-    sends = []
+    event_type, payload, event_id = _fanout_members(body)
+    key = idempotency.key(request.headers.get(IDEMPOTENCY_HEADER))
+    if event_id is None and key is not None:
+        event_id = idempotency.events_id(key)
+    lasting = event_id is not None  # the producer's id, or the key's: a retry is the same event
+    if event_id is None:
+        event_id = str(uuid.uuid4())
+    elif await _replayed(request, gw, event_id, check_view=False):
+        return _accepted(FanoutAccepted(event_id=event_id, status="accepted"), replayed=True)
     with tracing.span(
         f"publish {gw.ingest_topic}", "producer", attributes={"webhookmaster.event_id": event_id}
     ) as traceparent:
-        for sub in table.matching(event_type):
-            webhook_id = records.derived_id(event_id, sub.id)
-            record = records.Webhook(
-                webhook_id=webhook_id,
-                subscription_id=sub.id,
-                event_type=event_type,
-                body=payload,
-                received_at=received_at,
-                metadata=metadata,
-                traceparent=traceparent,
-            )
-            ids.append(webhook_id)
-            sends.append(
-                produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, payload, record.headers())
-            )
-        results = await asyncio.gather(*sends, return_exceptions=True)
-    failures = [r for r in results if isinstance(r, BaseException)]
-    if failures:
-        raise failures[0] if isinstance(failures[0], ApiError) else not_acknowledged()
+        record = records.Webhook(
+            webhook_id=event_id,
+            subscription_id=None,
+            event_type=event_type,
+            body=payload,
+            received_at=records.now_iso(),
+            metadata=_metadata(request, event_id=event_id),
+            traceparent=traceparent,
+        )
+        await produce(gw, gw.ingest_topic, TOPIC_LABEL, event_id, payload, record.headers())
+    if lasting:
+        gw.replays.remember(event_id)
     metrics.PAYLOAD_BYTES.observe(len(body))
     metrics.INGEST_SECONDS.labels("fanout").observe(time.perf_counter() - started)
-    return model_response(FanoutAccepted(event_id=event_id, ids=ids, status="accepted"), 202)
+    return _accepted(FanoutAccepted(event_id=event_id, status="accepted"), replayed=False)

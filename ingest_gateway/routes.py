@@ -82,7 +82,14 @@ ACCEPTED = Reply(
 INGEST_PARAMS = (
     Param("subscription_id", "path", "Target subscription.", m.UuidText),
     Param("event_type", "query", "Event type of the webhook.", EventType, required=True),
-    Param(IDEMPOTENCY_HEADER, "header", "Stored in the record's metadata."),
+    Param(
+        IDEMPOTENCY_HEADER,
+        "header",
+        "1-255 printable ASCII characters. The same key for "
+        "the same subscription within WM_IDEMPOTENCY_WINDOW gives the same webhook id and one "
+        "delivery chain; a retry the gateway recognises is answered with "
+        "Idempotent-Replayed: true.",
+    ),
 )
 WEBHOOK_FILTERS = (
     Param("status", "query", "Only this status.", m.StatusName),
@@ -165,9 +172,11 @@ ROUTES: tuple[Route, ...] = (
           security=SIGNATURE_OR_API_KEY, params=INGEST_PARAMS, body=m.AnyJson, name="ingest"),
     Route("POST", "/api/events/", ingest_api.fan_out, "fanOut",
           "Fan one event out to every matching active subscription", INGEST,
-          responses={202: Reply("Every record acknowledged (ids may be empty).",
+          responses={202: Reply("The event's one record acknowledged; the agents expand it.",
                                 m.FanoutAccepted),
                      400: BAD_REQUEST, 401: UNAUTHORIZED, 413: TOO_LARGE, 503: KAFKA_DOWN},
+          params=(Param(IDEMPOTENCY_HEADER, "header", "Without event_id: the event id is "
+                        "derived from this key, so a request sent again is the same event."),),
           body=m.FanoutEvent, name="events"),
 
     Route("GET", "/api/status/{webhook_id}/", status_api.webhook_status, "webhookStatus",

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ingest_gateway.auth import parse_keys
 from ingest_gateway.errors import not_found, unavailable
+from ingest_gateway.idempotency import Seen
 from schemas.topics import INGEST, SUBSCRIPTIONS
 from webhookmaster.kafka_clients import AsyncProducer
 from webhookmaster.settings import Settings
@@ -36,6 +37,8 @@ class Gateway:
     ready_checks: list[Callable[[], bool]] = field(default_factory=list)
     # Per-subscription locks: one read-modify-write at a time per id in this process.
     write_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Ids accepted for an Idempotency-Key or event id (ingest_gateway/idempotency.py).
+    replays: Seen = field(default_factory=Seen)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Gateway:

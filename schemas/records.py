@@ -32,6 +32,9 @@ from schemas import json_text
 # Namespace for ids derived from other ids (fan-out expansion, records produced without an id).
 WEBHOOK_NAMESPACE = uuid.UUID("7b0e6a2e-6d6b-4c4e-9a35-2f3c1a9d5e10")
 
+# Namespace for ids derived from an Idempotency-Key (:func:`keyed_id`).
+IDEMPOTENCY_NAMESPACE = uuid.UUID("3f1c8a52-0b7e-4d9a-8e61-5c2d7f4a9b03")
+
 Outcome = Literal["delivered", "retrying", "failed"]
 _R = TypeVar("_R")
 
@@ -400,6 +403,12 @@ def derived_id(parent: str, child: str) -> str:
     return str(uuid.uuid5(WEBHOOK_NAMESPACE, f"{parent}/{child}"))
 
 
+def keyed_id(scope: str, key: str) -> str:
+    """The id an ``Idempotency-Key`` stands for in ``scope`` (a subscription id, or
+    ``"events"``): the same key in the same scope always gives the same id."""
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{scope}/{key}"))
+
+
 def dumps(record: Any) -> bytes:
     return orjson.dumps(record)
 
@@ -414,6 +423,10 @@ H_ATTEMPT = "wm-attempt"
 H_DUE_AT = "wm-due-at"
 H_CHAIN = "wm-chain"  # delivery chain (absent: 0, the first delivery)
 H_CHAIN_START = "wm-chain-start"  # attempts made before the chain began (absent: 0)
+# Idempotency marker: a first attempt whose id the agents de-duplicate (fan-out expansion,
+# Idempotency-Key); value "1". Records without it are never de-duplicated.
+H_IDEMPOTENT = "wm-idempotent"
+IDEMPOTENT: tuple[str, bytes] = (H_IDEMPOTENT, b"1")
 H_TRACEPARENT = "traceparent"  # W3C trace context; optional, a malformed one is ignored
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
@@ -534,6 +547,11 @@ def parse_webhook(
     if traceparent is not None:
         return record.replace(traceparent=valid_traceparent(traceparent))
     return record
+
+
+def is_marked(headers: Sequence[tuple[str, bytes | None]] | None) -> bool:
+    """Whether a record's headers carry the idempotency marker (:data:`IDEMPOTENT`)."""
+    return any(name == H_IDEMPOTENT and value == b"1" for name, value in headers or ())
 
 
 def valid_traceparent(raw: bytes | str | None) -> str | None:

@@ -18,6 +18,8 @@ DEAD_LETTER = "deadletter"
 SUBSCRIPTIONS = "subscriptions"
 OPERATOR_EVENTS = "operator-events"
 CIRCUITS = "circuits"
+IDEMPOTENCY = "idempotency"  # ids of marked first attempts, co-partitioned with ingest
+IDEMPOTENCY_WINDOW_MS = 86_400_000  # WM_IDEMPOTENCY_WINDOW's default (24 h)
 
 # The retry ladder's tiers: (topic suffix, delay in seconds). Five retries after the first attempt.
 RETRY_TIERS: tuple[tuple[str, int], ...] = (
@@ -43,8 +45,10 @@ def catalogue(
     prefix: str = "webhookmaster.",
     partitions: int = 6,
     retention_ms: int = RETENTION_72H_MS,
+    idempotency_ms: int = IDEMPOTENCY_WINDOW_MS,
 ) -> list[TopicSpec]:
-    """Every topic WebhookMaster uses, with its configs."""
+    """Every topic WebhookMaster uses, with its configs (``idempotency_ms``: how long the
+    idempotency topic keeps a claim, WM_IDEMPOTENCY_WINDOW)."""
     data = {
         "cleanup.policy": "delete",
         "retention.ms": str(retention_ms),
@@ -121,6 +125,21 @@ def catalogue(
             1,
             dict(data),
             "Events for operators, e.g. a subscription a delivery agent disabled.",
+        ),
+        # Co-partitioned with ingest (same partition count; partition p holds the claims of
+        # ingest partition p): key the webhook id, value the claiming record's offset. Compacted
+        # (one claim per id) and deleted after the idempotency window.
+        TopicSpec(
+            name(prefix, IDEMPOTENCY),
+            partitions,
+            {
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(idempotency_ms),
+                "min.compaction.lag.ms": "0",
+                "segment.ms": "3600000",
+            },
+            "Ids of first attempts that carry the idempotency marker, per ingest partition: "
+            "the agents' de-duplication state (compacted, kept for WM_IDEMPOTENCY_WINDOW).",
         ),
     ]
     return specs

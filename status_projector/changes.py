@@ -280,6 +280,8 @@ def _decode_ingest(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> bool:
         rec.value, rec.headers, fallback_id, records.iso(_kafka_time(rec)), check_body=False
     )
     change = _ingest_change(record, _time(record.received_at))
+    if record.attempt == 0 and records.is_marked(rec.headers):
+        change.idempotent = True
     if change.created_at <= cutoff:
         return False
     if change.subscription_id is None:

@@ -68,6 +68,9 @@ class WebhookChange:
     body: bytes | None = None  # the exact body bytes (ingest and retry records only)
     metadata: str | None = None  # the ingest metadata, JSON text
     event_id: str | None = None  # the fan-out event the webhook came from
+    # a marked first attempt or a fan-out's webhook: a later copy of its id (an event or
+    # Idempotency-Key sent again, which the agents drop) adds no row (upserts.without_copies)
+    idempotent: bool = False
 
 
 UPSERT_WEBHOOK = """

@@ -131,6 +131,7 @@ async def expand(conn: asyncpg.Connection, batch: Batch) -> list[WebhookChange]:
                     id=records.derived_id(template.id, str(sub_id)),
                     subscription_id=sub_id,
                     event_id=template.event_id or template.id,
+                    idempotent=True,
                 )
             )
     if batch.orphans:
@@ -140,6 +141,28 @@ async def expand(conn: asyncpg.Connection, batch: Batch) -> list[WebhookChange]:
             created = found.get(orphan.change.id, orphan.change.created_at)
             changes.append(replace(orphan.change, created_at=created))
     return changes
+
+
+FIRST_CREATED_AT = """
+SELECT id, min(created_at) AS first FROM webhooks WHERE id = ANY($1::text[]) GROUP BY id
+"""
+
+
+async def without_copies(
+    conn: asyncpg.Connection, changes: list[WebhookChange]
+) -> list[WebhookChange]:
+    """``changes`` less the copies of idempotent webhooks: a marked first attempt (or a
+    fan-out's webhook) whose id already has a row, or an earlier change in this batch, from an
+    earlier time. The agents deliver only the first (delivery_agents/dedupe.py); a row for the
+    copy would stay PENDING."""
+    marked = {c.id for c in changes if c.idempotent}
+    if not marked:
+        return changes
+    first = {row["id"]: row["first"] for row in await conn.fetch(FIRST_CREATED_AT, sorted(marked))}
+    for c in changes:
+        if c.idempotent and (c.id not in first or c.created_at < first[c.id]):
+            first[c.id] = c.created_at
+    return [c for c in changes if not c.idempotent or c.created_at <= first[c.id]]
 
 
 async def write(conn: asyncpg.Connection, batch: Batch) -> None:
@@ -153,7 +176,7 @@ async def write(conn: asyncpg.Connection, batch: Batch) -> None:
     # deadlock). The upserts commute, so the order of one row's events does not matter.
     webhooks = fold(
         sorted(
-            batch.webhooks + await expand(conn, batch),
+            await without_copies(conn, batch.webhooks + await expand(conn, batch)),
             key=lambda c: (c.id, c.created_at, c.progress),
         )
     )

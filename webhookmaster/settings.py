@@ -291,6 +291,21 @@ class Settings(StackSettings):
         "Seconds an open circuit breaker waits before one probe delivery may go.",
         kind=Seconds,
     )
+    idempotency_window_s: float = _setting(
+        "WM_IDEMPOTENCY_WINDOW",
+        86400.0,
+        "Seconds a delivery agent remembers the id of a first attempt that carries the "
+        "idempotency marker (fan-out expansion, Idempotency-Key): a record with the same id "
+        "in the same ingest partition within it is dropped as a duplicate.",
+        kind=Seconds,
+    )
+    idempotency_max_ids: int = _setting(
+        "WM_IDEMPOTENCY_MAX_IDS",
+        50000,
+        "Most ids remembered per ingest partition an agent owns (bounds its memory, about 0.3 KB "
+        "an id); beyond it the oldest are forgotten before the window ends.",
+        kind=Positive,
+    )
     auto_disable_after_s: float = _setting(
         "WM_AUTO_DISABLE_AFTER",
         432000.0,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
 
 from schemas import records
+from schemas.topics import INGEST
 from tests.support.gateway import LiveGateway, ingest_records, running_gateway
 from tests.support.pipeline import create_subscription
-from tests.support.topics import webhook_view
+from tests.support.topics import read_to_end, webhook_view
 from tests.support.waiting import eventually
 from webhookmaster import signing
 from webhookmaster.settings import Settings
@@ -27,9 +29,11 @@ async def test_ingest_202_and_the_record_on_the_topic(gateway: LiveGateway) -> N
     )
     assert reply.status == 202, reply.body
     assert set(reply.json) == {"id", "status"} and reply.json["status"] == "accepted"
-    assert uuid.UUID(reply.json["id"]).version == 4
+    assert reply.json["id"] == records.keyed_id(sub["id"], "key-1")  # the key's uuid5
+    assert "Idempotent-Replayed" not in reply.headers
     [msg] = await ingest_records(gateway.settings, 1)
     assert msg.key().decode() == sub["id"]
+    assert records.is_marked(msg.headers())  # the agents de-duplicate it
     assert msg.value() == ODD_BODY  # the record value is the exact body
     record = webhook_view(msg)
     assert record["header_form"]
@@ -45,6 +49,24 @@ async def test_ingest_202_and_the_record_on_the_topic(gateway: LiveGateway) -> N
     }
     received = records.parse_time(record["received_at"])
     assert received.tzinfo is not None
+
+
+async def test_idempotency_key_replays_and_rules(gateway: LiveGateway) -> None:
+    sub = await gateway.create_subscription()
+    plain = await gateway.ingest(sub, b"{}")
+    assert uuid.UUID(plain.json["id"]).version == 4  # no key: a fresh id, not marked
+    key = {"Idempotency-Key": "k"}
+    first, again = [await gateway.ingest(sub, b"{}", headers=key) for _ in range(2)]
+    assert first.json["id"] == again.json["id"] == records.keyed_id(sub["id"], "k")
+    assert again.headers["Idempotent-Replayed"] == "true"
+    for bad in ("", "x" * 256, "caf\u00e9", "tab\there"):
+        reply = await gateway.ingest(sub, b"{}", headers={"Idempotency-Key": bad})
+        assert reply.status == 400 and reply.json["field"] == "Idempotency-Key", bad
+    # a replay this gateway recognises is not produced again (acknowledged before its 202)
+    topic = gateway.settings.topic(INGEST)
+    got = await asyncio.to_thread(read_to_end, gateway.settings, topic)
+    assert [webhook_view(m)["webhook_id"] for m in got] == [plain.json["id"], first.json["id"]]
+    assert not records.is_marked(got[0].headers()) and records.is_marked(got[1].headers())
 
 
 async def test_any_json_value_is_a_payload(gateway: LiveGateway) -> None:
@@ -180,39 +202,47 @@ async def test_subscription_without_secret_is_open_without_api_keys(gateway: Liv
     assert reply.status == 202
 
 
-async def test_fan_out_to_matching_active_subscriptions(gateway: LiveGateway) -> None:
-    typed = await gateway.create_subscription(event_types=["order.created"])
-    catch_all = await gateway.create_subscription()
-    await gateway.create_subscription(event_types=["order.deleted"])
-    await gateway.create_subscription(event_types=["order.created"], is_active=False)
+async def test_fan_out_is_one_record_keyed_by_its_event_id(gateway: LiveGateway) -> None:
+    # however many subscriptions match, the gateway produces one record and answers at once
+    for _ in range(5):
+        await gateway.create_subscription(event_types=["order.created"])
     reply = await gateway.call(
         "POST", "/api/events/", json_body={"event_type": "order.created", "payload": {"n": 1}}
     )
     assert reply.status == 202, reply.body
-    body = reply.json
-    assert body["status"] == "accepted"
-    event_id = body["event_id"]
-    expected = {
-        records.derived_id(event_id, typed["id"]): typed["id"],
-        records.derived_id(event_id, catch_all["id"]): catch_all["id"],
-    }
-    assert sorted(body["ids"]) == sorted(expected)
-    got = await ingest_records(gateway.settings, 2)
-    assert len(got) == 2
-    for msg in got:
-        record = webhook_view(msg)
-        assert expected[record["webhook_id"]] == record["subscription_id"] == msg.key().decode()
-        assert record["event_type"] == "order.created" and msg.value() == b'{"n": 1}'
-        assert record["metadata"]["event_id"] == event_id
+    assert set(reply.json) == {"event_id", "status"} and reply.json["status"] == "accepted"
+    event_id = reply.json["event_id"]
+    assert uuid.UUID(event_id).version == 4
+    [msg] = await ingest_records(gateway.settings, 1)
+    record = webhook_view(msg)
+    assert msg.key().decode() == record["webhook_id"] == event_id
+    assert record["subscription_id"] is None and record["event_type"] == "order.created"
+    assert msg.value() == b'{"n": 1}' and record["metadata"]["event_id"] == event_id
 
 
-async def test_fan_out_without_matches_is_202_with_no_ids(gateway: LiveGateway) -> None:
-    await gateway.create_subscription(event_types=["a"])
-    reply = await gateway.call(
-        "POST", "/api/events/", json_body={"event_type": "zzz", "payload": None}
+async def test_fan_out_takes_the_producers_event_id_or_the_idempotency_key(
+    gateway: LiveGateway,
+) -> None:
+    given = await gateway.call(
+        "POST",
+        "/api/events/",
+        json_body={"event_type": "e", "payload": 1, "event_id": "order-42.created:v1"},
     )
-    assert reply.status == 202
-    assert reply.json["ids"] == [] and reply.json["status"] == "accepted"
+    assert given.status == 202 and given.json["event_id"] == "order-42.created:v1"
+    keyed = await gateway.call(
+        "POST",
+        "/api/events/",
+        json_body={"event_type": "e", "payload": 2},
+        headers={"Idempotency-Key": "k-1"},
+    )
+    assert keyed.status == 202 and keyed.json["event_id"] == records.keyed_id("events", "k-1")
+    got = await ingest_records(gateway.settings, 2)
+    assert [m.key().decode() for m in got] == ["order-42.created:v1", keyed.json["event_id"]]
+    for bad in ("", "a b", "-lead", "x" * 201, "caf\u00e9", 7):
+        reply = await gateway.call(
+            "POST", "/api/events/", json_body={"event_type": "e", "payload": 1, "event_id": bad}
+        )
+        assert reply.status == 400 and reply.json["field"] == "event_id", bad
 
 
 async def test_fan_out_validation(gateway: LiveGateway) -> None:

@@ -104,7 +104,7 @@ def test_models_have_the_fields_the_handlers_take() -> None:
     assert list(api_models.SubscriptionCreate.__struct_fields__) == writable
     assert list(api_models.SubscriptionPatch.__struct_fields__) == writable
     assert set(writable) < set(api_models.Subscription.__struct_fields__)
-    assert api_models.FanoutEvent.__struct_fields__ == ("event_type", "payload")
+    assert api_models.FanoutEvent.__struct_fields__ == ("event_type", "payload", "event_id")
 
 
 def _subscription_verdict(body: Any, require_target_url: bool) -> bool:
@@ -175,6 +175,12 @@ FANOUT_CASES = [
     ({"event_type": 1, "payload": 1}, False),
     ({"event_type": "e", "payload": 1, "more": 2}, False),
     (["e", 1], False),
+    ({"event_type": "e", "payload": 1, "event_id": "order-42:v1.x~y_z"}, True),
+    ({"event_type": "e", "payload": 1, "event_id": ""}, False),
+    ({"event_type": "e", "payload": 1, "event_id": "-x"}, False),
+    ({"event_type": "e", "payload": 1, "event_id": "a/b"}, False),
+    ({"event_type": "e", "payload": 1, "event_id": "x" * 201}, False),
+    ({"event_type": "e", "payload": 1, "event_id": 5}, False),
 ]
 
 
@@ -235,7 +241,7 @@ def test_answers_match_their_response_schemas() -> None:
     answers = [
         ("getSubscription", "200", view),
         ("ingest", "202", api_models.IngestAccepted(id=WEBHOOK_ID, status="accepted")),
-        ("fanOut", "202", api_models.FanoutAccepted(WEBHOOK_ID, [WEBHOOK_ID], "accepted")),
+        ("fanOut", "202", api_models.FanoutAccepted("order-42", "accepted")),
         ("ingest", "400", validation_error("no", "event_type", allowed=["a"]).body()),
     ]
     by_id = {op["operationId"]: op for op in OPERATIONS.values()}

@@ -20,5 +20,6 @@ def test_topic_names_come_from_the_catalogue_under_the_prefix() -> None:
         topics.SUBSCRIPTIONS,
         topics.CIRCUITS,
         topics.OPERATOR_EVENTS,
+        topics.IDEMPOTENCY,
     ]
     assert [spec.name for spec in topics.catalogue("p1.")] == [settings.topic(s) for s in suffixes]

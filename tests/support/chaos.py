@@ -229,10 +229,9 @@ class Load:
         # a fan-out's webhook ids derive from the event id and each subscription's id
         for sub_id in self.fanout_subs:
             webhook_id = records.derived_id(answer["event_id"], sub_id)
-            if webhook_id in answer["ids"]:
-                self.result.accepted[webhook_id] = Accepted(
-                    webhook_id, item.seq, item.body, "event", sub_id
-                )
+            self.result.accepted[webhook_id] = Accepted(
+                webhook_id, item.seq, item.body, "event", sub_id
+            )
 
 
 # ---------------------------------------------------------------------------------------------

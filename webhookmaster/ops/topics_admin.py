@@ -25,7 +25,12 @@ log = logging.getLogger(__name__)
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """The catalogue with this deployment's prefix, partitions and retention."""
-    return catalogue(settings.topic_prefix, settings.topic_partitions, settings.retention_ms)
+    return catalogue(
+        settings.topic_prefix,
+        settings.topic_partitions,
+        settings.retention_ms,
+        round(settings.idempotency_window_s * 1000),
+    )
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:

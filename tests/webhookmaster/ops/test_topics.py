@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
-from schemas.topics import ATTEMPTS, INGEST, RETENTION_72H_MS, RETRY_TIERS, SUBSCRIPTIONS
+from schemas.topics import (
+    ATTEMPTS,
+    IDEMPOTENCY,
+    INGEST,
+    RETENTION_72H_MS,
+    RETRY_TIERS,
+    SUBSCRIPTIONS,
+)
 from tests.support.waiting import eventually
 from webhookmaster.kafka_clients import admin_client
 from webhookmaster.ops import topics_admin
@@ -23,6 +30,7 @@ def test_catalogue_names_every_topic(wm_settings: Settings) -> None:
         prefix + "subscriptions",
         prefix + "circuits",
         prefix + "operator-events",
+        prefix + "idempotency",
     ]
     assert [d for _, d in RETRY_TIERS] == [10, 30, 60, 300, 900]
 
@@ -30,9 +38,15 @@ def test_catalogue_names_every_topic(wm_settings: Settings) -> None:
 def test_broker_reports_catalogue_configs(wm_settings: Settings) -> None:
     configs = topics_admin.read_configs(wm_settings)
     metadata = admin_client(wm_settings).list_topics(timeout=10).topics
+    claims = wm_settings.topic(IDEMPOTENCY)
     for spec in topics_admin.topic_specs(wm_settings):
-        assert configs[spec.name]["retention.ms"] == str(RETENTION_72H_MS), spec.name
+        if spec.name != claims:
+            assert configs[spec.name]["retention.ms"] == str(RETENTION_72H_MS), spec.name
         assert len(metadata[spec.name].partitions) == spec.partitions
+    # the de-duplication claims: co-partitioned with ingest, kept for the idempotency window
+    assert configs[claims]["cleanup.policy"] == "compact,delete"
+    assert configs[claims]["retention.ms"] == str(round(wm_settings.idempotency_window_s * 1000))
+    assert len(metadata[claims].partitions) == len(metadata[wm_settings.topic(INGEST)].partitions)
     sub = wm_settings.topic(SUBSCRIPTIONS)
     assert configs[sub]["cleanup.policy"] == "compact"
     assert configs[wm_settings.topic(INGEST)]["cleanup.policy"] == "delete"
