@@ -62,6 +62,8 @@ async def test_replay_delivers_a_window_again_from_the_log(settings: Settings) -
             assert await receiver.wait_for(lambda: everything <= set(receiver.ids("/a")), WAIT), (
                 receiver.ids("/a")
             )
+            # attempts are numbered on from what the status row counts: await its projection
+            await status_of(gateway, paid, lambda b: len(b["delivery_attempts"]) == 1)
             receiver.hits.clear()  # the receiver lost its data
 
             reply = await gateway.call(
