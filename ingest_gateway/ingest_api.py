@@ -112,6 +112,7 @@ async def ingest(request: web.Request) -> web.Response:
     event_type = validation.event_type(raw_type)
     _check_event_type(sub, event_type)
     _check_json(body)
+    ordering_key = validation.ordering_key(request.query.get("ordering_key"))
     webhook_id = str(uuid.uuid4())
     with tracing.span(
         f"publish {gw.ingest_topic}",
@@ -126,6 +127,7 @@ async def ingest(request: web.Request) -> web.Response:
             received_at=records.now_iso(),
             metadata=_metadata(request),
             traceparent=traceparent,
+            ordering_key=ordering_key,
         )
         await produce(gw, gw.ingest_topic, TOPIC_LABEL, sub.id, body, record.headers())
     metrics.PAYLOAD_BYTES.observe(len(body))

@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 
 from ingest_gateway import api_models as m
-from ingest_gateway import ingest_api, openapi, status_api, swagger_ui
+from ingest_gateway import ingest_api, openapi, ordering_api, status_api, swagger_ui
 from ingest_gateway import subscriptions_api as sub
 from ingest_gateway.ingest_api import IDEMPOTENCY_HEADER
 from ingest_gateway.openapi import PUBLIC, SIGNATURE_OR_API_KEY, Link, Param, Reply, Route, error
@@ -76,6 +76,13 @@ INGEST_PARAMS = (
     Param("subscription_id", "path", "Target subscription.", m.UuidText),
     Param("event_type", "query", "Event type of the webhook.", EventType, required=True),
     Param(IDEMPOTENCY_HEADER, "header", "Stored in the record's metadata."),
+    Param(
+        "ordering_key",
+        "query",
+        "FIFO subscriptions: the order this webhook belongs to "
+        "(1-200 characters; absent: the subscription's one order). See docs/ordering.md.",
+        m.OrderingKeyText,
+    ),
 )
 WEBHOOK_FILTERS = (
     Param("status", "query", "Only this status.", m.StatusName),
@@ -176,6 +183,20 @@ ROUTES: tuple[Route, ...] = (
           STATUS,
           responses={200: PAGE, 400: BAD_REQUEST, 401: UNAUTHORIZED},
           params=(*WEBHOOK_FILTERS, _limit(status_api.DEFAULT_LIMIT), CURSOR), head=True),
+    Route("POST", "/api/webhooks/{id}/skip/", ordering_api.skip, "skipWebhook",
+          "FIFO: end the webhook at the head of its ordering key; the next one goes", SUBS,
+          description="Written to every partition of the parked topic; the delivery agent "
+          "that owns the key applies it when this webhook is the head of its key, else it "
+          "changes nothing. See docs/ordering.md.",
+          responses={202: Reply("Command accepted.", m.FifoCommand), 401: UNAUTHORIZED,
+                     404: NOT_FOUND, 503: KAFKA_DOWN},
+          params=(Param("id", "path", "Webhook id."),), name="webhook_skip"),
+    Route("POST", "/api/webhooks/{id}/resume/", ordering_api.resume, "resumeWebhook",
+          "FIFO: try a halted head again from its first attempt", SUBS,
+          description="For a key halted by on_failure: halt. Applied as skip is.",
+          responses={202: Reply("Command accepted.", m.FifoCommand), 401: UNAUTHORIZED,
+                     404: NOT_FOUND, 503: KAFKA_DOWN},
+          params=(Param("id", "path", "Webhook id."),), name="webhook_resume"),
 )
 # fmt: on
 

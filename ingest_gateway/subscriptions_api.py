@@ -75,6 +75,8 @@ def _build(
             fields.get("rate_limit"),
             current.disabled_reason if keep and current else None,
             current.disabled_at if keep and current else None,
+            fields.get("ordering"),
+            fields.get("on_failure"),
         ),
     )
 

@@ -94,6 +94,8 @@ Timestamp = Annotated[
         description="RFC 3339 with a time zone.",
     ),
 ]
+MAX_ORDERING_KEY_LENGTH = 200
+OrderingKey = Annotated[str, Meta(min_length=1, max_length=MAX_ORDERING_KEY_LENGTH)]
 # JSON Schema's integer: a number with no fractional part (so 1.0 is the integer 1).
 Attempt = Annotated[float, Meta(ge=0, le=MAX_ATTEMPT, multiple_of=1)]
 
@@ -160,6 +162,14 @@ class IngestRecord(_Record):
     due_at: Annotated[
         Timestamp | None, Meta(description="When the retry was due; set by the retry ladder.")
     ] = None
+    ordering_key: Annotated[
+        OrderingKey | None,
+        Meta(
+            description="FIFO subscriptions: webhooks with the same ordering key are delivered "
+            "one at a time, in order. Null or absent: the subscription id (one order per "
+            "subscription). Ignored when the subscription's ordering is none."
+        ),
+    ] = None
 
 
 class AttemptEvent(_Record):
@@ -214,6 +224,7 @@ class WebhookJson(_Record):
     metadata: dict[str, Any]
     attempt: Annotated[int, Meta(ge=0)]
     due_at: Timestamp | None
+    ordering_key: str | UnsetType | None = UNSET
 
 
 class DeadLetterSource(msgspec.Struct):
@@ -295,6 +306,20 @@ class SubscriptionRecord(_Record):
     rate_limit: _RateLimit | UnsetType | None = UNSET
     disabled_reason: _DisabledReason | UnsetType | None = UNSET
     disabled_at: _DisabledAt | UnsetType | None = UNSET
+    ordering: (
+        Annotated[
+            Literal["none", "fifo"],
+            Meta(description="fifo: one webhook at a time per ordering key, in order."),
+        ]
+        | UnsetType
+    ) = UNSET
+    on_failure: (
+        Annotated[
+            Literal["skip", "halt"],
+            Meta(description="FIFO: after a FAILED webhook, go on (skip) or stop the key (halt)."),
+        ]
+        | UnsetType
+    ) = UNSET
     secret_key: (
         Annotated[
             str,
@@ -375,6 +400,7 @@ H_RECEIVED_AT = "wm-received-at"
 H_METADATA = "wm-metadata"  # a JSON object
 H_ATTEMPT = "wm-attempt"
 H_DUE_AT = "wm-due-at"
+H_ORDERING_KEY = "wm-ordering-key"  # FIFO subscriptions: the order a webhook belongs to
 H_TRACEPARENT = "traceparent"  # W3C trace context; optional, a malformed one is ignored
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
@@ -394,6 +420,7 @@ class Webhook:
     attempt: int = 0  # attempts already made
     due_at: str | None = None  # when this retry was due (set by the ladder)
     traceparent: str | None = None  # the trace this webhook belongs to (opt-in tracing)
+    ordering_key: str | None = None  # FIFO subscriptions; None: the subscription id
 
     def headers(self) -> list[tuple[str, bytes]]:
         """The record headers that carry everything but the body."""
@@ -411,6 +438,8 @@ class Webhook:
             headers.append((H_DUE_AT, self.due_at.encode()))
         if self.traceparent is not None:
             headers.append((H_TRACEPARENT, self.traceparent.encode()))
+        if self.ordering_key is not None:
+            headers.append((H_ORDERING_KEY, self.ordering_key.encode()))
         return headers
 
     def replace(self, **changes: Any) -> Webhook:
@@ -427,6 +456,7 @@ class Webhook:
             "metadata": orjson.loads(self.metadata),
             "attempt": self.attempt,
             "due_at": self.due_at,
+            **({"ordering_key": self.ordering_key} if self.ordering_key is not None else {}),
         }
 
 
@@ -540,6 +570,7 @@ def _from_headers(
         metadata=metadata or b"{}",
         attempt=attempt,
         due_at=_header_text(found, H_DUE_AT),
+        ordering_key=_header_text(found, H_ORDERING_KEY),
     )
 
 
@@ -572,6 +603,7 @@ def _from_envelope(
         metadata=members.get("metadata", b"{}"),
         attempt=int(record.attempt),
         due_at=record.due_at,
+        ordering_key=record.ordering_key,
     )
 
 
@@ -619,6 +651,7 @@ def _explain(members: dict[str, bytes]) -> None:
         metadata=b"{}",
         attempt=attempt,
         due_at=data.get("due_at"),
+        ordering_key=data.get("ordering_key"),
     )
 
 
@@ -632,6 +665,7 @@ def _checked(
     metadata: bytes,
     attempt: Any,
     due_at: Any,
+    ordering_key: Any = None,
 ) -> Webhook:
     problem = event_type_problem(event_type)
     if problem:
@@ -647,6 +681,12 @@ def _checked(
         raise RecordError("attempt must be an integer from 0 to 1000")
     if due_at is not None and (not isinstance(due_at, str) or not _is_time(due_at)):
         raise RecordError("due_at must be an RFC 3339 timestamp or null")
+    if ordering_key is not None and (
+        not isinstance(ordering_key, str) or not 0 < len(ordering_key) <= MAX_ORDERING_KEY_LENGTH
+    ):
+        raise RecordError(
+            f"ordering_key must be null or a string of 1 to {MAX_ORDERING_KEY_LENGTH} characters"
+        )
     return Webhook(
         webhook_id=webhook_id,
         subscription_id=subscription_id,
@@ -656,6 +696,7 @@ def _checked(
         metadata=metadata,
         attempt=attempt,
         due_at=due_at,
+        ordering_key=ordering_key,
     )
 
 
@@ -679,6 +720,7 @@ def webhook_from_json(data: Any, fallback_id: str, fallback_time: str) -> Webhoo
         metadata=orjson.dumps(metadata),
         attempt=data.get("attempt", 0),
         due_at=data.get("due_at"),
+        ordering_key=data.get("ordering_key"),
     )
 
 

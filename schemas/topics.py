@@ -18,6 +18,7 @@ DEAD_LETTER = "deadletter"
 SUBSCRIPTIONS = "subscriptions"
 OPERATOR_EVENTS = "operator-events"
 CIRCUITS = "circuits"
+PARKED = "parked"  # FIFO subscriptions: webhooks queued behind their ordering key, and its state
 
 # The retry ladder's tiers: (topic suffix, delay in seconds). Five retries after the first attempt.
 RETRY_TIERS: tuple[tuple[str, int], ...] = (
@@ -64,6 +65,15 @@ def catalogue(
             "Retries that fell due, handed back by the scheduler; agents read them first.",
         ),
     ]
+    specs.append(
+        TopicSpec(
+            name(prefix, PARKED),
+            partitions,
+            dict(data),
+            "FIFO subscriptions: each ordering key's queue and its head's progress, on the "
+            "partition of the ingest records it came from (docs/ordering.md).",
+        )
+    )
     for suffix, delay in RETRY_TIERS:
         specs.append(
             TopicSpec(

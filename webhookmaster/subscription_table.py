@@ -80,6 +80,8 @@ class Protection(msgspec.Struct, frozen=True, gc=False):
     rate_limit: float | None = None
     disabled_reason: str | None = None
     disabled_at: str | None = None
+    ordering: str | None = None  # "fifo" (None: "none")
+    on_failure: str | None = None  # "halt" (None: "skip")
 
     @classmethod
     def of(
@@ -87,11 +89,22 @@ class Protection(msgspec.Struct, frozen=True, gc=False):
         rate_limit: float | None = None,
         disabled_reason: str | None = None,
         disabled_at: str | None = None,
+        ordering: str | None = None,
+        on_failure: str | None = None,
     ) -> Protection | None:
-        """These fields, or None when none is set (the common case)."""
-        if rate_limit is None and disabled_reason is None and disabled_at is None:
+        """These fields, or None when none is set (the common case). ``ordering`` "none" and
+        ``on_failure`` "skip" are the defaults, kept as None."""
+        ordering = None if ordering in (None, "none") else ordering
+        on_failure = None if on_failure in (None, "skip") else on_failure
+        if (
+            rate_limit is None
+            and disabled_reason is None
+            and disabled_at is None
+            and ordering is None
+            and on_failure is None
+        ):
             return None
-        return cls(rate_limit, disabled_reason, disabled_at)
+        return cls(rate_limit, disabled_reason, disabled_at, ordering, on_failure)
 
 
 _NONE = Protection()
@@ -137,6 +150,17 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
         return (self.protection or _NONE).disabled_at
 
     @property
+    def ordering(self) -> str:
+        """ "fifo": webhooks of one ordering key go one at a time, in order; "none": no order."""
+        return (self.protection or _NONE).ordering or "none"
+
+    @property
+    def on_failure(self) -> str:
+        """FIFO only: after a webhook ended FAILED, "skip" goes on with the next, "halt" stops
+        its key until an operator skips or resends it."""
+        return (self.protection or _NONE).on_failure or "skip"
+
+    @property
     def secret_key(self) -> str:
         """The secret in plain text (a sealed one is decrypted, with a small cache)."""
         secret = self.secret
@@ -175,7 +199,11 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
             created_at=data["created_at"],
             updated_at=data["updated_at"],
             protection=Protection.of(
-                data.get("rate_limit"), data.get("disabled_reason"), data.get("disabled_at")
+                data.get("rate_limit"),
+                data.get("disabled_reason"),
+                data.get("disabled_at"),
+                data.get("ordering"),
+                data.get("on_failure"),
             ),
         )
         return sub, current
@@ -202,6 +230,8 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
             "rate_limit": self.rate_limit,
             "disabled_reason": self.disabled_reason,
             "disabled_at": self.disabled_at,
+            "ordering": self.ordering,
+            "on_failure": self.on_failure,
         }
 
     def accepts(self, event_type: str) -> bool:
