@@ -27,10 +27,10 @@ from typing import Any
 
 @dataclass
 class Queue:
-    """One ordering key: its webhooks as (parked offset, webhook id), the head first, and the
-    head's progress."""
+    """One ordering key: its webhooks as (parked offset, webhook id, ingest offset), the head
+    first, and the head's progress."""
 
-    entries: deque[tuple[int, str]] = field(default_factory=deque)
+    entries: deque[tuple[int, str, int]] = field(default_factory=deque)
     attempt: int = 0  # attempts the head made
     due_ms: int = 0  # when the head's next attempt is due (epoch ms; 0: now)
     halted: bool = False
@@ -79,7 +79,7 @@ class PartitionLog:
             return None  # an ingest record redone: enqueued already
         self.max_source = source
         queue = self.keys.setdefault(key, Queue())
-        queue.entries.append((offset, webhook_id))
+        queue.entries.append((offset, webhook_id, source))
         if len(queue.entries) == 1:
             self.heads[webhook_id] = key
             return key
@@ -98,13 +98,17 @@ class PartitionLog:
 
     def head(self, key: str) -> tuple[int, str] | None:
         queue = self.keys.get(key)
-        return queue.entries[0] if queue is not None else None
+        return queue.entries[0][:2] if queue is not None else None
 
-    def floor(self) -> int:
-        """Where a reader that takes this partition over must start: every event before it is
-        about webhooks that are finished."""
-        offsets = [queue.entries[0][0] for queue in self.keys.values()]
-        return min(offsets, default=self.next_offset)
+    def floor(self) -> tuple[int, int]:
+        """Where a reader that takes this partition over must start (every event before it is
+        about webhooks that are finished), and the last ingest offset enqueued before there
+        (``enq`` events up to it that come after are redone records)."""
+        heads = [queue.entries[0] for queue in self.keys.values()]
+        if not heads:
+            return self.next_offset, self.max_source
+        offset, _, source = min(heads)
+        return offset, source - 1
 
     def waiting(self) -> int:
         """Webhooks queued behind a head."""

@@ -301,6 +301,7 @@ class Ordering:
         if key is not None and part.live:
             self._start(msg.partition() or 0, part, key)
         if not part.live and record_offset(msg) + 1 >= part.live_at:
+            log.info("parked partition %s replayed: %d keys", msg.partition(), len(part.log.keys))
             part.live = True
             for each in list(part.log.keys):
                 self._start(msg.partition() or 0, part, each)
@@ -326,7 +327,7 @@ class Ordering:
 
     async def _commit(self) -> None:
         for number, part in list(self.parts.items()):
-            floor = part.log.floor()
+            floor = part.log.floor()[0]
             if part.live and floor != part.committed:
                 if await self.reader.call(self.reader.commit, number, part.log):
                     part.committed = floor
@@ -351,7 +352,9 @@ class Ordering:
         if head is None or queue is None:
             return
         offset, webhook_id = head
+        log.debug("head %s of %s: fetching %d@%d", webhook_id, key, number, offset)
         msg = await self.reader.fetch(number, offset)
+        log.debug("head %s fetched", webhook_id)
         record = records.parse_webhook(
             msg.value(), record_headers(msg), webhook_id, records.now_iso(), check_body=False
         )
@@ -459,7 +462,8 @@ class ParkedReader:
         return list(self._consumer.consume(n, timeout))
 
     def commit(self, number: int, state: PartitionLog) -> bool:
-        offset = TopicPartition(self.topic, number, state.floor(), str(state.max_source))
+        floor, max_source = state.floor()
+        offset = TopicPartition(self.topic, number, floor, str(max_source))
         try:
             self._consumer.commit(offsets=[offset], asynchronous=False)
             return True
