@@ -237,6 +237,16 @@ class WebhookStatus(msgspec.Struct):
     created_at: Timestamp
     delivered_at: Timestamp | None
     delivery_attempts: list[DeliveryAttempt]
+    waiting_for: (
+        Annotated[
+            str,
+            Meta(
+                description="FIFO subscriptions, while PENDING: the webhook right before this "
+                "one in its ordering key's queue (GET /api/status/{id}/ only)."
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class WebhookList(msgspec.Struct):
