@@ -154,7 +154,9 @@ def wait_count(receiver_port: int, target: int, timeout: float, key: str = "uniq
     raise TimeoutError(f"receiver saw fewer than {target} within {timeout} s")
 
 
-def create_subscriptions(settings: Settings, urls: list[str], secret: str = "") -> list[str]:
+def create_subscriptions(
+    settings: Settings, urls: list[str], secret: str = "", **fields: Any
+) -> list[str]:
     producer = Producer(client_config(settings, {"acks": "all"}))
     ids = []
     for url in urls:
@@ -171,6 +173,7 @@ def create_subscriptions(settings: Settings, urls: list[str], secret: str = "") 
                     "is_active": True,
                     "created_at": now,
                     "updated_at": now,
+                    **fields,
                 }
             ),
             sub_id,

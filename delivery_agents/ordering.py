@@ -73,6 +73,8 @@ class _Part:
     live_at: int = 0  # the partition's end when it was assigned: replayed up to here
     live: bool = False
     heads: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # key -> its head's task
+    attempting: set[str] = field(default_factory=set)  # keys whose head is in an attempt
+    released: bool = False  # revoked: heads stop after the attempt in hand
     committed: int = -1
 
 
@@ -102,6 +104,7 @@ class Ordering:
         self.deliver = deliver
         self.durably = durably
         self.topic = settings.topic(PARKED)
+        self.drain_s = settings.request_timeout_s + 10
         self.reader = ParkedReader(settings, self.topic)
         self.parts: dict[int, _Part] = {}
         self._tickets: dict[tuple[Partition, int], _Ticket] = {}
@@ -207,7 +210,7 @@ class Ordering:
             return
         future = asyncio.run_coroutine_threadsafe(work, loop)
         try:
-            future.result(timeout=30)
+            future.result(timeout=self.drain_s + 15)
         except Exception as exc:  # timeout, or the loop stopping: the next owner redoes
             log.warning("parked partitions %s: %s", _numbers(tps), exc)
 
@@ -217,8 +220,19 @@ class Ordering:
             self._last_parked.pop(number, None)
             if part is None:
                 continue
-            for task in part.heads.values():
-                task.cancel()
+            part.released = True
+            # an attempt in hand ends (its request may have reached the endpoint: its outcome
+            # is published, and the next owner does not race it); waiting heads stop at once
+            busy = []
+            for key, task in part.heads.items():
+                if key in part.attempting:
+                    busy.append(task)
+                else:
+                    task.cancel()
+            if busy:
+                _, late = await asyncio.wait(busy, timeout=self.drain_s)
+                for task in late:
+                    task.cancel()
             if part.live and not self.reader.closed:
                 await self.reader.call(self.reader.commit, number, part.log)
         if not self.reader.closed:
@@ -295,7 +309,12 @@ class Ordering:
             log.warning("parked record %d@%d unreadable: %s", msg.partition(), msg.offset(), exc)
             part.log.next_offset = max(part.log.next_offset, record_offset(msg) + 1)
             return
+        skipped = part.log.heads.get(str(data.get("webhook_id"))) if op == "skip" else None
         key = part.log.apply(record_offset(msg), op, data)
+        if skipped is not None and skipped not in part.log.keys:
+            task = part.heads.pop(skipped, None)  # a skipped head still retrying
+            if task is not None:
+                task.cancel()
         if op == "enq" and key is not None:
             self.reader.keep(msg)  # a new head: its record is at hand
         if key is not None and part.live:
@@ -360,11 +379,15 @@ class Ordering:
         )
         attempt, due_ms = queue.attempt, queue.due_ms
         sub_id = record.subscription_id or ""
-        while True:
+        while not part.released:
             wait = due_ms / 1000 - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            outcome, next_at = await self.deliver(record.replace(attempt=attempt), msg)
+            part.attempting.add(key)
+            try:
+                outcome, next_at = await self.deliver(record.replace(attempt=attempt), msg)
+            finally:
+                part.attempting.discard(key)
             if outcome == "retrying" and next_at is not None:
                 attempt += 1
                 due_ms = int(next_at.timestamp() * 1000)
