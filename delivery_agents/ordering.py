@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from prometheus_client import Gauge
 
 from delivery_agents.fifo_log import PartitionLog
 from delivery_agents.shares import URGENT
@@ -51,6 +52,14 @@ GROUP_ID = "agents.parked"  # committed offsets only: the reader assigns partiti
 COMMIT_EVERY_S = 1.0
 READ_AHEAD = 2048  # parked records kept from a fetch for the next heads (bounded memory)
 FETCH_TIMEOUT_S = 30.0
+
+FIFO_KEYS = Gauge(
+    "webhookmaster_fifo_keys", "FIFO ordering keys with a webhook open on this agent's partitions."
+)
+FIFO_WAITING = Gauge(
+    "webhookmaster_fifo_waiting",
+    "FIFO webhooks parked behind their key's head on this agent's partitions.",
+)
 
 # deliver(record, source) -> (outcome, next attempt due at): one attempt, its outcome durable
 Deliver = Callable[[Webhook, Message], Awaitable[tuple[str, datetime | None]]]
@@ -345,6 +354,8 @@ class Ordering:
         task.add_done_callback(lambda t: _forget(part, key, t))
 
     async def _commit(self) -> None:
+        FIFO_KEYS.set(sum(len(part.log.keys) for part in self.parts.values()))
+        FIFO_WAITING.set(self.waiting())
         for number, part in list(self.parts.items()):
             floor = part.log.floor()[0]
             if part.live and floor != part.committed:

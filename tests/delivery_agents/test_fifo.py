@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from schemas.topics import SUBSCRIPTIONS
 from tests.support.fixtures_processes import MakeComponent
@@ -151,6 +152,9 @@ async def test_halted_key_resumes_and_skips_while_a_neighbour_flows(
         waiting = await status_of(gw, w2, lambda body: body.get("waiting_for") == w1)
         assert waiting["status"] == "PENDING"
         assert set(receiver.ids("/fifo")) == {w1}  # halted: w2 never went
+        assert await eventually(  # w2 and w3 parked behind the halted head
+            lambda: REGISTRY.get_sample_value("webhookmaster_fifo_waiting") == 2
+        )
         reply = await gw.call("POST", f"/api/webhooks/{w1}/resume/")
         assert reply.status == 202 and reply.json["command"] == "resume"
         assert await receiver.wait_for(lambda: w3 in receiver.ids("/fifo"), WAIT)
