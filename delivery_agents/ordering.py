@@ -272,11 +272,13 @@ class Ordering:
                     await self._commit()
         finally:
             tasks = [t for part in self.parts.values() for t in part.heads.values()]
+            try:  # attempts in hand finish (bounded), the rest stop; offsets committed
+                await self._release(sorted(self.parts))
+            except Exception as exc:
+                log.warning("stopping the FIFO heads: %s", exc)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await self._commit()
             await self.reader.close()
 
     def stop(self) -> None:
