@@ -208,6 +208,7 @@ def table(results: dict[str, Any]) -> str:
         labels = {
             "solo": "neighbour alone",
             "with_failing_fifo": "beside a failing FIFO subscription (1 in 5 records)",
+            "solo_again": "neighbour alone, again",
         }
         for mode, label in labels.items():
             run = f[mode]
@@ -217,7 +218,19 @@ def table(results: dict[str, Any]) -> str:
                 f"drain {run['drain_rate']:,.0f}/s ({run['delivered']:,} delivered; the failing "
                 f"endpoint saw {run['fifo_requests']} requests)",
             )
-        add("fifo neighbour (1 partition)", "ratio beside / alone", f"{f['rate_ratio']:.2f}")
+        add(
+            "fifo neighbour (1 partition)",
+            "ratio beside / alone (mean of both)",
+            f"{f['rate_ratio']:.2f}",
+        )
+        for keys in (1, 10):
+            run = f.get(f"fifo_{keys}_keys")
+            if run:
+                add(
+                    "fifo subscription, healthy endpoint",
+                    f"{keys} ordering key(s), {run['count']:,} webhooks",
+                    f"drain {run['drain_rate']:,.0f}/s",
+                )
     rss: dict[str, float] = {}
     for key in ("ingest", "e2e", "retry"):
         for name, value in (results.get(key, {}).get("rss_mb") or {}).items():

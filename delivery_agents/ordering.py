@@ -435,6 +435,14 @@ def _forget(part: _Part, key: str, task: asyncio.Task[None]) -> None:
         log.error("FIFO head of %s failed", key, exc_info=task.exception())
 
 
+def _take(consumer: Consumer, n: int, timeout: float) -> list[Message]:
+    """``consume(n, t)`` waits for ``n`` records or ``t``: wait for the first one only."""
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(n - 1, 0)]
+
+
 def _numbers(tps: list[Partition]) -> list[int]:
     return sorted({p for _, p in tps})
 
@@ -495,7 +503,8 @@ class ParkedReader:
                 del self._ahead[key]
 
     def consume(self, n: int, timeout: float) -> list[Message]:
-        return list(self._consumer.consume(n, timeout))
+        """Up to ``n`` records: as soon as one is there, with whatever else is queued."""
+        return _take(self._consumer, n, timeout)
 
     def commit(self, number: int, state: PartitionLog) -> bool:
         floor, max_source = state.floor()
@@ -532,7 +541,7 @@ class ParkedReader:
         while wanted is None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"parked record {number}@{offset} not fetched")
-            for msg in self._fetcher.consume(500, 0.5):
+            for msg in _take(self._fetcher, 500, 0.5):
                 if msg.error() is not None:
                     continue
                 at = record_offset(msg)
