@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 GROUP_ID = "agents.parked"  # committed offsets only: the reader assigns partitions itself
 COMMIT_EVERY_S = 1.0
+LAST_PARKED = 65_536  # per partition: keys whose last parked webhook is remembered
 READ_AHEAD = 2048  # parked records kept from a fetch for the next heads (bounded memory)
 FETCH_TIMEOUT_S = 30.0
 
@@ -176,6 +177,8 @@ class Ordering:
         if key in last:
             headers.append((parked.WAITING_FOR_HEADER, last[key].encode()))
         last[key] = record.webhook_id
+        if len(last) > LAST_PARKED:  # bounded: waiting_for is left out for the oldest keys
+            del last[next(iter(last))]
         sub_key = record.subscription_id.encode()
         while True:
             try:  # produced now, before the next record of the partition may be
@@ -321,7 +324,13 @@ class Ordering:
             part.log.next_offset = max(part.log.next_offset, record_offset(msg) + 1)
             return
         skipped = part.log.heads.get(str(data.get("webhook_id"))) if op == "skip" else None
+        ended = part.log.head(str(data.get("key"))) if op == "end" else None
         key = part.log.apply(record_offset(msg), op, data)
+        if ended is not None and data.get("key") not in part.log.keys:
+            # the key's queue is empty: forget its last webhook unless one was parked since
+            last = self._last_parked.get(msg.partition() or 0, {})
+            if last.get(str(data.get("key"))) == ended[1]:
+                del last[str(data.get("key"))]
         if skipped is not None and skipped not in part.log.keys:
             task = part.heads.pop(skipped, None)  # a skipped head still retrying
             if task is not None:
