@@ -15,11 +15,13 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from schemas.topics import SUBSCRIPTIONS
+from schemas import parked
+from schemas.topics import ATTEMPTS, PARKED, SUBSCRIPTIONS
 from tests.support.fixtures_processes import MakeComponent
 from tests.support.pipeline import full_pipeline, ingest_record, produce_ingest, status_of
 from tests.support.receiver import Receiver, Reply, serve
 from tests.support.records import new_id, produce, subscription
+from tests.support.topics import read
 from tests.support.waiting import eventually
 from webhookmaster.settings import Settings
 
@@ -170,3 +172,35 @@ async def test_halted_key_resumes_and_skips_while_a_neighbour_flows(
         assert await receiver.wait_for(lambda: w5 in receiver.ids("/fifo"), WAIT)
         assert receiver.ids("/fifo")[w4] == 6
         await status_of(gw, w5, lambda body: body["status"] == "DELIVERED", timeout=WAIT)
+
+
+async def test_a_halt_survives_an_agent_restart_until_resumed(
+    settings: Settings, receiver: Receiver, make_component: MakeComponent
+) -> None:
+    receiver.script("/halt", *[Reply(500)] * 6, then=Reply(200))
+    sub = fifo_subscription(settings, receiver.url("/halt"), on_failure="halt")
+    w1, w2 = ingest_record(sub), ingest_record(sub)
+    produce_ingest(settings, w1, w2)
+    agent = make_component("agent", settings)
+    await agent.wait_ready()
+    attempts = await read(settings, ATTEMPTS, 6, timeout=WAIT)
+    assert [a["outcome"] for a in attempts] == ["retrying"] * 5 + ["failed"]
+    assert await eventually(lambda: agent.metric("webhookmaster_fifo_waiting") == 1)
+    agent.kill()
+    again = make_component("agent", settings)  # replays the parked partition: still halted
+    await again.wait_ready()
+    assert await eventually(lambda: again.metric("webhookmaster_fifo_keys") == 1, timeout=WAIT)
+    assert again.metric("webhookmaster_fifo_waiting") == 1
+    assert set(receiver.ids("/halt")) == {w1["webhook_id"]}
+    command = parked.command("resume", w1["webhook_id"])
+    for partition in range(3):  # as the gateway's POST /api/webhooks/{id}/resume/ does
+        produce(
+            settings,
+            [(PARKED, w1["webhook_id"], command)],
+            partition,
+            headers=[(parked.OP_HEADER, b"resume")],
+        )
+    assert await receiver.wait_for(lambda: w2["webhook_id"] in receiver.ids("/halt"), WAIT)
+    order = [h.headers["webhook-id"] for h in receiver.on("/halt")]
+    assert order == [w1["webhook_id"]] * 7 + [w2["webhook_id"]]
+    await again.terminate()
