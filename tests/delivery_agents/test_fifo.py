@@ -15,13 +15,13 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from schemas import parked
+from schemas import parked, records
 from schemas.topics import ATTEMPTS, PARKED, SUBSCRIPTIONS
 from tests.support.fixtures_processes import MakeComponent
 from tests.support.pipeline import full_pipeline, ingest_record, produce_ingest, status_of
 from tests.support.receiver import Receiver, Reply, serve
 from tests.support.records import new_id, produce, subscription
-from tests.support.topics import read
+from tests.support.topics import read, read_topic
 from tests.support.waiting import eventually
 from webhookmaster.settings import Settings
 
@@ -203,4 +203,30 @@ async def test_a_halt_survives_an_agent_restart_until_resumed(
     assert await receiver.wait_for(lambda: w2["webhook_id"] in receiver.ids("/halt"), WAIT)
     order = [h.headers["webhook-id"] for h in receiver.on("/halt")]
     assert order == [w1["webhook_id"]] * 7 + [w2["webhook_id"]]
+    await again.terminate()
+
+
+async def test_a_heads_back_off_survives_an_agent_restart(
+    settings: Settings, receiver: Receiver, make_component: MakeComponent
+) -> None:
+    # longer than the killed agent's partitions take to move (the broker's 10 s session)
+    settings = dataclasses.replace(settings, retry_ladder="25,25,25,25,25")
+    receiver.script("/backoff", Reply(500), then=Reply(200))
+    sub = fifo_subscription(settings, receiver.url("/backoff"))
+    w1, w2 = ingest_record(sub), ingest_record(sub)
+    produce_ingest(settings, w1, w2)
+    agent = make_component("agent", settings)
+    await agent.wait_ready()
+    [failed] = await read(settings, ATTEMPTS, 1, timeout=WAIT)
+    assert failed["outcome"] == "retrying"
+    parked_records = await read_topic(settings, PARKED, 3, timeout=WAIT)  # enq, enq, att
+    assert dict(parked_records[2].headers())[parked.OP_HEADER] == b"att"
+    agent.kill()  # during the head's back-off
+    again = make_component("agent", settings)
+    await again.wait_ready()
+    assert await receiver.wait_for(lambda: w2["webhook_id"] in receiver.ids("/backoff"), WAIT)
+    hits = receiver.on("/backoff")
+    assert [h.headers["webhook-id"] for h in hits] == [w1["webhook_id"]] * 2 + [w2["webhook_id"]]
+    due = records.parse_time(failed["next_attempt_at"]).timestamp()
+    assert hits[1].at >= due - 0.05, "the new agent kept the ladder's delay"
     await again.terminate()
