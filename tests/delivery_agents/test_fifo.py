@@ -1,6 +1,7 @@
 """FIFO subscriptions on the real stack (docs/ordering.md): per-key order at a receiver that
 fails at random, through an agent SIGKILL and a rebalance; a halted key resumed or skipped by an
-operator; a neighbour on the same partition flowing meanwhile; ``waiting_for`` in the status."""
+operator; a neighbour on the same partition flowing meanwhile; ``waiting_for`` in the status;
+a halt and a back-off kept through an agent restart."""
 
 from __future__ import annotations
 
