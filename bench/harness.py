@@ -154,7 +154,9 @@ def wait_count(receiver_port: int, target: int, timeout: float, key: str = "uniq
     raise TimeoutError(f"receiver saw fewer than {target} within {timeout} s")
 
 
-def create_subscriptions(settings: Settings, urls: list[str], secret: str = "") -> list[str]:
+def create_subscriptions(
+    settings: Settings, urls: list[str], secret: str = "", **fields: Any
+) -> list[str]:
     producer = Producer(client_config(settings, {"acks": "all"}))
     ids = []
     for url in urls:
@@ -171,6 +173,7 @@ def create_subscriptions(settings: Settings, urls: list[str], secret: str = "") 
                     "is_active": True,
                     "created_at": now,
                     "updated_at": now,
+                    **fields,
                 }
             ),
             sub_id,
@@ -196,10 +199,15 @@ def webhook_producer(settings: Settings) -> Producer:
 
 
 def produce_webhooks(
-    settings: Settings, sub_ids: list[str], count: int, producer: Producer | None = None
+    settings: Settings,
+    sub_ids: list[str],
+    count: int,
+    producer: Producer | None = None,
+    ordering_keys: int = 0,
 ) -> float:
     """Produce ``count`` ingest records round-robin over ``sub_ids``; returns records/s. With
-    ``producer``, it is left unflushed (the caller flushes)."""
+    ``producer``, it is left unflushed (the caller flushes). ``ordering_keys``: so many ordering
+    keys, round-robin (0: none)."""
     own = producer is None
     producer = webhook_producer(settings) if producer is None else producer
     topic = settings.topic(INGEST)
@@ -213,6 +221,7 @@ def produce_webhooks(
             received_at=records.now_iso(),
             body=orjson.dumps({"i": i, "t": time.time(), "pad": PAD}),
             metadata=b'{"source": "bench"}',
+            ordering_key=f"k{i % ordering_keys}" if ordering_keys else None,
         )
         while True:
             try:

@@ -34,6 +34,7 @@ ALL = (
     "isolation",
     "punctual",
     "burst",
+    "fifo",
 )
 
 
@@ -84,6 +85,7 @@ def run(selected: list[str], quick: bool) -> dict[str, Any]:
             settings, 5_000 if quick else 100_000, 20 if quick else 200
         ),
         "burst": lambda: scenarios.burst(settings, 2_000 if quick else 100_000),
+        "fifo": lambda: scenarios.fifo_neighbour(settings, 2_000 if quick else 20_000),
     }
     for name in selected:
         started = time.monotonic()
@@ -201,6 +203,34 @@ def table(results: dict[str, Any]) -> str:
             "peak RSS (VmHWM)",
             ", ".join(f"{k} {v:.0f} MB" for k, v in sorted(b["rss_mb"].items())),
         )
+    if "fifo" in results:
+        f = results["fifo"]
+        labels = {
+            "solo": "neighbour alone",
+            "with_failing_fifo": "beside a failing FIFO subscription (1 in 5 records)",
+            "solo_again": "neighbour alone, again",
+        }
+        for mode, label in labels.items():
+            run = f[mode]
+            add(
+                "fifo neighbour (1 partition)",
+                label,
+                f"drain {run['drain_rate']:,.0f}/s ({run['delivered']:,} delivered; the failing "
+                f"endpoint saw {run['fifo_requests']} requests)",
+            )
+        add(
+            "fifo neighbour (1 partition)",
+            "ratio beside / alone (mean of both)",
+            f"{f['rate_ratio']:.2f}",
+        )
+        for keys in (1, 10):
+            run = f.get(f"fifo_{keys}_keys")
+            if run:
+                add(
+                    "fifo subscription, healthy endpoint",
+                    f"{keys} ordering key(s), {run['count']:,} webhooks",
+                    f"drain {run['drain_rate']:,.0f}/s",
+                )
     rss: dict[str, float] = {}
     for key in ("ingest", "e2e", "retry"):
         for name, value in (results.get(key, {}).get("rss_mb") or {}).items():

@@ -682,3 +682,76 @@ def _read_matching(
 ) -> list[dict]:
     """The first ``count`` JSON records of a topic for which ``match(record)`` holds."""
     return read_topic(settings, suffix, count, timeout, match)
+
+
+def fifo_neighbour(settings: Settings, backlog: int, fifo_share: int = 5) -> dict[str, Any]:
+    """A plain subscription's drain rate of a ``backlog`` on a one-partition ingest topic, alone
+    and beside a FIFO subscription whose endpoint always fails (one webhook in ``fifo_share`` is
+    the FIFO one's, interleaved on the same partition): its head retries on the ladder, the
+    webhooks behind it are parked, and the neighbour should not notice."""
+    healthy_port, failing_port = _port(), _port()
+    receiver = module("receiver", "--port", str(healthy_port))
+    failing = module("receiver", "--port", str(failing_port), "--fail-first", "1000000")
+    results: dict[str, Any] = {"backlog": backlog, "fifo_share": fifo_share, "partitions": 1}
+    try:
+        wait_http(f"http://127.0.0.1:{healthy_port}/count", proc=receiver)
+        wait_http(f"http://127.0.0.1:{failing_port}/count", proc=failing)
+        for mode in ("solo", "with_failing_fifo", "solo_again"):
+            s = fresh(settings, topic_partitions=1)
+            [healthy] = create_subscriptions(s, [f"http://127.0.0.1:{healthy_port}/healthy"])
+            plan = [healthy]
+            if mode == "with_failing_fifo":
+                [fifo] = create_subscriptions(
+                    s, [f"http://127.0.0.1:{failing_port}/fifo"], ordering="fifo"
+                )
+                plan = [healthy] * (fifo_share - 1) + [fifo]
+            _post(f"http://127.0.0.1:{healthy_port}/reset")
+            _post(f"http://127.0.0.1:{failing_port}/reset")
+            _produce_mix(s, plan, backlog * len(plan) // plan.count(healthy))
+            agent, _ = component("agent", s, "WM_AGENT_PORT")
+            try:
+                wait_count(healthy_port, backlog, timeout=600)
+                times = sorted(
+                    a[1]
+                    for a in get_json(f"http://127.0.0.1:{healthy_port}/stats", timeout=60)[
+                        "arrivals"
+                    ]
+                )
+                results[mode] = {
+                    "drain_rate": len(times) / (times[-1] - times[0]),
+                    "delivered": len(times),
+                    "fifo_requests": get_json(f"http://127.0.0.1:{failing_port}/count")["arrivals"],
+                    "rss_mb": agent.peak_rss_mb(),
+                }
+            finally:
+                agent.stop()
+        solo = (results["solo"]["drain_rate"] + results["solo_again"]["drain_rate"]) / 2
+        results["rate_ratio"] = results["with_failing_fifo"]["drain_rate"] / solo
+        # what order costs: a healthy FIFO subscription's drain rate on 1 and on 10 keys
+        for keys in (1, 10):
+            s = fresh(settings, topic_partitions=1)
+            [fifo] = create_subscriptions(
+                s, [f"http://127.0.0.1:{healthy_port}/fifo"], ordering="fifo"
+            )
+            _post(f"http://127.0.0.1:{healthy_port}/reset")
+            count = max(200, backlog // 10)
+            produce_webhooks(s, [fifo], count, ordering_keys=keys)
+            agent, _ = component("agent", s, "WM_AGENT_PORT")
+            try:
+                wait_count(healthy_port, count, timeout=600)
+                times = sorted(
+                    a[1]
+                    for a in get_json(f"http://127.0.0.1:{healthy_port}/stats", timeout=60)[
+                        "arrivals"
+                    ]
+                )
+                results[f"fifo_{keys}_keys"] = {
+                    "count": count,
+                    "drain_rate": len(times) / (times[-1] - times[0]),
+                }
+            finally:
+                agent.stop()
+        return results
+    finally:
+        receiver.stop()
+        failing.stop()

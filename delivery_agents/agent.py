@@ -21,6 +21,7 @@ from delivery_agents import http_delivery, metrics
 from delivery_agents.auto_disable import AutoDisabler
 from delivery_agents.breaker import Breaker, Breakers, CircuitPublisher
 from delivery_agents.dedupe import Dedupe
+from delivery_agents.ordering import Ordering
 from delivery_agents.outcomes import Publisher, dead_letter, seconds_since
 from delivery_agents.rate_limit import RateLimits
 from delivery_agents.shares import URGENT, Shares
@@ -80,7 +81,7 @@ class Agent:
                 },
             ),
             [settings.topic(INGEST)],
-            on_assign=self.dedupe.assigned,
+            on_assign=self._assigned,
             on_revoke=self._drain,
         )
         # retries that fell due: a consumer of their own, so that the ingest topic's backlog
@@ -101,6 +102,7 @@ class Agent:
             retry_ladder.tiers(settings.topic_prefix, settings.retry_ladder),
         )
         self.auto_disable = AutoDisabler(settings, table, producer)
+        self.fifo = Ordering(settings, table, producer, self._deliver_fifo, self._durably)
         self.rate_limits = RateLimits()
         self.breakers = Breakers(
             functools.partial(
@@ -133,6 +135,7 @@ class Agent:
     def stop(self) -> None:
         """Stop fetching; :meth:`run` finishes the work in hand, commits and returns."""
         self.stopping.set()
+        self.fifo.stop()
         self.space.set()
         self.due_space.set()
 
@@ -145,9 +148,14 @@ class Agent:
         )
         async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
             self.session = session
+            self.fifo.attach()
+            loops = [asyncio.create_task(self.fifo.run())]
             await self.consumer.subscribe()
             await self.due_consumer.subscribe()
-            loops = [asyncio.create_task(self._fetch_loop()), asyncio.create_task(self._due_loop())]
+            loops += [
+                asyncio.create_task(self._fetch_loop()),
+                asyncio.create_task(self._due_loop()),
+            ]
             try:
                 await asyncio.gather(*loops)
             finally:
@@ -206,6 +214,8 @@ class Agent:
             consumer.tracker.started(record_tp(msg), record_offset(msg))
             started += 1
             task = asyncio.create_task(self._handle(msg, consumer))
+            if consumer is self.consumer:
+                self.fifo.ticket(msg, task)  # FIFO records park in offset order
             self.tasks.add(task)
             task.add_done_callback(finished)
         return started
@@ -244,10 +254,15 @@ class Agent:
         await self.due_consumer.close()
         self.dedupe.close()
 
+    def _assigned(self, partitions: list[Partition]) -> None:
+        self.dedupe.assigned(partitions)
+        self.fifo.assigned(partitions)  # their parked partitions too
+
     def _drain(self, partitions: list[Partition]) -> None:
         """On revocation (consumer thread): let the partitions' work in hand finish, bounded."""
         self._wait_done(self.consumer, partitions)
         self.dedupe.revoked(partitions)
+        self.fifo.revoked(partitions)
 
     def _drain_due(self, partitions: list[Partition]) -> None:
         self._wait_done(self.due_consumer, partitions)
@@ -329,7 +344,11 @@ class Agent:
             return
         if record.subscription_id is None:
             await self._fan_out(record, msg)
-        elif await self.dedupe.admit(record, msg):  # a duplicate is dropped (dedupe.py)
+        elif not await self.dedupe.admit(record, msg):
+            return  # a duplicate is dropped (dedupe.py)
+        elif msg.topic() == self.ingest_topic and await self.fifo.park(record, msg):
+            return  # a FIFO subscription's: delivered from its key's queue (ordering.py)
+        else:
             await self._deliver(record, msg)
 
     async def _fan_out(self, record: Webhook, msg: Message) -> None:
@@ -371,7 +390,8 @@ class Agent:
         """Deliver ``record`` once: under a consumer span that continues its trace when tracing
         is on."""
         if not tracing.enabled():
-            return await self._attempt(record, msg)
+            await self._attempt(record, msg)
+            return
         attributes = {
             "webhookmaster.webhook_id": record.webhook_id,
             "webhookmaster.subscription_id": record.subscription_id,
@@ -383,7 +403,14 @@ class Agent:
         ):
             await self._attempt(record, msg)
 
-    async def _attempt(self, record: Webhook, msg: Message) -> None:
+    async def _deliver_fifo(self, record: Webhook, msg: Message) -> tuple[str, datetime | None]:
+        """One attempt of a FIFO key's head; its retry waits in :mod:`delivery_agents.ordering`."""
+        return await self._attempt(record, msg, to_tier=False)
+
+    async def _attempt(
+        self, record: Webhook, msg: Message, to_tier: bool = True
+    ) -> tuple[str, datetime | None]:
+        """One attempt; returns its outcome and when the next one is due (retrying)."""
         sub_id = record.subscription_id
         assert sub_id is not None
         sub, reason = self._refusal(sub_id, record.event_type)
@@ -397,7 +424,7 @@ class Agent:
             metrics.DEAD_LETTERED.labels("subscription").inc()
             letter = dead_letter(reason or "", record, msg)
             await self._durably(lambda: self.publisher.dead_letter(letter, sub_id.encode()))
-            return
+            return "failed", None
         headers = http_delivery.headers_for(
             record.webhook_id,
             record.event_type,
@@ -426,8 +453,8 @@ class Agent:
         with tracing.span("publish outcome", "producer") as trace:
             if trace is not None:
                 record = record.replace(traceparent=trace)  # a retry continues from here
-            outcome = await self._durably(
-                lambda: self.publisher.outcome(record, sub, started, result, msg)
+            outcome, next_at = await self._durably(
+                lambda: self.publisher.outcome_at(record, sub, started, result, msg, to_tier)
             )
             tracing.annotate({"webhookmaster.outcome": outcome})
         await self._observe(sub, result, probe)
@@ -437,6 +464,7 @@ class Agent:
             metrics.END_TO_END.observe(max(0.0, seconds_since(record.received_at)))
         elif outcome == "failed":
             metrics.DEAD_LETTERED.labels("exhausted").inc()
+        return outcome, next_at
 
     async def _post(
         self, sub: Subscription, headers: dict[str, str], record: Webhook

@@ -104,6 +104,19 @@ class Publisher:
     ) -> Outcome:
         """Publish what attempt ``record.attempt + 1`` came to; returns its outcome. The retry
         ladder counts the attempts of the record's delivery chain (a resend starts a new one)."""
+        return (await self.outcome_at(record, sub, started, result, source))[0]
+
+    async def outcome_at(
+        self,
+        record: Webhook,
+        sub: Subscription,
+        started: datetime,
+        result: AttemptResult,
+        source: Message,
+        to_tier: bool = True,
+    ) -> tuple[Outcome, datetime | None]:
+        """As :meth:`outcome`, with when the next attempt is due; ``to_tier=False`` leaves a
+        retry out of the retry topics (a FIFO head waits in its agent)."""
         attempt = record.attempt + 1
         in_chain = record.chain_attempt + 1
         sends: list[Any] = []
@@ -130,14 +143,15 @@ class Publisher:
                 next_at = datetime.now(UTC) + timedelta(seconds=tier.delay_s)
                 retry = record.replace(attempt=attempt, due_at=records.iso(next_at))
                 due_ms = str(int(next_at.timestamp() * 1000)).encode()
-                sends.append(
-                    self.producer.send(
-                        tier.topic,
-                        retry.body,
-                        sub.id.encode(),
-                        headers=[*retry.headers(), (DUE_HEADER, due_ms)],
+                if to_tier:
+                    sends.append(
+                        self.producer.send(
+                            tier.topic,
+                            retry.body,
+                            sub.id.encode(),
+                            headers=[*retry.headers(), (DUE_HEADER, due_ms)],
+                        )
                     )
-                )
         event = attempt_event(record, sub, attempt, started, result, outcome, next_at)
         sends.append(
             self.producer.send(
@@ -148,7 +162,7 @@ class Publisher:
             await sends[0]
         else:
             await asyncio.gather(*sends)
-        return outcome
+        return outcome, next_at
 
 
 def seconds_since(iso_time: str) -> float:

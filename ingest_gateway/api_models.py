@@ -52,6 +52,21 @@ RateLimit = Annotated[
         "deliveries over it wait (they are not attempts). Null or omitted: no limit.",
     ),
 ]
+Ordering = Annotated[
+    Literal["none", "fifo"],
+    Meta(
+        description='"fifo": webhooks with the same ordering key reach the endpoint one at a '
+        'time, in the order they were accepted (docs/ordering.md); "none" (default): no order.',
+    ),
+]
+OnFailure = Annotated[
+    Literal["skip", "halt"],
+    Meta(
+        description='FIFO only: when a webhook ends FAILED, "skip" (default) goes on with the '
+        'next one of its key; "halt" stops the key until POST /api/webhooks/{id}/skip/ or '
+        "/resume/.",
+    ),
+]
 DisabledReason = Annotated[
     str | None,
     Meta(
@@ -79,6 +94,7 @@ AnyJson = Annotated[Any, Meta(description="Any JSON value.")]
 # Path and query parameters.
 UuidText = Annotated[str, Meta(extra_json_schema={"format": "uuid"})]
 DateTimeText = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
+OrderingKeyText = Annotated[str, Meta(min_length=1, max_length=200)]
 
 
 def page_size(default: int) -> Any:
@@ -116,6 +132,8 @@ class SubscriptionCreate(msgspec.Struct, forbid_unknown_fields=True):
     event_types: EventTypes | UnsetType = UNSET
     is_active: IsActive | UnsetType = UNSET
     rate_limit: RateLimit | UnsetType = UNSET
+    ordering: Ordering | UnsetType = UNSET
+    on_failure: OnFailure | UnsetType = UNSET
 
 
 class SubscriptionPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -126,6 +144,8 @@ class SubscriptionPatch(msgspec.Struct, forbid_unknown_fields=True):
     event_types: EventTypes | UnsetType = UNSET
     is_active: IsActive | UnsetType = UNSET
     rate_limit: RateLimit | UnsetType = UNSET
+    ordering: Ordering | UnsetType = UNSET
+    on_failure: OnFailure | UnsetType = UNSET
 
 
 class Circuit(msgspec.Struct):
@@ -156,8 +176,18 @@ class Subscription(msgspec.Struct):
     rate_limit: RateLimit
     disabled_reason: DisabledReason
     disabled_at: DisabledAt
+    ordering: Ordering
+    on_failure: OnFailure
     circuit: Circuit
     previous_secret_expires_at: PreviousSecretExpiresAt = None
+
+
+class FifoCommand(msgspec.Struct):
+    """An operator's command to a FIFO key's head, written to the parked topic."""
+
+    id: Annotated[str, Meta(description="Webhook id.")]
+    command: Literal["skip", "resume"]
+    status: Literal["accepted"]
 
 
 class SubscriptionList(msgspec.Struct):
@@ -227,6 +257,16 @@ class WebhookStatus(msgspec.Struct):
     created_at: Timestamp
     delivered_at: Timestamp | None
     delivery_attempts: list[DeliveryAttempt]
+    waiting_for: (
+        Annotated[
+            str,
+            Meta(
+                description="FIFO subscriptions, while PENDING: the webhook right before this "
+                "one in its ordering key's queue (GET /api/status/{id}/ only)."
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class WebhookList(msgspec.Struct):

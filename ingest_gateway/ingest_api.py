@@ -121,6 +121,7 @@ async def ingest(request: web.Request) -> web.Response:
     event_type = validation.event_type(raw_type)
     _check_event_type(sub, event_type)
     _check_json(body)
+    ordering_key = validation.ordering_key(request.query.get("ordering_key"))
     key = idempotency.key(request.headers.get(IDEMPOTENCY_HEADER))
     if key is None:
         webhook_id = str(uuid.uuid4())
@@ -141,6 +142,7 @@ async def ingest(request: web.Request) -> web.Response:
             received_at=records.now_iso(),
             metadata=_metadata(request),
             traceparent=traceparent,
+            ordering_key=ordering_key,
         )
         headers = record.headers()
         if key is not None:

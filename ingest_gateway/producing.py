@@ -60,6 +60,7 @@ async def produce(
     key: str,
     value: bytes | None,
     headers: list[tuple[str, bytes]] | None = None,
+    partition: int | None = None,
 ) -> Message:
     """Produce one record and return it once acknowledged (acks=all); 503 otherwise (413 when
     Kafka refuses the record's size). While the probe finds Kafka unreachable: 503 at once,
@@ -69,7 +70,9 @@ async def produce(
         raise kafka_down()
     started = time.perf_counter()
     try:
-        msg = await gw.producer.send(topic, value, key, headers=headers, queue_wait_s=QUEUE_WAIT_S)
+        msg = await gw.producer.send(
+            topic, value, key, headers=headers, partition=partition, queue_wait_s=QUEUE_WAIT_S
+        )
     except Exception as exc:  # ProduceError, a producer that is gone
         metrics.PRODUCE_ERRORS.labels(label).inc()
         log.warning("produce to %s failed: %s", topic, exc or type(exc).__name__)

@@ -17,6 +17,7 @@ from ingest_gateway import (
     ingest_api,
     openapi,
     operator_routes,
+    ordering_api,
     status_api,
     swagger_ui,
 )
@@ -89,6 +90,13 @@ INGEST_PARAMS = (
         "the same subscription within WM_IDEMPOTENCY_WINDOW gives the same webhook id and one "
         "delivery chain; a retry the gateway recognises is answered with "
         "Idempotent-Replayed: true.",
+    ),
+    Param(
+        "ordering_key",
+        "query",
+        "FIFO subscriptions: the order this webhook belongs to "
+        "(1-200 characters; absent: the subscription's one order). See docs/ordering.md.",
+        m.OrderingKeyText,
     ),
 )
 WEBHOOK_FILTERS = (
@@ -194,6 +202,20 @@ ROUTES: tuple[Route, ...] = (
           params=(*WEBHOOK_FILTERS, _limit(status_api.DEFAULT_LIMIT), CURSOR), head=True),
     *operator_routes.ROUTES,  # resend, recover, dead letters
     *control_routes.ROUTES,  # secret rotation, event lookup, replay
+    Route("POST", "/api/webhooks/{id}/skip/", ordering_api.skip, "skipWebhook",
+          "FIFO: end the webhook at the head of its ordering key; the next one goes", SUBS,
+          description="Written to every partition of the parked topic; the delivery agent "
+          "that owns the key applies it when this webhook is the head of its key, else it "
+          "changes nothing. See docs/ordering.md.",
+          responses={202: Reply("Command accepted.", m.FifoCommand), 401: UNAUTHORIZED,
+                     404: NOT_FOUND, 503: KAFKA_DOWN},
+          params=(Param("id", "path", "Webhook id."),), name="webhook_skip"),
+    Route("POST", "/api/webhooks/{id}/resume/", ordering_api.resume, "resumeWebhook",
+          "FIFO: try a halted head again from its first attempt", SUBS,
+          description="For a key halted by on_failure: halt. Applied as skip is.",
+          responses={202: Reply("Command accepted.", m.FifoCommand), 401: UNAUTHORIZED,
+                     404: NOT_FOUND, 503: KAFKA_DOWN},
+          params=(Param("id", "path", "Webhook id."),), name="webhook_resume"),
 )
 # fmt: on
 

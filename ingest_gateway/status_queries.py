@@ -70,7 +70,15 @@ async def webhook(
     )
     if row is None:
         return None
-    return (await _with_attempts(conn, [row], retention_ms))[0]
+    found = (await _with_attempts(conn, [row], retention_ms))[0]
+    if found["status"] == "PENDING":  # a FIFO webhook queued behind another one
+        behind = await conn.fetchval(_WAITING_FOR, webhook_id)
+        if behind is not None:
+            found["waiting_for"] = behind
+    return found
+
+
+_WAITING_FOR = "SELECT waiting_for FROM fifo_waiting WHERE webhook_id = $1"
 
 
 async def subscription_exists(conn: asyncpg.Connection, sub_id: Any) -> bool:

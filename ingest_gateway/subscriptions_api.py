@@ -80,6 +80,8 @@ def _build(
             current.disabled_at if keep and current else None,
             current.previous_secret_key if rotated and current else None,
             current.previous_secret_expires_at if rotated and current else None,
+            fields.get("ordering"),
+            fields.get("on_failure"),
         ),
     )
 

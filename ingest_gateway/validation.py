@@ -109,12 +109,36 @@ def rate_limit(value: Any) -> float | None:
     return float(value)
 
 
+def ordering_key(value: str | None) -> str | None:
+    """The ``ordering_key`` query parameter: absent, or 1 to 200 characters."""
+    if value is not None and not 0 < len(value) <= records.MAX_ORDERING_KEY_LENGTH:
+        raise validation_error(
+            f"ordering_key must be 1 to {records.MAX_ORDERING_KEY_LENGTH} characters",
+            "ordering_key",
+        )
+    return value
+
+
+def ordering(value: Any) -> str:
+    if value not in ("none", "fifo"):
+        raise validation_error('ordering must be "none" or "fifo"', "ordering")
+    return str(value)
+
+
+def on_failure(value: Any) -> str:
+    if value not in ("skip", "halt"):
+        raise validation_error('on_failure must be "skip" or "halt"', "on_failure")
+    return str(value)
+
+
 SUBSCRIPTION_FIELDS: dict[str, Callable[[Any], Any]] = {
     "target_url": target_url,
     "secret_key": secret_key,
     "event_types": event_types,
     "is_active": is_active,
     "rate_limit": rate_limit,
+    "ordering": ordering,
+    "on_failure": on_failure,
 }
 
 

@@ -99,6 +99,8 @@ Timestamp = Annotated[
         description="RFC 3339 with a time zone.",
     ),
 ]
+MAX_ORDERING_KEY_LENGTH = 200
+OrderingKey = Annotated[str, Meta(min_length=1, max_length=MAX_ORDERING_KEY_LENGTH)]
 # JSON Schema's integer: a number with no fractional part (so 1.0 is the integer 1).
 Attempt = Annotated[float, Meta(ge=0, le=MAX_ATTEMPT, multiple_of=1)]
 
@@ -177,6 +179,14 @@ class IngestRecord(_Record):
     ] = None
     chain: Annotated[int, Meta(ge=0, le=MAX_CHAIN, description=_CHAIN_TEXT)] = 0
     chain_start: Annotated[int, Meta(ge=0, le=MAX_ATTEMPT, description=_CHAIN_START_TEXT)] = 0
+    ordering_key: Annotated[
+        OrderingKey | None,
+        Meta(
+            description="FIFO subscriptions: webhooks with the same ordering key are delivered "
+            "one at a time, in order. Null or absent: the subscription id (one order per "
+            "subscription). Ignored when the subscription's ordering is none."
+        ),
+    ] = None
 
 
 class AttemptEvent(_Record):
@@ -235,6 +245,7 @@ class WebhookJson(_Record):
     due_at: Timestamp | None
     chain: Annotated[int, Meta(ge=0, le=MAX_CHAIN)] = 0
     chain_start: Annotated[int, Meta(ge=0, le=MAX_ATTEMPT)] = 0
+    ordering_key: str | UnsetType | None = UNSET
 
 
 class DeadLetterSource(msgspec.Struct):
@@ -335,6 +346,20 @@ class SubscriptionRecord(_Record):
         ]
         | UnsetType
     ) = UNSET
+    ordering: (
+        Annotated[
+            Literal["none", "fifo"],
+            Meta(description="fifo: one webhook at a time per ordering key, in order."),
+        ]
+        | UnsetType
+    ) = UNSET
+    on_failure: (
+        Annotated[
+            Literal["skip", "halt"],
+            Meta(description="FIFO: after a FAILED webhook, go on (skip) or stop the key (halt)."),
+        ]
+        | UnsetType
+    ) = UNSET
     secret_key: (
         Annotated[
             str,
@@ -427,6 +452,7 @@ H_CHAIN_START = "wm-chain-start"  # attempts made before the chain began (absent
 # Idempotency-Key); value "1". Records without it are never de-duplicated.
 H_IDEMPOTENT = "wm-idempotent"
 IDEMPOTENT: tuple[str, bytes] = (H_IDEMPOTENT, b"1")
+H_ORDERING_KEY = "wm-ordering-key"  # FIFO subscriptions: the order a webhook belongs to
 H_TRACEPARENT = "traceparent"  # W3C trace context; optional, a malformed one is ignored
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
@@ -448,6 +474,7 @@ class Webhook:
     traceparent: str | None = None  # the trace this webhook belongs to (opt-in tracing)
     chain: int = 0  # delivery chain: 0 first delivery, +1 per resend
     chain_start: int = 0  # attempts made before this chain began
+    ordering_key: str | None = None  # FIFO subscriptions; None: the subscription id
 
     @property
     def chain_attempt(self) -> int:
@@ -473,6 +500,8 @@ class Webhook:
         if self.chain:
             headers.append((H_CHAIN, str(self.chain).encode()))
             headers.append((H_CHAIN_START, str(self.chain_start).encode()))
+        if self.ordering_key is not None:
+            headers.append((H_ORDERING_KEY, self.ordering_key.encode()))
         return headers
 
     def replace(self, **changes: Any) -> Webhook:
@@ -490,6 +519,7 @@ class Webhook:
             "attempt": self.attempt,
             "due_at": self.due_at,
             **({"chain": self.chain, "chain_start": self.chain_start} if self.chain else {}),
+            **({"ordering_key": self.ordering_key} if self.ordering_key is not None else {}),
         }
 
 
@@ -608,6 +638,7 @@ def _from_headers(
         due_at=_header_text(found, H_DUE_AT),
         chain=chain,
         chain_start=chain_start,
+        ordering_key=_header_text(found, H_ORDERING_KEY),
     )
 
 
@@ -651,6 +682,7 @@ def _from_envelope(
         due_at=record.due_at,
         chain=record.chain,
         chain_start=record.chain_start,
+        ordering_key=record.ordering_key,
     )
 
 
@@ -698,6 +730,7 @@ def _explain(members: dict[str, bytes]) -> None:
         metadata=b"{}",
         attempt=attempt,
         due_at=data.get("due_at"),
+        ordering_key=data.get("ordering_key"),
     )
 
 
@@ -713,6 +746,7 @@ def _checked(
     due_at: Any,
     chain: Any = 0,
     chain_start: Any = 0,
+    ordering_key: Any = None,
 ) -> Webhook:
     problem = event_type_problem(event_type)
     if problem:
@@ -736,6 +770,12 @@ def _checked(
         or not 0 <= chain_start <= attempt
     ):
         raise RecordError("chain_start must be an integer from 0 to attempt")
+    if ordering_key is not None and (
+        not isinstance(ordering_key, str) or not 0 < len(ordering_key) <= MAX_ORDERING_KEY_LENGTH
+    ):
+        raise RecordError(
+            f"ordering_key must be null or a string of 1 to {MAX_ORDERING_KEY_LENGTH} characters"
+        )
     return Webhook(
         webhook_id=webhook_id,
         subscription_id=subscription_id,
@@ -747,6 +787,7 @@ def _checked(
         due_at=due_at,
         chain=chain,
         chain_start=chain_start,
+        ordering_key=ordering_key,
     )
 
 
@@ -772,6 +813,7 @@ def webhook_from_json(data: Any, fallback_id: str, fallback_time: str) -> Webhoo
         due_at=data.get("due_at"),
         chain=data.get("chain", 0),
         chain_start=data.get("chain_start", 0),
+        ordering_key=data.get("ordering_key"),
     )
 
 

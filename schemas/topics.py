@@ -20,6 +20,7 @@ OPERATOR_EVENTS = "operator-events"
 CIRCUITS = "circuits"
 IDEMPOTENCY = "idempotency"  # ids of marked first attempts, co-partitioned with ingest
 IDEMPOTENCY_WINDOW_MS = 86_400_000  # WM_IDEMPOTENCY_WINDOW's default (24 h)
+PARKED = "parked"  # FIFO subscriptions: webhooks queued behind their ordering key, and its state
 
 # The retry ladder's tiers: (topic suffix, delay in seconds). Five retries after the first attempt.
 RETRY_TIERS: tuple[tuple[str, int], ...] = (
@@ -68,6 +69,15 @@ def catalogue(
             "Retries that fell due, handed back by the scheduler; agents read them first.",
         ),
     ]
+    specs.append(
+        TopicSpec(
+            name(prefix, PARKED),
+            partitions,
+            dict(data),
+            "FIFO subscriptions: each ordering key's queue and its head's progress, on the "
+            "partition of the ingest records it came from (docs/ordering.md).",
+        )
+    )
     for suffix, delay in RETRY_TIERS:
         specs.append(
             TopicSpec(

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from schemas import records
+from schemas import parked, records
 from schemas.records import RecordError
-from schemas.topics import ATTEMPTS, DEAD_LETTER, DUE, INGEST, SUBSCRIPTIONS
+from schemas.topics import ATTEMPTS, DEAD_LETTER, DUE, INGEST, PARKED, SUBSCRIPTIONS
 from status_projector.ordering import (
     DEAD_LETTER_STEP,
     DELIVERED,
@@ -125,6 +125,8 @@ class Batch:
     orphans: list[OrphanDeadLetter] = field(default_factory=list)
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
     unprojectable: list[Unprojectable] = field(default_factory=list)
+    # FIFO: (webhook id, the webhook it waits behind, its received_at)
+    waiting: list[tuple[str, str, datetime]] = field(default_factory=list)
     projected: Counter[str] = field(default_factory=Counter)  # records by topic suffix
     skipped: Counter[tuple[str, str]] = field(default_factory=Counter)  # (suffix, reason)
     newest_ms: int = 0
@@ -436,6 +438,23 @@ def _decode_subscription(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> bo
     return True
 
 
+def _decode_parked(batch: Batch, rec: KafkaRecord, cutoff: datetime) -> bool:
+    """A FIFO queue's enq record names the webhook it waits behind; other records of the parked
+    topic change no view."""
+    found = dict(rec.headers)
+    behind = found.get(parked.WAITING_FOR_HEADER)
+    if found.get(parked.OP_HEADER) != b"enq" or not behind:
+        return True
+    record = records.parse_webhook(
+        rec.value, rec.headers, "-", records.iso(_kafka_time(rec)), check_body=False
+    )
+    created = _time(record.received_at)
+    if created <= cutoff:
+        return False
+    batch.waiting.append((record.webhook_id, _webhook_id(behind.decode()), created))
+    return True
+
+
 def _webhook_id(value: Any) -> str:
     if not isinstance(value, str) or not value or len(value) > 200:
         raise RecordError("webhook_id must be a non-empty string of at most 200 characters")
@@ -448,4 +467,5 @@ _DECODERS = {
     ATTEMPTS: _decode_attempt,
     DEAD_LETTER: _decode_dead_letter,
     SUBSCRIPTIONS: _decode_subscription,
+    PARKED: _decode_parked,
 }

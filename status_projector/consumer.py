@@ -14,7 +14,7 @@ import threading
 
 from confluent_kafka import KafkaException, Message
 
-from schemas.topics import ATTEMPTS, DEAD_LETTER, DUE, INGEST, SUBSCRIPTIONS
+from schemas.topics import ATTEMPTS, DEAD_LETTER, DUE, INGEST, PARKED, SUBSCRIPTIONS
 from status_projector import metrics
 from status_projector.changes import KafkaRecord
 from status_projector.store import Stopping, Store
@@ -24,7 +24,7 @@ from webhookmaster.settings import Settings
 
 log = logging.getLogger(__name__)
 
-TOPICS = (INGEST, DUE, ATTEMPTS, DEAD_LETTER, SUBSCRIPTIONS)
+TOPICS = (INGEST, DUE, ATTEMPTS, DEAD_LETTER, SUBSCRIPTIONS, PARKED)
 
 
 def group_id(settings: Settings) -> str:

@@ -114,6 +114,7 @@ async def run_retention(
             dropped.append(name)
         status = await conn.execute("DELETE FROM dead_letters WHERE failed_at <= $1", cutoff)
         removed["dead_letters"] = int(status.split()[-1])
+        await conn.execute("DELETE FROM fifo_waiting WHERE created_at <= $1", cutoff)
         status = await conn.execute("DELETE FROM unprojectable WHERE seen_at <= $1", cutoff)
         removed["unprojectable"] = int(status.split()[-1])
     today = day_of(now)

@@ -165,6 +165,12 @@ async def without_copies(
     return [c for c in changes if not c.idempotent or c.created_at <= first[c.id]]
 
 
+INSERT_WAITING = """
+INSERT INTO fifo_waiting (webhook_id, waiting_for, created_at) VALUES ($1, $2, $3)
+ON CONFLICT (webhook_id) DO NOTHING
+"""
+
+
 async def write(conn: asyncpg.Connection, batch: Batch) -> None:
     """Write every change of ``batch`` (inside the caller's transaction)."""
     for sub in batch.subscriptions:  # in offset order; before fan-out reads the mirror
@@ -182,6 +188,8 @@ async def write(conn: asyncpg.Connection, batch: Batch) -> None:
     )
     if webhooks:
         await conn.executemany(UPSERT_WEBHOOK, [webhook_args(c) for c in webhooks])
+    if batch.waiting:
+        await conn.executemany(INSERT_WAITING, sorted(batch.waiting))
     if batch.attempts:
         await conn.execute(INSERT_ATTEMPTS, *_columns(_attempt_rows(batch.attempts)))
     if batch.dead_letters:

@@ -318,6 +318,35 @@ class AsyncProducer:
                 raise ProduceError(str(exc), exc.args[0].code()) from exc
         return await future
 
+    def produce_now(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Sequence[tuple[str, bytes | None]],
+        partition: int,
+    ) -> asyncio.Future[Message]:
+        """Produce one record at once (raises ``BufferError`` while the local queue is full, so
+        that a caller can keep records in order); the future resolves on its acknowledgement,
+        as :meth:`send`'s."""
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            self._settled.append((future, err, msg))
+
+        try:
+            self._producer.produce(
+                topic,
+                value,
+                key,
+                headers=list(headers),
+                partition=partition,
+                on_delivery=on_delivery,
+            )
+        except KafkaException as exc:
+            raise ProduceError(str(exc), exc.args[0].code()) from exc
+        return future
+
     def flush(self, timeout: float = 10.0) -> int:
         """Wait for outstanding records; returns how many are still queued."""
         return self._producer.flush(timeout)

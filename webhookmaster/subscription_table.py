@@ -85,6 +85,8 @@ class Protection(msgspec.Struct, frozen=True, gc=False):
     disabled_at: str | None = None
     previous_secret: str | bytes | None = None
     previous_secret_expires_at: str | None = None
+    ordering: str | None = None  # "fifo" (None: "none")
+    on_failure: str | None = None  # "halt" (None: "skip")
 
     @classmethod
     def of(
@@ -94,20 +96,33 @@ class Protection(msgspec.Struct, frozen=True, gc=False):
         disabled_at: str | None = None,
         previous_secret: str | bytes | None = None,
         previous_secret_expires_at: str | None = None,
+        ordering: str | None = None,
+        on_failure: str | None = None,
     ) -> Protection | None:
         """These fields, or None when none is set (the common case). A previous secret counts
-        only with its expiry time."""
+        only with its expiry time; ``ordering`` "none" and ``on_failure`` "skip" are the
+        defaults, kept as None."""
         if previous_secret is None or previous_secret_expires_at is None:
             previous_secret = previous_secret_expires_at = None
+        ordering = None if ordering in (None, "none") else ordering
+        on_failure = None if on_failure in (None, "skip") else on_failure
         if (
             rate_limit is None
             and disabled_reason is None
             and disabled_at is None
             and previous_secret is None
+            and ordering is None
+            and on_failure is None
         ):
             return None
         return cls(
-            rate_limit, disabled_reason, disabled_at, previous_secret, previous_secret_expires_at
+            rate_limit,
+            disabled_reason,
+            disabled_at,
+            previous_secret,
+            previous_secret_expires_at,
+            ordering,
+            on_failure,
         )
 
 
@@ -152,6 +167,17 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
     @property
     def disabled_at(self) -> str | None:
         return (self.protection or _NONE).disabled_at
+
+    @property
+    def ordering(self) -> str:
+        """ "fifo": webhooks of one ordering key go one at a time, in order; "none": no order."""
+        return (self.protection or _NONE).ordering or "none"
+
+    @property
+    def on_failure(self) -> str:
+        """FIFO only: after a webhook ended FAILED, "skip" goes on with the next, "halt" stops
+        its key until an operator skips or resends it."""
+        return (self.protection or _NONE).on_failure or "skip"
 
     @property
     def secret_key(self) -> str:
@@ -243,6 +269,8 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
                 data.get("disabled_at"),
                 previous,
                 data.get("previous_secret_expires_at"),
+                data.get("ordering"),
+                data.get("on_failure"),
             ),
         )
         return sub, current
@@ -278,6 +306,8 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
             "rate_limit": self.rate_limit,
             "disabled_reason": self.disabled_reason,
             "disabled_at": self.disabled_at,
+            "ordering": self.ordering,
+            "on_failure": self.on_failure,
         }
 
     def accepts(self, event_type: str) -> bool:

@@ -30,6 +30,8 @@ FIELDS = {
     "rate_limit",
     "disabled_reason",
     "disabled_at",
+    "ordering",
+    "on_failure",
     "circuit",
     "previous_secret_expires_at",
 }

@@ -14,6 +14,7 @@ def test_topic_names_come_from_the_catalogue_under_the_prefix() -> None:
     suffixes = [
         topics.INGEST,
         topics.DUE,
+        topics.PARKED,
         *(s for s, _ in topics.RETRY_TIERS),
         topics.DEAD_LETTER,
         topics.ATTEMPTS,

@@ -8,6 +8,7 @@ from schemas.topics import (
     ATTEMPTS,
     IDEMPOTENCY,
     INGEST,
+    PARKED,
     RETENTION_72H_MS,
     RETRY_TIERS,
     SUBSCRIPTIONS,
@@ -24,6 +25,7 @@ def test_catalogue_names_every_topic(wm_settings: Settings) -> None:
     assert names == [
         prefix + "ingest",
         prefix + "due",
+        prefix + "parked",
         *(prefix + t for t, _ in RETRY_TIERS),
         prefix + "deadletter",
         prefix + "attempts",
@@ -51,6 +53,8 @@ def test_broker_reports_catalogue_configs(wm_settings: Settings) -> None:
     assert configs[sub]["cleanup.policy"] == "compact"
     assert configs[wm_settings.topic(INGEST)]["cleanup.policy"] == "delete"
     assert len(metadata[wm_settings.topic(INGEST)].partitions) == 3  # WM_TOPIC_PARTITIONS
+    # FIFO queues live on the parked partition of their ingest partition's number
+    assert len(metadata[wm_settings.topic(PARKED)].partitions) == 3
 
 
 async def test_apply_is_idempotent_and_repairs_drift(wm_settings: Settings) -> None:
