@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import re
 import sys
 import threading
 import time
@@ -39,7 +40,7 @@ from webhookmaster import secret_box
 from webhookmaster.kafka_clients import consumer_config, record_offset, record_tp
 from webhookmaster.secret_box import SecretBox
 from webhookmaster.settings import Settings
-from webhookmaster.subscription_index import SubscriptionIndex
+from webhookmaster.subscription_index import SubscriptionIndex, position
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,9 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
         else:
             secret, current = box.decrypt(token)
             current = current and "secret_key" not in data
+        for name in ("id", "created_at"):  # they make the entry's position: pack()
+            if not isinstance(data[name], str) or not data[name].isprintable():
+                raise ValueError(f"{name} must be printable text")
         sub = cls(
             id=data["id"],
             target_url=data["target_url"],
@@ -209,6 +213,117 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
         return not self.event_types or event_type in self.event_types
 
 
+# Filters by number, for entries to name theirs in one small integer: a few distinct ones.
+_FILTER_LIST: list[tuple[str, ...]] = []
+_FILTER_NUMBER: dict[tuple[str, ...], int] = {}
+
+
+def _filter_number(event_types: tuple[str, ...]) -> int:
+    number = _FILTER_NUMBER.get(event_types)
+    if number is None:
+        with _FILTER_LOCK:
+            number = _FILTER_NUMBER.get(event_types)
+            if number is None:
+                _FILTER_LIST.append(_filter(event_types))
+                number = _FILTER_NUMBER[event_types] = len(_FILTER_LIST) - 1
+    return number
+
+
+_FILTER_LOCK = threading.Lock()
+
+
+class _Packed(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
+    """What an entry holds after its position and offset (MessagePack, trailing defaults
+    left out): the fields of :class:`Subscription` but ``id`` and ``created_at``."""
+
+    target_url: str
+    secret: bytes  # sealed
+    filter: int  # in _FILTER_LIST
+    is_active: bool = True
+    updated_at: str | None = None  # None: equal to created_at
+    rate_limit: float | None = None
+    disabled_reason: str | None = None
+    disabled_at: str | None = None
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(_Packed)
+_OFFSET = 8  # bytes, big-endian, right after the position
+
+
+def pack(sub: Subscription, offset: int) -> bytes:
+    """``sub`` as the table keeps it, from the record at ``offset``: one bytes object,
+    ``created_at`` NUL ``id`` NUL (:func:`subscription_index.position`: entries sort in list
+    order), the offset, then the other fields, secret sealed (:meth:`Subscription.compact`).
+    About 200 bytes where the struct and its strings took about 500."""
+    if not (sub.id.isprintable() and sub.created_at.isprintable()):
+        raise ValueError("a subscription's id and created_at must be printable text")
+    sub = sub.compact()
+    assert isinstance(sub.secret, bytes)
+    rest = _Packed(
+        sub.target_url,
+        sub.secret,
+        _filter_number(sub.event_types),
+        sub.is_active,
+        None if sub.updated_at is sub.created_at else sub.updated_at,
+        sub.rate_limit,
+        sub.disabled_reason,
+        sub.disabled_at,
+    )
+    return b"".join(
+        (
+            position(sub.created_at, sub.id),
+            offset.to_bytes(_OFFSET, "big", signed=True),
+            _ENCODER.encode(rest),
+        )
+    )
+
+
+def _split(entry: bytes) -> tuple[int, int]:
+    """Where the id starts, and where the offset starts."""
+    start = entry.index(0) + 1
+    return start, entry.index(0, start) + 1
+
+
+def entry_offset(entry: bytes) -> int:
+    """The offset of the record ``entry`` comes from."""
+    at = _split(entry)[1]
+    return int.from_bytes(entry[at : at + _OFFSET], "big", signed=True)
+
+
+def unpack(entry: bytes) -> Subscription:
+    """The subscription of :func:`pack`'s ``entry`` (secret sealed, filter shared)."""
+    start, at = _split(entry)
+    created = entry[: start - 1].decode()
+    rest = _DECODER.decode(memoryview(entry)[at + _OFFSET :])
+    return Subscription(
+        entry[start : at - 1].decode(),
+        rest.target_url,
+        rest.secret,
+        _FILTER_LIST[rest.filter],
+        rest.is_active,
+        created,
+        created if rest.updated_at is None else rest.updated_at,
+        Protection.of(rest.rate_limit, rest.disabled_reason, rest.disabled_at),
+    )
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def entry_key(sub_id: str) -> int | str:
+    """The table's key for ``sub_id``: a UUID in its canonical text (as the API makes them) is
+    kept as its 128-bit number, 48 bytes where the text takes 96; any other id as itself."""
+    if len(sub_id) == 36 and _UUID.fullmatch(sub_id):
+        return int(sub_id.replace("-", ""), 16)
+    return sub_id
+
+
+def _event_types(entry: bytes) -> tuple[str, ...]:
+    at = _split(entry)[1]
+    return _FILTER_LIST[_DECODER.decode(memoryview(entry)[at + _OFFSET :]).filter]
+
+
 PREFETCH_KB = 8192
 
 
@@ -220,13 +335,6 @@ def _release_free_heap() -> None:
     except (OSError, AttributeError):  # not glibc
         return
     trim(0)
-
-
-class _Entry(msgspec.Struct, gc=False):
-    """The latest state of an id (None: deleted) and the offset of the record it comes from."""
-
-    offset: int
-    sub: Subscription | None
 
 
 class SubscriptionTable:
@@ -251,7 +359,8 @@ class SubscriptionTable:
             **{"queued.max.messages.kbytes": PREFETCH_KB, "fetch.max.bytes": PREFETCH_KB * 1024},
         )
         self._consumer: Consumer | None = None  # made by start(): nothing connects before
-        self._entries: dict[str, _Entry] = {}
+        # entry_key(id) -> its entry (pack()), or the offset of its tombstone
+        self._entries: dict[int | str, bytes | int] = {}
         # Entries read from records to rewrite (plain text, older key): id -> offset.
         self._stale: dict[str, int] = {}
         self._index = SubscriptionIndex()
@@ -437,25 +546,25 @@ class SubscriptionTable:
     ) -> None:
         """Record the state of ``sub_id`` as of ``offset`` (None: deleted); ``current`` False
         marks a record to rewrite (secret in plain text or under an older key). The table keeps
-        the compact form (:meth:`Subscription.compact`)."""
-        if sub is not None:
-            sub = sub.compact()
-            if sub.id == sub_id:
-                sub_id = sub.id  # one string object for the key and the entry
+        the packed form (:func:`pack`)."""
+        new: bytes | int = offset if sub is None else pack(sub, offset)
+        key = entry_key(sub_id)
         with self._lock:
-            entry = self._entries.get(sub_id)
-            if entry is None or entry.offset < offset:
-                if entry is not None and entry.sub is not None:
-                    self._index.remove(entry.sub)
-                if sub is not None:
-                    self._index.add(sub)
-                self._entries[sub_id] = _Entry(offset, sub)
+            old = self._entries.get(key)
+            old_offset = -1 if old is None else old if isinstance(old, int) else entry_offset(old)
+            if old is None or old_offset < offset:
+                if isinstance(old, bytes):
+                    self._index.remove(old, _event_types(old))
+                if isinstance(new, bytes):
+                    assert sub is not None
+                    self._index.add(new, _filter(sub.event_types), sub.is_active)
+                self._entries[key] = new
                 if current:
                     self._stale.pop(sub_id, None)
                 else:
                     self._stale[sub_id] = offset
-            elif entry.offset > offset:  # read after a newer record this process wrote itself
-                self._passed[sub_id] = (offset, sub)
+            elif old_offset > offset:  # read after a newer record this process wrote itself
+                self._passed[sub_id] = (offset, None if sub is None else sub.compact())
 
     def passed(self, sub_id: str, after: int, before: int) -> tuple[Subscription | None] | None:
         """The newest record of ``sub_id`` at an offset between ``after`` and ``before`` that
@@ -467,8 +576,10 @@ class SubscriptionTable:
 
     def offset_of(self, sub_id: str) -> int:
         """The offset the entry of ``sub_id`` comes from; -1 when the table holds none."""
-        entry = self._entries.get(sub_id)
-        return entry.offset if entry is not None else -1
+        entry = self._entries.get(entry_key(sub_id))
+        if entry is None:
+            return -1
+        return entry if isinstance(entry, int) else entry_offset(entry)
 
     def stale(self) -> list[tuple[str, int]]:
         """(id, offset) of every entry whose record should be rewritten under the newest key."""
@@ -477,12 +588,14 @@ class SubscriptionTable:
 
     def get_at(self, sub_id: str, offset: int) -> Subscription | None:
         """The entry of ``sub_id`` if it still comes from ``offset``, else None."""
-        entry = self._entries.get(sub_id)
-        return entry.sub if entry is not None and entry.offset == offset else None
+        entry = self._entries.get(entry_key(sub_id))
+        if isinstance(entry, bytes) and entry_offset(entry) == offset:
+            return unpack(entry)
+        return None
 
     def get(self, sub_id: str) -> Subscription | None:
-        entry = self._entries.get(sub_id)
-        return entry.sub if entry is not None else None
+        entry = self._entries.get(entry_key(sub_id))
+        return unpack(entry) if isinstance(entry, bytes) else None
 
     def __len__(self) -> int:
         """How many subscriptions exist."""
@@ -493,8 +606,8 @@ class SubscriptionTable:
         and whether more follow. Keyset paging: a subscription that exists throughout a listing
         appears in exactly one page, whatever is written meanwhile."""
         with self._lock:
-            ids, more = self._index.page(after, limit)
-            return [self._present(sub_id) for sub_id in ids], more
+            entries, more = self._index.page(after, limit)
+        return [unpack(entry) for entry in entries], more
 
     def all(self) -> list[Subscription]:
         """Every subscription in (created_at, id) order: O(all), for tests and tools only."""
@@ -504,14 +617,8 @@ class SubscriptionTable:
         """Active subscriptions whose filter accepts ``event_type``, in (created_at, id) order;
         reads only the index entries of ``event_type`` and the wildcard set."""
         with self._lock:
-            subs = [self._present(sub_id) for sub_id in self._index.matching(event_type)]
-        subs.sort(key=lambda s: (s.created_at, s.id))
-        return iter(subs)
-
-    def _present(self, sub_id: str) -> Subscription:
-        sub = self._entries[sub_id].sub
-        assert sub is not None, "the index holds only present subscriptions"
-        return sub
+            entries = sorted(self._index.matching(event_type))  # bytes order: list order
+        return map(unpack, entries)
 
     def close(self) -> None:
         self._stop.set()
