@@ -20,6 +20,7 @@ Reads never scan the table: fan-out matching and list pages come from
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import re
 import sys
@@ -233,9 +234,10 @@ _FILTER_LOCK = threading.Lock()
 
 
 class _Packed(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
-    """What an entry holds after its position and offset (MessagePack, trailing defaults
-    left out): the fields of :class:`Subscription` but ``id`` and ``created_at``."""
+    """What an entry holds after its position (MessagePack, trailing defaults left out): the
+    offset of its record and the fields of :class:`Subscription` but ``id`` and ``created_at``."""
 
+    offset: int
     target_url: str
     secret: bytes  # sealed
     filter: int  # in _FILTER_LIST
@@ -248,19 +250,19 @@ class _Packed(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(_Packed)
-_OFFSET = 8  # bytes, big-endian, right after the position
 
 
 def pack(sub: Subscription, offset: int) -> bytes:
     """``sub`` as the table keeps it, from the record at ``offset``: one bytes object,
     ``created_at`` NUL ``id`` NUL (:func:`subscription_index.position`: entries sort in list
-    order), the offset, then the other fields, secret sealed (:meth:`Subscription.compact`).
+    order), then the offset and the other fields, secret sealed (:meth:`Subscription.compact`).
     About 200 bytes where the struct and its strings took about 500."""
     if not (sub.id.isprintable() and sub.created_at.isprintable()):
         raise ValueError("a subscription's id and created_at must be printable text")
     sub = sub.compact()
     assert isinstance(sub.secret, bytes)
     rest = _Packed(
+        offset,
         sub.target_url,
         sub.secret,
         _filter_number(sub.event_types),
@@ -270,34 +272,30 @@ def pack(sub: Subscription, offset: int) -> bytes:
         sub.disabled_reason,
         sub.disabled_at,
     )
-    return b"".join(
-        (
-            position(sub.created_at, sub.id),
-            offset.to_bytes(_OFFSET, "big", signed=True),
-            _ENCODER.encode(rest),
-        )
-    )
+    return position(sub.created_at, sub.id) + _ENCODER.encode(rest)
 
 
-def _split(entry: bytes) -> tuple[int, int]:
-    """Where the id starts, and where the offset starts."""
-    start = entry.index(0) + 1
-    return start, entry.index(0, start) + 1
+def _rest(entry: bytes) -> _Packed:
+    return _DECODER.decode(entry.split(b"\0", 2)[2])
 
 
 def entry_offset(entry: bytes) -> int:
     """The offset of the record ``entry`` comes from."""
-    at = _split(entry)[1]
-    return int.from_bytes(entry[at : at + _OFFSET], "big", signed=True)
+    return _rest(entry).offset
 
 
+UNPACK_CACHE = 1024  # subscriptions most recently read, ready made
+
+
+@functools.lru_cache(maxsize=UNPACK_CACHE)
 def unpack(entry: bytes) -> Subscription:
-    """The subscription of :func:`pack`'s ``entry`` (secret sealed, filter shared)."""
-    start, at = _split(entry)
-    created = entry[: start - 1].decode()
-    rest = _DECODER.decode(memoryview(entry)[at + _OFFSET :])
+    """The subscription of :func:`pack`'s ``entry`` (secret sealed, filter shared); the
+    recently read ones from a cache (the struct is frozen: one object serves every reader)."""
+    created_b, sub_id, packed = entry.split(b"\0", 2)
+    created = created_b.decode()
+    rest = _DECODER.decode(packed)
     return Subscription(
-        entry[start : at - 1].decode(),
+        sub_id.decode(),
         rest.target_url,
         rest.secret,
         _FILTER_LIST[rest.filter],
@@ -320,8 +318,7 @@ def entry_key(sub_id: str) -> int | str:
 
 
 def _event_types(entry: bytes) -> tuple[str, ...]:
-    at = _split(entry)[1]
-    return _FILTER_LIST[_DECODER.decode(memoryview(entry)[at + _OFFSET :]).filter]
+    return _FILTER_LIST[_rest(entry).filter]
 
 
 PREFETCH_KB = 8192
