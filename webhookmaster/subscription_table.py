@@ -612,7 +612,7 @@ class SubscriptionTable:
         """Active subscriptions whose filter accepts ``event_type``, in (created_at, id) order;
         reads only the index entries of ``event_type`` and the wildcard set."""
         with self._lock:
-            entries = sorted(self._index.matching(event_type))  # bytes order: list order
+            entries = self._index.matching(event_type)
         return map(unpack, entries)
 
     def close(self) -> None:
