@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from webhookmaster import secret_box
 from webhookmaster.secret_box import SecretBox
 from webhookmaster.settings import Settings
+from webhookmaster.subscription_index import SMALL
 from webhookmaster.subscription_table import (
     Protection,
     Subscription,
@@ -290,3 +291,18 @@ def test_a_record_whose_created_at_is_not_printable_is_skipped_as_unreadable() -
         assert t.get(IDS[0]) is None and len(t) == 0
         t._apply_message(IDS[0].encode(), orjson.dumps({**record, "created_at": TIMES[0]}), 2)
         assert t.get(IDS[0]) is not None
+
+
+def test_matching_stays_right_when_an_event_type_outgrows_its_small_list() -> None:
+    rnd = random.Random(5)
+    subs = [_new(rnd) for _ in range(3 * SMALL)]
+    wild = [msgspec.structs.replace(s, event_types=()) for s in (_new(rnd) for _ in range(20))]
+    with table() as t:
+        for offset, sub in enumerate(subs + wild):
+            t.apply(sub.id, sub, offset)
+        gone = rnd.sample(subs, SMALL) + wild[:5]
+        for offset, sub in enumerate(gone, len(subs) + len(wild)):
+            t.apply(sub.id, None, offset)
+        left = sorted(set(subs + wild) - set(gone), key=lambda s: (s.created_at, s.id))
+        assert [s.id for s in t.matching("a")] == [s.id for s in left]
+        assert [s.id for s in t.matching("b")] == [s.id for s in left if not s.event_types]
