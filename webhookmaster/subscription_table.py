@@ -162,8 +162,8 @@ class Subscription(msgspec.Struct, frozen=True, gc=False):
         return secret if isinstance(secret, str) else secret_box.reveal(secret)
 
     def compact(self) -> Subscription:
-        """This subscription as the table keeps it: secret sealed, filter shared, one timestamp
-        string when both are equal."""
+        """This subscription as the table packs it (:func:`pack`): secret sealed, filter
+        shared, one timestamp string when both are equal."""
         secret = self.secret
         if isinstance(secret, str):
             secret = secret_box.seal(secret)
