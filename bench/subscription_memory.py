@@ -1,12 +1,13 @@
 """Scenario: 100,000 subscriptions in a real gateway and a real agent (issue 13, items 1 and 2).
 
-Loads N subscription records (secrets encrypted, one event type each out of 1,000; ten of them
-take the fan-out event type) into the subscriptions topic, then, for this tree and for a
-baseline git ref (``--baseline``, extracted with ``git archive``, run with the same Python), one
-after the other against the same topics: start time to ``/readyz``, RSS once ready, list latency
-(walking ``GET /api/subscriptions/`` pages of 50 with the cursor), fan-out acknowledgement
-latency (``POST /api/events/`` to 10 subscribers) and ingest rate alone and with four clients
-listing subscriptions meanwhile.
+For this tree and for a baseline git ref (``--baseline``, extracted with ``git archive``, run
+with the same Python), one after the other, each on topics of its own: loads N subscription
+records (secrets encrypted, one event type each out of 1,000; ten of them take the fan-out
+event type) into the subscriptions topic, then measures start time to ``/readyz``, RSS once
+ready (and of a gateway and an agent with ten subscriptions: the floor, for the cost per
+subscription), list latency (walking ``GET /api/subscriptions/`` pages of 50 with the cursor),
+fan-out acknowledgement latency (``POST /api/events/`` to 10 subscribers) and ingest rate
+alone and with four clients listing subscriptions meanwhile.
 
     .venv/bin/python -m bench.subscription_memory [--subscriptions 100000] [--baseline main]
 
@@ -212,6 +213,20 @@ def measure(settings: Settings, tree: Path, sub_id: str, requests: int) -> dict[
         agent.stop()
 
 
+def floor_rss(settings: Settings, tree: Path) -> dict[str, float]:
+    """RSS of a gateway and an agent from ``tree`` with only a few subscriptions, once ready:
+    what a process costs before the table does."""
+    gateway = Component("gateway", tree, settings, "WM_GATEWAY_PORT")
+    agent = Component("agent", tree, settings, "WM_AGENT_PORT")
+    try:
+        gateway.ready_after(), agent.ready_after()
+        time.sleep(3)
+        return {"gateway": gateway.rss_mb(), "agent": agent.rss_mb()}
+    finally:
+        gateway.stop()
+        agent.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscriptions", type=int, default=100_000)
@@ -230,15 +245,12 @@ def main() -> None:
     ):
         if value:
             harness.BENCH_ENV[var] = value
-    settings = fresh(harness.base_settings())
+    base_settings = harness.base_settings()
     receiver_port = harness.free_port()
     receiver = harness.module("receiver", "--port", str(receiver_port))
     results: dict[str, Any] = {"subscriptions": args.subscriptions}
     try:
         wait_http(f"http://127.0.0.1:{receiver_port}/count", proc=receiver)
-        started = time.monotonic()
-        sub_id = load(settings, args.subscriptions, receiver_port)
-        results["load_s"] = time.monotonic() - started
         with tempfile.TemporaryDirectory(prefix="wm-baseline-") as base:
             trees = {"after": PROJECT_ROOT}
             if args.baseline:
@@ -250,7 +262,19 @@ def main() -> None:
                 subprocess.run(["tar", "-x", "-C", base], input=archive, check=True)
                 trees = {"before": Path(base), **trees}
             for label, tree in trees.items():
+                # topics of its own per tree: no agent resumes the deliveries of another's run
+                settings = fresh(base_settings)
+                started = time.monotonic()
+                sub_id = load(settings, args.subscriptions, receiver_port)
+                results.setdefault("load_s", time.monotonic() - started)
                 results[label] = measure(settings, tree, sub_id, args.requests)
+                floor = fresh(base_settings)
+                load(floor, FANOUT_WIDTH, receiver_port)
+                results[label]["rss_floor_mb"] = floor_rss(floor, tree)
+                results[label]["kb_per_subscription"] = {
+                    name: (results[label]["rss_ready_mb"][name] - mb) * 1024 / args.subscriptions
+                    for name, mb in results[label]["rss_floor_mb"].items()
+                }
                 print(label, json.dumps(results[label], indent=1), flush=True)
     finally:
         receiver.stop()

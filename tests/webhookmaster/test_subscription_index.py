@@ -11,13 +11,24 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import msgspec
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from webhookmaster import secret_box
 from webhookmaster.secret_box import SecretBox
 from webhookmaster.settings import Settings
-from webhookmaster.subscription_table import Subscription, SubscriptionTable
+from webhookmaster.subscription_index import SMALL
+from webhookmaster.subscription_table import (
+    Protection,
+    Subscription,
+    SubscriptionTable,
+    entry_key,
+    entry_offset,
+    pack,
+    unpack,
+)
 
 KEY = secret_box.new_key()
 BOX = SecretBox([KEY])
@@ -216,3 +227,90 @@ def test_the_table_keeps_secrets_sealed_and_shares_what_it_can() -> None:
         assert kept_b.updated_at is kept_b.created_at
         assert kept_a.to_record() == a.to_record() and kept_b.to_record() == b.to_record()
         assert not hasattr(kept_a, "__dict__") and sys.getsizeof(kept_a) <= 80
+
+
+printable = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x2FF), max_size=12).filter(
+    str.isprintable
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(printable, printable), min_size=2, max_size=6, unique=True))
+def test_packed_entries_sort_as_their_created_at_and_id(keys: list[tuple[str, str]]) -> None:
+    entries = {
+        pack(Subscription(sub_id, "https://x/", "s", (), True, created, created), n): (
+            created,
+            sub_id,
+        )
+        for n, (created, sub_id) in enumerate(keys)
+    }
+    assert [entries[e] for e in sorted(entries)] == sorted(keys)
+
+
+def test_a_packed_entry_gives_back_every_field_and_its_offset() -> None:
+    plain = Subscription(
+        "not-a-uuid", "https://example.com/\u00e9", "whsec_p", ("x",), False, TIMES[0], TIMES[1],
+        Protection.of(2.5, "endpoint_gone", TIMES[2]),
+    )  # fmt: skip
+    for sub, offset in ((plain, 0), (_sub(0, ((), True, 1)), 2**40)):
+        entry = pack(sub, offset)
+        assert entry_offset(entry) == offset
+        back = unpack(entry)
+        assert back.to_record() == sub.to_record()
+        assert isinstance(back.secret, bytes) and sub.secret_key.encode() not in entry
+    rotated = Subscription(
+        str(uuid.uuid4()), "https://x/", "whsec_new", (), True, TIMES[0], TIMES[1],
+        Protection.of(None, None, None, "whsec_old", TIMES[2], "fifo", "halt"),
+    )  # fmt: skip
+    back = unpack(pack(rotated, 7))
+    assert back.to_record() == rotated.to_record()
+    assert (back.ordering, back.on_failure) == ("fifo", "halt")
+    assert back.previous_secret_key == "whsec_old" and b"whsec_old" not in pack(rotated, 7)
+    sub = _sub(0, (("a",), True, 1))
+    texts = (sub.id, sub.created_at, sub.updated_at, sub.target_url, sub.secret_key)
+    # one object: its texts, the sealed secret's 28 bytes, a few bytes of framing
+    assert len(pack(sub, 10**9)) <= sum(map(len, texts)) + 28 + 24
+
+
+def test_canonical_uuid_ids_are_keyed_by_number_and_others_by_text() -> None:
+    sub_id = str(uuid.uuid4())
+    assert entry_key(sub_id) == uuid.UUID(sub_id).int
+    for other in (sub_id.upper(), sub_id.replace("-", ""), "sub-1", sub_id + " "):
+        assert entry_key(other) == other
+    with table() as t:  # both kinds side by side, a number-like text id apart from a UUID's
+        number = str(uuid.UUID(sub_id).int)
+        for n, key in enumerate((sub_id, sub_id.upper(), number)):
+            t.apply(key, msgspec.structs.replace(_sub(0, ((), True, 0)), id=key), n + 1)
+        assert [t.get(k).id for k in (sub_id, sub_id.upper(), number)] == [  # type: ignore[union-attr]
+            sub_id, sub_id.upper(), number,
+        ]  # fmt: skip
+        t.apply(sub_id.upper(), None, 9)
+        assert t.get(sub_id.upper()) is None and t.get(sub_id) is not None
+        assert t.offset_of(sub_id.upper()) == 9 and t.offset_of(sub_id) == 1
+
+
+def test_a_record_whose_created_at_is_not_printable_is_skipped_as_unreadable() -> None:
+    record = {
+        "id": IDS[0], "target_url": "https://x/", "secret_key_encrypted": BOX.encrypt("s"),
+        "event_types": [], "is_active": True, "created_at": "2026\0", "updated_at": TIMES[0],
+    }  # fmt: skip
+    with table() as t:
+        t._apply_message(IDS[0].encode(), orjson.dumps(record), 1)
+        assert t.get(IDS[0]) is None and len(t) == 0
+        t._apply_message(IDS[0].encode(), orjson.dumps({**record, "created_at": TIMES[0]}), 2)
+        assert t.get(IDS[0]) is not None
+
+
+def test_matching_stays_right_when_an_event_type_outgrows_its_small_list() -> None:
+    rnd = random.Random(5)
+    subs = [_new(rnd) for _ in range(3 * SMALL)]
+    wild = [msgspec.structs.replace(s, event_types=()) for s in (_new(rnd) for _ in range(20))]
+    with table() as t:
+        for offset, sub in enumerate(subs + wild):
+            t.apply(sub.id, sub, offset)
+        gone = rnd.sample(subs, SMALL) + wild[:5]
+        for offset, sub in enumerate(gone, len(subs) + len(wild)):
+            t.apply(sub.id, None, offset)
+        left = sorted(set(subs + wild) - set(gone), key=lambda s: (s.created_at, s.id))
+        assert [s.id for s in t.matching("a")] == [s.id for s in left]
+        assert [s.id for s in t.matching("b")] == [s.id for s in left if not s.event_types]
