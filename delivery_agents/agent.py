@@ -20,6 +20,7 @@ from confluent_kafka import KafkaException, Message
 from delivery_agents import http_delivery, metrics
 from delivery_agents.auto_disable import AutoDisabler
 from delivery_agents.breaker import Breaker, Breakers, CircuitPublisher
+from delivery_agents.due_assignment import DueMirror
 from delivery_agents.outcomes import Publisher, dead_letter, seconds_since
 from delivery_agents.rate_limit import RateLimits
 from delivery_agents.shares import URGENT, Shares
@@ -37,7 +38,6 @@ from webhookmaster.kafka_clients import (
     record_offset,
     record_tp,
 )
-from webhookmaster.offsets import Partition
 from webhookmaster.settings import Settings
 from webhookmaster.subscription_table import Subscription, SubscriptionTable
 
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 GROUP_ID = "agents"
-DUE_GROUP_ID = "agents.due"  # the agents' consumers of the due topic
+DUE_GROUP_ID = "agents.due"  # stores the due consumers' offsets (never joined: DueMirror)
 FETCH_BATCH = 500
 CATCH_UP_S = 10.0  # longest wait for the subscription table before a webhook is refused
 LOCAL_TRIES = 3  # tries of a record that raised before it is dead-lettered
@@ -65,6 +65,24 @@ class Agent:
     ) -> None:
         self.settings = settings
         self.table = table
+        # retries that fell due: a consumer of their own, so that the ingest topic's backlog
+        # (fetched and held, or queued in the client) is never in front of them; it reads the
+        # due partitions matching the ingest assignment (delivery_agents/due_assignment.py)
+        self.due_consumer = ConsumerThread(
+            consumer_config(
+                settings,
+                settings.group(DUE_GROUP_ID),
+                **{"fetch.wait.max.ms": 20, "queued.max.messages.kbytes": 4096},
+            ),
+            [],
+            count_assigned=False,
+        )
+        self.due_mirror = DueMirror(
+            self.due_consumer,
+            settings.topic(DUE),
+            settings.request_timeout_s + 10,
+            on_released=self._released,
+        )
         self.consumer = ConsumerThread(
             consumer_config(
                 settings,
@@ -78,20 +96,10 @@ class Agent:
                 },
             ),
             [settings.topic(INGEST)],
-            on_revoke=self._drain,
+            on_assign=self.due_mirror.assigned,
+            on_revoke=self.due_mirror.revoked,
         )
-        # retries that fell due: a consumer of their own, so that the ingest topic's backlog
-        # (fetched and held, or queued in the client) is never in front of them
-        self.due_consumer = ConsumerThread(
-            consumer_config(
-                settings,
-                settings.group(DUE_GROUP_ID),
-                **{"fetch.wait.max.ms": 20, "queued.max.messages.kbytes": 4096},
-            ),
-            [settings.topic(DUE)],
-            on_revoke=self._drain_due,
-            count_assigned=False,
-        )
+        self.due_mirror.attach(self.consumer)
         self.publisher = Publisher(
             producer,
             settings.topic_prefix,
@@ -108,6 +116,7 @@ class Agent:
                 settings.request_timeout_s + 30,
             ),
             CircuitPublisher(producer, settings.topic(CIRCUITS)),
+            table.circuit,
         )
         self.ingest_topic = settings.topic(INGEST)
         self.networks = parse_cidrs(settings.allowed_cidrs)
@@ -126,6 +135,7 @@ class Agent:
         self.stopping = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.session: aiohttp.ClientSession | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def stop(self) -> None:
         """Stop fetching; :meth:`run` finishes the work in hand, commits and returns."""
@@ -142,8 +152,8 @@ class Agent:
         )
         async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
             self.session = session
-            await self.consumer.subscribe()
-            await self.due_consumer.subscribe()
+            self.loop = asyncio.get_running_loop()
+            await self.consumer.subscribe()  # its assignment assigns the due consumer's
             loops = [asyncio.create_task(self._fetch_loop()), asyncio.create_task(self._due_loop())]
             try:
                 await asyncio.gather(*loops)
@@ -158,6 +168,7 @@ class Agent:
             if time.monotonic() >= next_lag:
                 next_lag = time.monotonic() + LAG_EVERY_S
                 await self.consumer.call(self._measure_lag)
+                await self.due_consumer.call(self.due_mirror.measure_lag)
             # records waiting for a slow subscription's slot do not stop the fetching
             # ... nor do those waiting for their subscription's breaker or rate limit
             room = min(
@@ -240,20 +251,15 @@ class Agent:
         await self.consumer.close()
         await self.due_consumer.close()
 
-    def _drain(self, partitions: list[Partition]) -> None:
-        """On revocation (consumer thread): let the partitions' work in hand finish, bounded."""
-        self._wait_done(self.consumer, partitions)
+    def _released(self, sub_ids: list[str]) -> None:
+        """Partitions moved away (consumer thread): forget their subscriptions' breakers and
+        pacers, on the event loop."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._forget, sub_ids)
 
-    def _drain_due(self, partitions: list[Partition]) -> None:
-        self._wait_done(self.due_consumer, partitions)
-
-    def _wait_done(self, consumer: ConsumerThread, partitions: list[Partition]) -> None:
-        deadline = time.monotonic() + self.settings.request_timeout_s + 10
-        while any(consumer.tracker.in_flight(tp) for tp in partitions):
-            if time.monotonic() > deadline:
-                log.warning("revoking %s with work still in flight; it will be redone", partitions)
-                return
-            time.sleep(0.01)
+    def _forget(self, sub_ids: list[str]) -> None:
+        self.breakers.forget(sub_ids)
+        self.rate_limits.forget(sub_ids)
 
     async def _handle(self, msg: Message, consumer: ConsumerThread | None = None) -> None:
         """Process ``msg`` to a durable outcome, then let its offset be committed. An
@@ -379,6 +385,7 @@ class Agent:
     async def _attempt(self, record: Webhook, msg: Message) -> None:
         sub_id = record.subscription_id
         assert sub_id is not None
+        self.due_mirror.note(sub_id, record_tp(msg)[1])
         sub, reason = self._refusal(sub_id, record.event_type)
         if reason is not None:
             # The table may not have read a subscription written just before this webhook

@@ -3,14 +3,13 @@ turn, paced ``1 / rate_limit`` seconds apart (a token bucket of one token, reser
 arrival order).
 
 It holds across any number of agent processes because every delivery of a subscription comes
-from a record keyed by the subscription id on the ingest topic (the gateway's ingest and
+from a record keyed by the subscription id: on the ingest topic (the gateway's ingest and
 fan-out, and fan-out records produced directly, which the agent first expands into
-per-subscription records): all of them are on one partition, which one agent owns at a time, so
-that agent's pacing is the subscription's. During a rebalance the old and the new owner may
-overlap for the in-flight records (bounded by the revocation drain). Retries that fell due come
-on the due topic, keyed the same, but in a consumer group of their own: with several agents,
-another agent may own the subscription's due partition, and the two together may reach up to
-twice the limit while both deliver it (docs/delivery.md, Rate limit).
+per-subscription records) or, for retries that fell due, on the due topic, which is
+co-partitioned with it. One agent owns the ingest partition and reads the due partition of the
+same number (:mod:`delivery_agents.due_assignment`), so that agent's pacing is the
+subscription's. During a rebalance the old and the new owner may overlap for the in-flight
+records (bounded by the revocation drain).
 
 A wait is not an attempt: it happens before the request, and nothing is published for it.
 """
@@ -22,11 +21,15 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 WAITED = Counter(
     "webhookmaster_rate_limit_wait_seconds_total",
     "Seconds deliveries waited for their subscription's rate limit.",
+)
+WAITING = Gauge(
+    "webhookmaster_rate_limit_waiting",
+    "Deliveries waiting now for their subscription's rate limit (no slot held).",
 )
 
 
@@ -61,7 +64,16 @@ class RateLimits:
         delay = pacer.reserve(rate)
         if delay > 0:
             WAITED.inc(delay)
-            await asyncio.sleep(delay)
+            WAITING.inc()
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                WAITING.dec()
+
+    def forget(self, sub_ids: list[str]) -> None:
+        """Drop the pacers of subscriptions this agent no longer delivers."""
+        for sub_id in sub_ids:
+            self.pacers.pop(sub_id, None)
 
     @contextlib.asynccontextmanager
     async def turn(self, sub_id: str, rate: float | None) -> AsyncIterator[None]:
