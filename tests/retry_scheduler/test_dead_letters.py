@@ -36,7 +36,8 @@ async def test_a_refused_hand_back_is_dead_lettered_and_counted(settings: Settin
     for future in admin.incremental_alter_configs([small]).values():
         future.result(10)
     # incompressible: the producer compresses (lz4), the broker checks the compressed batch
-    record = ingest_record("2f0c8a3e-7b1d-4c5e-9a2f-3d4e5f6a7b8c", {"blob": base64.b64encode(os.urandom(15_000)).decode()})
+    blob = base64.b64encode(os.urandom(15_000)).decode()
+    record = ingest_record("2f0c8a3e-7b1d-4c5e-9a2f-3d4e5f6a7b8c", {"blob": blob})
     record["attempt"] = 1
     due_now = str(int(time.time() * 1000)).encode()
     produce(
