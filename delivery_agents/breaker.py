@@ -7,7 +7,9 @@ wait (not attempts, never failed for it). After ``WM_BREAKER_COOLDOWN`` seconds 
 ``half_open``: exactly one delivery goes as the probe while the others keep waiting; the probe's
 success closes the breaker, its failure opens it for another cool-down. A probe whose result
 never comes (the agent failed to publish it) frees the probe turn after the request timeout plus
-30 s. Every change of state is handed to ``on_change`` (published to the circuits topic).
+30 s. Every change of state is handed to ``on_change`` (published to the circuits topic), and an
+agent that takes a subscription over builds its breaker from the state last published there
+(open until the cool-down counted from its ``since``; half-open: one probe at once).
 """
 
 from __future__ import annotations

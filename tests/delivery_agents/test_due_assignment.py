@@ -114,19 +114,28 @@ async def test_due_assignment_mirrors_ingest_through_rebalances(
     settings: Settings, receiver: Receiver
 ) -> None:
     """A alone reads every due partition; B joins: each reads the due partitions of its own
-    ingest partitions, and delivers the retries of the subscriptions there; B leaves: A reads
-    them all again, from B's committed due offsets (nothing B delivered is redone)."""
+    ingest partitions (A forgets the breakers of the partitions it gave up) and delivers the
+    retries of the subscriptions there; B leaves: A reads them all again, from the committed due
+    offsets (nothing delivered is redone)."""
     n = settings.topic_partitions
     subs = [subscription_on(settings, p, receiver.url(f"/p{p}")) for p in range(n)]
     async with agent(settings) as a:
         await until(lambda: mirrored(a, partitions=n), "A alone never read every partition")
+        alone = due_records(settings, subs, "alone")
+        assert await receiver.wait_for(lambda: len(receiver.hits) == n, WAIT)
+        assert set(a.agent.breakers.breakers) == set(subs)
         async with agent(settings) as b:
             await until(
                 lambda: bool(b.ingest()) and mirrored(a, b, partitions=n),
                 "the due assignment never mirrored the ingest one after B joined",
             )
+            # A forgot the breakers of the subscriptions whose partitions moved to B
+            await until(
+                lambda: set(a.agent.breakers.breakers) == {subs[p] for p in a.ingest()},
+                "A kept the breakers of partitions it gave up",
+            )
             first = due_records(settings, subs, "first")
-            assert await receiver.wait_for(lambda: len(receiver.hits) == n, WAIT)
+            assert await receiver.wait_for(lambda: len(receiver.hits) == 2 * n, WAIT)
             # each agent delivered the retries of its own partitions' subscriptions
             for one in (a, b):
                 noted = set(one.agent.due_mirror._owners)
@@ -134,13 +143,13 @@ async def test_due_assignment_mirrors_ingest_through_rebalances(
             b_partitions = b.ingest()
         await until(lambda: mirrored(a, partitions=n), "A never took B's partitions back")
         second = due_records(settings, subs, "second")
-        assert await receiver.wait_for(lambda: len(receiver.hits) == 2 * n, WAIT)
-        attempts = await read(settings, ATTEMPTS, 2 * n)
+        assert await receiver.wait_for(lambda: len(receiver.hits) == 3 * n, WAIT)
+        attempts = await read(settings, ATTEMPTS, 3 * n)
     assert b_partitions and b_partitions != set(range(n))
-    # the due offsets B committed under the offsets-only group held: A redid none of them
+    # the due offsets committed under the offsets-only group held: nothing was redone
     ids = Counter(h.headers["webhook-id"] for h in receiver.hits)
-    assert ids == Counter(first + second)
-    assert sorted(a["attempt_number"] for a in attempts) == [2] * (2 * n)
+    assert ids == Counter(alone + first + second)
+    assert sorted(a["attempt_number"] for a in attempts) == [2] * (3 * n)
 
 
 RATE = 20.0
