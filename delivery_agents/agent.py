@@ -414,6 +414,7 @@ class Agent:
             finally:
                 self.waiting_turn -= ingest
             async with self.shares.slot(sub_id):
+                await self.rate_limits.spaced(sub_id, sub.rate_limit)
                 started = datetime.now(UTC)
                 result = await self._post(sub, headers, record)
         if result.status_code == 410:  # the endpoint is gone: not retried, it disables below

@@ -33,17 +33,35 @@ WAITING = Gauge(
 )
 
 
+# Two requests of a subscription start at least this share of 1 / rate_limit apart, whatever
+# happened between their turn and their request.
+SPACING = 0.9
+
+
 class Pacer:
     """One subscription's pacing: the next free slot on the monotonic clock."""
 
     def __init__(self) -> None:
         self.next_at = 0.0
+        self.started_at = -1e9  # when the last request started (or will start)
 
     def reserve(self, rate: float) -> float:
         """Reserve the next slot at ``rate`` per second; returns the seconds to wait for it."""
         now = time.monotonic()
         at = max(now, self.next_at)
         self.next_at = at + 1.0 / rate
+        return at - now
+
+    def space(self, rate: float) -> float:
+        """Claim the start of a request at least :data:`SPACING` / ``rate`` after the previous
+        one; returns the seconds to wait for it (0 unless deliveries bunched up after their
+        turn, e.g. in their lane's slow start; the slack keeps timer jitter from ever making a
+        request wait). After a wait, later turns move behind it."""
+        now = time.monotonic()
+        at = max(now, self.started_at + SPACING / rate)
+        self.started_at = at
+        if at > now:
+            self.next_at = max(self.next_at, at + 1.0 / rate)
         return at - now
 
 
@@ -74,6 +92,18 @@ class RateLimits:
         """Drop the pacers of subscriptions this agent no longer delivers."""
         for sub_id in sub_ids:
             self.pacers.pop(sub_id, None)
+
+    async def spaced(self, sub_id: str, rate: float | None) -> None:
+        """In the delivery slot, just before the request: keep ``1 / rate`` between two
+        requests' starts even when deliveries that waited for their turn then also waited for
+        their lane and would go together."""
+        pacer = self.pacers.get(sub_id)
+        if rate is None or pacer is None:
+            return
+        delay = pacer.space(rate)
+        if delay > 0:
+            WAITED.inc(delay)
+            await asyncio.sleep(delay)
 
     @contextlib.asynccontextmanager
     async def turn(self, sub_id: str, rate: float | None) -> AsyncIterator[None]:

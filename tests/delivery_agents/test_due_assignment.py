@@ -195,7 +195,8 @@ async def test_rate_limit_holds_with_retries_through_due(
     )
     assert abs(in_window - RATE * WINDOW_S) <= 0.1 * RATE * WINDOW_S, in_window
     assert close >= 0.9 * len(seconds), seconds
-    assert max(seconds) <= 1.5 * RATE, seconds  # never both paths at full pace
+    # never both paths at full pace; requests start at least 0.9 / RATE apart
+    assert max(seconds) <= 1.2 * RATE, seconds
     outcomes = Counter(a["outcome"] for a in attempts)
     assert outcomes == {"delivered": fresh, "retrying": failing}
     assert sum(1 for a in attempts if a["attempt_number"] == 2) == failing  # retries via due

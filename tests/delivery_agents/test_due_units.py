@@ -5,6 +5,7 @@ new metrics. test_due_assignment.py runs the real thing."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -158,3 +159,21 @@ async def test_lanes_busy_counts_subscriptions_with_deliveries_in_flight() -> No
     release.set()
     await asyncio.gather(*tasks)
     assert gauge("webhookmaster_lanes_busy") == 0
+
+
+async def test_requests_stay_spaced_when_turns_bunch_up_in_the_lane() -> None:
+    """Deliveries whose turns came 0.1 s apart but that reach the request together (their lane
+    held them) still start about 0.1 s apart (SPACING), and later turns move behind them."""
+    limits = RateLimits()
+    for _ in range(3):
+        await limits.wait("s", 10.0)  # three turns reserved, the last ~0.2 s after the first
+    starts = []
+    for _ in range(3):  # the three reach their request at once
+        await limits.spaced("s", 10.0)
+        starts.append(time.monotonic())
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(gap >= 0.09 * 0.99 for gap in gaps), gaps  # SPACING / rate
+    pacer = limits.pacers["s"]
+    assert pacer.next_at >= starts[-1] + 0.099  # the next turn comes a full 1 / rate later
+    await limits.spaced("other", 10.0)  # no pacer (no rate limit): at once
+    await limits.spaced("s", None)
