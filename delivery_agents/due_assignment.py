@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from confluent_kafka import KafkaException
 from prometheus_client import Gauge
 
 from webhookmaster.consumer_thread import ConsumerThread
@@ -72,7 +73,10 @@ class DueMirror:
         """Ingest consumer's ``on_assign`` (its thread): read the matching due partitions."""
         if not tps:
             return
-        self.due.run_sync(self.due.assign, self._due(tps))
+        try:
+            self.due.run_sync(self.due.assign, self._due(tps))
+        except KafkaException as exc:  # seen by the gauge and its alert
+            log.error("could not assign the due partitions of %s: %s", tps, exc)
         DUE_ASSIGNED.set(len(self.due.assigned))
 
     def revoked(self, tps: list[Partition]) -> None:
@@ -87,7 +91,10 @@ class DueMirror:
                 log.warning("revoking %s with work still in flight; it will be redone", tps)
                 break
             time.sleep(0.01)
-        self.due.run_sync(self.due.unassign, due_tps)
+        try:
+            self.due.run_sync(self.due.unassign, due_tps)
+        except KafkaException as exc:
+            log.error("could not unassign the due partitions %s: %s", due_tps, exc)
         DUE_ASSIGNED.set(len(self.due.assigned))
         numbers = {p for _t, p in tps}
         with self._lock:
@@ -110,4 +117,9 @@ class DueMirror:
 
     def measure_lag(self) -> None:
         """Set the due lag gauge (on the due consumer's thread)."""
-        DUE_LAG.set(sum(self.due.lag().values()))
+        try:
+            lag = self.due.lag()
+        except KafkaException as exc:  # unassigned meanwhile, broker away: measured next time
+            log.debug("due lag: %s", exc)
+            return
+        DUE_LAG.set(sum(lag.values()))

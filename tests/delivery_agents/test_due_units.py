@@ -1,11 +1,13 @@
 """Broker-free checks of what lets one agent own a subscription on both paths: the partitioner
-(Kafka's Java murmur2), the breaker a new owner takes over from the circuits topic, and the
-new metrics. test_due_assignment.py runs the real thing."""
+(Kafka's Java murmur2), the due assignment mirroring the ingest one, the breaker a new owner
+takes over from the circuits topic, the rate limit's spacing, and the new metrics.
+test_due_assignment.py runs the real thing."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,10 +16,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from delivery_agents.breaker import Breaker, Breakers
+from delivery_agents.due_assignment import DueMirror
 from delivery_agents.rate_limit import RateLimits
 from delivery_agents.shares import Shares
 from schemas import records
 from webhookmaster.kafka_clients import PARTITIONER, producer_config
+from webhookmaster.offsets import OffsetTracker
 from webhookmaster.partitioning import murmur2, partition_for
 from webhookmaster.settings import Settings
 
@@ -177,3 +181,46 @@ async def test_requests_stay_spaced_when_turns_bunch_up_in_the_lane() -> None:
     assert pacer.next_at >= starts[-1] + 0.099  # the next turn comes a full 1 / rate later
     await limits.spaced("other", 10.0)  # no pacer (no rate limit): at once
     await limits.spaced("s", None)
+
+
+class FakeDue:
+    """The parts of a ConsumerThread the mirror uses, without Kafka."""
+
+    def __init__(self) -> None:
+        self.assigned: set[tuple[str, int]] = set()
+        self.tracker = OffsetTracker()
+        self.calls: list[tuple[str, list[tuple[str, int]]]] = []
+
+    def run_sync(self, fn: Callable[..., None], *args: object) -> None:
+        fn(*args)
+
+    def assign(self, tps: list[tuple[str, int]]) -> None:
+        self.calls.append(("assign", tps))
+        self.assigned.update(tps)
+
+    def unassign(self, tps: list[tuple[str, int]]) -> None:
+        self.calls.append(("unassign", tps))
+        self.assigned.difference_update(tps)
+
+
+def test_the_mirror_assigns_matching_due_partitions_and_drains_before_releasing() -> None:
+    due = FakeDue()
+    released: list[list[str]] = []
+    mirror = DueMirror(due, "p.due", 5.0, released.append)  # type: ignore[arg-type]
+    mirror.assigned([("p.ingest", 0), ("p.ingest", 2)])
+    mirror.assigned([("p.ingest", 1)])  # incremental: a rebalance added one
+    assert due.assigned == {("p.due", 0), ("p.due", 1), ("p.due", 2)}
+    assert gauge("webhookmaster_due_assigned_partitions") == 3
+    mirror.note("sub-a", 2)
+    mirror.note("sub-b", 0)
+    due.tracker.started(("p.due", 2), 7)  # a retry of partition 2 in flight
+    finisher = threading.Timer(0.2, due.tracker.done, (("p.due", 2), 7))
+    finisher.start()
+    began = time.monotonic()
+    mirror.revoked([("p.ingest", 2)])
+    assert time.monotonic() - began >= 0.15  # released only once the retry was done
+    assert due.calls[-1] == ("unassign", [("p.due", 2)])
+    assert due.assigned == {("p.due", 0), ("p.due", 1)}
+    assert released == [["sub-a"]]  # its breaker and pacer are forgotten
+    mirror.revoked([("p.ingest", 0)])
+    assert released == [["sub-a"], ["sub-b"]]
