@@ -35,7 +35,7 @@ WAITING = Gauge(
 
 # Two requests of a subscription start at least this share of 1 / rate_limit apart, whatever
 # happened between their turn and their request.
-SPACING = 0.9
+SPACING = 0.95
 
 
 class Pacer:
@@ -52,17 +52,19 @@ class Pacer:
         self.next_at = at + 1.0 / rate
         return at - now
 
-    def space(self, rate: float) -> float:
-        """Claim the start of a request at least :data:`SPACING` / ``rate`` after the previous
-        one; returns the seconds to wait for it (0 unless deliveries bunched up after their
-        turn, e.g. in their lane's slow start; the slack keeps timer jitter from ever making a
-        request wait). After a wait, later turns move behind it."""
+    def space(self, rate: float, waited: bool) -> float:
+        """Start a request now when the previous one started at least :data:`SPACING` /
+        ``rate`` ago (0 returned, the start recorded; after a wait (``waited``), later turns
+        move behind it); otherwise the seconds to wait before asking again. The slack keeps
+        timer jitter from ever making a request wait."""
         now = time.monotonic()
-        at = max(now, self.started_at + SPACING / rate)
-        self.started_at = at
+        at = self.started_at + SPACING / rate
         if at > now:
-            self.next_at = max(self.next_at, at + 1.0 / rate)
-        return at - now
+            return at - now
+        self.started_at = now
+        if waited:
+            self.next_at = max(self.next_at, now + 1.0 / rate)
+        return 0.0
 
 
 class RateLimits:
@@ -94,14 +96,16 @@ class RateLimits:
             self.pacers.pop(sub_id, None)
 
     async def spaced(self, sub_id: str, rate: float | None) -> None:
-        """In the delivery slot, just before the request: keep ``1 / rate`` between two
-        requests' starts even when deliveries that waited for their turn then also waited for
-        their lane and would go together."""
+        """In the delivery slot, just before the request: keep :data:`SPACING` / ``rate``
+        between two requests' starts, measured when they start (so neither deliveries that
+        had their turns and then waited together in their lane, nor ones that a stalled event
+        loop wakes together, go at once)."""
         pacer = self.pacers.get(sub_id)
         if rate is None or pacer is None:
             return
-        delay = pacer.space(rate)
-        if delay > 0:
+        waited = False
+        while (delay := pacer.space(rate, waited)) > 0:
+            waited = True
             WAITED.inc(delay)
             await asyncio.sleep(delay)
 

@@ -176,11 +176,27 @@ async def test_requests_stay_spaced_when_turns_bunch_up_in_the_lane() -> None:
         await limits.spaced("s", 10.0)
         starts.append(time.monotonic())
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert all(gap >= 0.09 * 0.99 for gap in gaps), gaps  # SPACING / rate
+    assert all(gap >= 0.095 * 0.99 for gap in gaps), gaps  # SPACING / rate
     pacer = limits.pacers["s"]
     assert pacer.next_at >= starts[-1] + 0.099  # the next turn comes a full 1 / rate later
     await limits.spaced("other", 10.0)  # no pacer (no rate limit): at once
     await limits.spaced("s", None)
+
+
+async def test_requests_woken_together_still_start_spaced() -> None:
+    """Requests waiting for their spacing at once (a stalled loop wakes them together) start
+    one by one, each at least SPACING / rate after the previous start."""
+    limits = RateLimits()
+    await limits.wait("s", 10.0)
+    starts: list[float] = []
+
+    async def request() -> None:
+        await limits.spaced("s", 10.0)
+        starts.append(time.monotonic())
+
+    await asyncio.wait_for(asyncio.gather(*(request() for _ in range(4))), 2.0)
+    gaps = [b - a for a, b in itertools.pairwise(sorted(starts))]
+    assert len(gaps) == 3 and all(gap >= 0.095 * 0.99 for gap in gaps), gaps
 
 
 class FakeDue:
