@@ -21,6 +21,7 @@ from delivery_agents import http_delivery, metrics
 from delivery_agents.auto_disable import AutoDisabler
 from delivery_agents.breaker import Breaker, Breakers, CircuitPublisher
 from delivery_agents.dedupe import Dedupe
+from delivery_agents.due_assignment import DueMirror
 from delivery_agents.ordering import Ordering
 from delivery_agents.outcomes import Publisher, dead_letter, seconds_since
 from delivery_agents.rate_limit import RateLimits
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 GROUP_ID = "agents"
-DUE_GROUP_ID = "agents.due"  # the agents' consumers of the due topic
+DUE_GROUP_ID = "agents.due"  # stores the due consumers' offsets (never joined: DueMirror)
 FETCH_BATCH = 500
 CATCH_UP_S = 10.0  # longest wait for the subscription table before a webhook is refused
 LOCAL_TRIES = 3  # tries of a record that raised before it is dead-lettered
@@ -68,6 +69,24 @@ class Agent:
         self.settings = settings
         self.table = table
         self.dedupe = Dedupe(settings, producer, self._durably)
+        # retries that fell due: a consumer of their own, so that the ingest topic's backlog
+        # (fetched and held, or queued in the client) is never in front of them; it reads the
+        # due partitions matching the ingest assignment (delivery_agents/due_assignment.py)
+        self.due_consumer = ConsumerThread(
+            consumer_config(
+                settings,
+                settings.group(DUE_GROUP_ID),
+                **{"fetch.wait.max.ms": 20, "queued.max.messages.kbytes": 4096},
+            ),
+            [],
+            count_assigned=False,
+        )
+        self.due_mirror = DueMirror(
+            self.due_consumer,
+            settings.topic(DUE),
+            settings.request_timeout_s + 10,
+            on_released=self._released,
+        )
         self.consumer = ConsumerThread(
             consumer_config(
                 settings,
@@ -84,18 +103,7 @@ class Agent:
             on_assign=self._assigned,
             on_revoke=self._drain,
         )
-        # retries that fell due: a consumer of their own, so that the ingest topic's backlog
-        # (fetched and held, or queued in the client) is never in front of them
-        self.due_consumer = ConsumerThread(
-            consumer_config(
-                settings,
-                settings.group(DUE_GROUP_ID),
-                **{"fetch.wait.max.ms": 20, "queued.max.messages.kbytes": 4096},
-            ),
-            [settings.topic(DUE)],
-            on_revoke=self._drain_due,
-            count_assigned=False,
-        )
+        self.due_mirror.attach(self.consumer)
         self.publisher = Publisher(
             producer,
             settings.topic_prefix,
@@ -113,6 +121,7 @@ class Agent:
                 settings.request_timeout_s + 30,
             ),
             CircuitPublisher(producer, settings.topic(CIRCUITS)),
+            table.circuit,
         )
         self.ingest_topic = settings.topic(INGEST)
         self.networks = parse_cidrs(settings.allowed_cidrs)
@@ -131,6 +140,7 @@ class Agent:
         self.stopping = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.session: aiohttp.ClientSession | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def stop(self) -> None:
         """Stop fetching; :meth:`run` finishes the work in hand, commits and returns."""
@@ -148,10 +158,10 @@ class Agent:
         )
         async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
             self.session = session
+            self.loop = asyncio.get_running_loop()
             self.fifo.attach()
             loops = [asyncio.create_task(self.fifo.run())]
-            await self.consumer.subscribe()
-            await self.due_consumer.subscribe()
+            await self.consumer.subscribe()  # its assignment assigns the due consumer's
             loops += [
                 asyncio.create_task(self._fetch_loop()),
                 asyncio.create_task(self._due_loop()),
@@ -169,6 +179,7 @@ class Agent:
             if time.monotonic() >= next_lag:
                 next_lag = time.monotonic() + LAG_EVERY_S
                 await self.consumer.call(self._measure_lag)
+                await self.due_consumer.call(self.due_mirror.measure_lag)
             # records waiting for a slow subscription's slot do not stop the fetching
             # ... nor do those waiting for their subscription's breaker or rate limit
             room = min(
@@ -255,25 +266,29 @@ class Agent:
         self.dedupe.close()
 
     def _assigned(self, partitions: list[Partition]) -> None:
+        """On assignment (consumer thread): read the matching due partitions, load their
+        de-duplication claims and FIFO queues."""
+        self.due_mirror.assigned(partitions)
         self.dedupe.assigned(partitions)
         self.fifo.assigned(partitions)  # their parked partitions too
 
     def _drain(self, partitions: list[Partition]) -> None:
-        """On revocation (consumer thread): let the partitions' work in hand finish, bounded."""
-        self._wait_done(self.consumer, partitions)
+        """On revocation (consumer thread): let the partitions' ingest and due work in hand
+        finish (bounded), release their due partitions, then their de-duplication claims and
+        FIFO queues."""
+        self.due_mirror.revoked(partitions)
         self.dedupe.revoked(partitions)
         self.fifo.revoked(partitions)
 
-    def _drain_due(self, partitions: list[Partition]) -> None:
-        self._wait_done(self.due_consumer, partitions)
+    def _released(self, sub_ids: list[str]) -> None:
+        """Partitions moved away (consumer thread): forget their subscriptions' breakers and
+        pacers, on the event loop."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._forget, sub_ids)
 
-    def _wait_done(self, consumer: ConsumerThread, partitions: list[Partition]) -> None:
-        deadline = time.monotonic() + self.settings.request_timeout_s + 10
-        while any(consumer.tracker.in_flight(tp) for tp in partitions):
-            if time.monotonic() > deadline:
-                log.warning("revoking %s with work still in flight; it will be redone", partitions)
-                return
-            time.sleep(0.01)
+    def _forget(self, sub_ids: list[str]) -> None:
+        self.breakers.forget(sub_ids)
+        self.rate_limits.forget(sub_ids)
 
     async def _handle(self, msg: Message, consumer: ConsumerThread | None = None) -> None:
         """Process ``msg`` to a durable outcome, then let its offset be committed. An
@@ -413,6 +428,7 @@ class Agent:
         """One attempt; returns its outcome and when the next one is due (retrying)."""
         sub_id = record.subscription_id
         assert sub_id is not None
+        self.due_mirror.note(sub_id, record_tp(msg)[1])
         sub, reason = self._refusal(sub_id, record.event_type)
         if reason is not None:
             # The table may not have read a subscription written just before this webhook
@@ -446,6 +462,7 @@ class Agent:
             finally:
                 self.waiting_turn -= ingest
             async with self.shares.slot(sub_id):
+                await self.rate_limits.spaced(sub_id, sub.rate_limit)
                 started = datetime.now(UTC)
                 result = await self._post(sub, headers, record)
         if result.status_code == 410:  # the endpoint is gone: not retried, it disables below

@@ -7,7 +7,9 @@ wait (not attempts, never failed for it). After ``WM_BREAKER_COOLDOWN`` seconds 
 ``half_open``: exactly one delivery goes as the probe while the others keep waiting; the probe's
 success closes the breaker, its failure opens it for another cool-down. A probe whose result
 never comes (the agent failed to publish it) frees the probe turn after the request timeout plus
-30 s. Every change of state is handed to ``on_change`` (published to the circuits topic).
+30 s. Every change of state is handed to ``on_change`` (published to the circuits topic), and an
+agent that takes a subscription over builds its breaker from the state last published there
+(open until the cool-down counted from its ``since``; half-open: one probe at once).
 """
 
 from __future__ import annotations
@@ -103,6 +105,15 @@ class Breaker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), max(wait_s, 0.001))
 
+    def restore(self, state: State, since: float) -> None:
+        """Take over the state a previous owner published (``since``: epoch seconds): an open
+        breaker stays open until its cool-down, counted from ``since``, has passed; a half-open
+        one lets one probe go. Not published again (nothing changed)."""
+        self.state = state
+        self.since = since
+        if state == "open":
+            self.opened_at = time.monotonic() - max(0.0, time.time() - since)
+
     def record(self, failed: bool, probe: bool) -> None:
         """Account one attempt's result."""
         if self.state == "half_open":
@@ -124,19 +135,50 @@ class Breakers:
         self,
         make: Callable[[Callable[[Breaker], None]], Breaker],
         on_change: Callable[[str, Breaker], None],
+        published: Callable[[str], dict[str, str | None]] | None = None,
     ) -> None:
-        """``make(on_change)`` builds one subscription's breaker (its settings bound)."""
+        """``make(on_change)`` builds one subscription's breaker (its settings bound);
+        ``published(sub_id)``: the state last published to the circuits topic
+        (``{"state", "since"}``, as :meth:`SubscriptionTable.circuit` gives it), which a new
+        breaker takes over."""
         self.make = make
         self.on_change = on_change
+        self.published = published
         self.breakers: dict[str, Breaker] = {}
 
     def get(self, sub_id: str) -> Breaker:
         breaker = self.breakers.get(sub_id)
         if breaker is None:
             breaker = self.make(functools.partial(self.on_change, sub_id))
+            self._restore(sub_id, breaker)
             self.breakers[sub_id] = breaker
-            CIRCUITS.labels("closed").inc()
+            CIRCUITS.labels(breaker.state).inc()
         return breaker
+
+    def _restore(self, sub_id: str, breaker: Breaker) -> None:
+        """Take over an open or half-open state published by the subscription's previous
+        owner (another agent, or this one before a rebalance)."""
+        if self.published is None:
+            return
+        found = self.published(sub_id)
+        state, since = found.get("state"), found.get("since")
+        if state not in ("open", "half_open") or since is None:
+            return
+        try:
+            at = records.parse_time(since).timestamp()
+        except ValueError:
+            log.warning("circuit of %s: unreadable since %r; starting closed", sub_id, since)
+            return
+        breaker.restore("open" if state == "open" else "half_open", at)
+        log.info("circuit of %s restored %s (since %s)", sub_id, state, since)
+
+    def forget(self, sub_ids: list[str]) -> None:
+        """Drop the breakers of subscriptions this agent no longer delivers (their partitions
+        moved): a later owner, this agent included, restores them from the circuits topic."""
+        for sub_id in sub_ids:
+            breaker = self.breakers.pop(sub_id, None)
+            if breaker is not None:
+                CIRCUITS.labels(breaker.state).dec()
 
     @contextlib.asynccontextmanager
     async def turn(self, sub_id: str) -> AsyncIterator[bool]:

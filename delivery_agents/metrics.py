@@ -5,6 +5,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from webhookmaster.dead_lettered import DEAD_LETTERED as DEAD_LETTERED
+
 ATTEMPTS = Counter(
     "webhookmaster_delivery_attempts_total",
     "Delivery attempts by outcome and response status class.",
@@ -20,11 +22,6 @@ END_TO_END = Histogram(
     "webhookmaster_end_to_end_seconds",
     "From ingest (received_at) to successful delivery.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
-)
-DEAD_LETTERED = Counter(
-    "webhookmaster_dead_lettered_total",
-    "Records sent to the dead-letter topic, by reason kind.",
-    ["kind"],
 )
 # Every kind exported from the start (at 0): rate() and increase() then see the first one.
 for _kind in ("unreadable", "subscription", "exhausted", "error"):

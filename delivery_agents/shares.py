@@ -22,12 +22,18 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from prometheus_client import Gauge
+
 SLOW_S = 1.0  # a lane whose deliveries take this long (on average, or one so far) is slow
 SLOW_SHARE = 2  # deliveries in flight for a new or slow lane
 EWMA_WEIGHT = 0.3  # weight of the latest duration in a lane's average
 # Set in a task's context: its deliveries wait at the head of their lane, and the lane at the
 # head of the round (retries that fell due, before the backlog).
 URGENT: ContextVar[bool] = ContextVar("urgent", default=False)
+LANES_BUSY = Gauge(
+    "webhookmaster_lanes_busy",
+    "Subscriptions (lanes) with at least one delivery in flight in this agent.",
+)
 
 
 @dataclass(eq=False)
@@ -60,6 +66,7 @@ class Shares:
         self.slow_cap = max(1, total // 4)
         self.in_flight = 0
         self.slow_in_flight = 0
+        self.busy_lanes = 0  # lanes with a delivery in flight
         self.lanes: dict[str, Lane] = {}
         self.runnable: deque[Lane] = deque()  # lanes with waiters that may be able to start
         self.parked: deque[Lane] = deque()  # slow lanes with waiters, held by the slow pool
@@ -142,6 +149,9 @@ class Shares:
             self.runnable.append(lane)
 
     def _start(self, lane: Lane, pooled: bool) -> None:
+        if not lane.active:
+            self.busy_lanes += 1
+            LANES_BUSY.set(self.busy_lanes)
         lane.active += 1
         self.in_flight += 1
         if pooled:
@@ -149,6 +159,9 @@ class Shares:
 
     def _release(self, lane: Lane, pooled: bool) -> None:
         lane.active -= 1
+        if not lane.active:
+            self.busy_lanes -= 1
+            LANES_BUSY.set(self.busy_lanes)
         self.in_flight -= 1
         if pooled:
             self.slow_in_flight -= 1

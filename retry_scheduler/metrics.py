@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from webhookmaster.dead_lettered import DEAD_LETTERED as DEAD_LETTERED
+
 LATENESS = Histogram(
     "webhookmaster_retry_lateness_seconds",
     "How late a retry was handed back (acknowledged) against its due time.",
@@ -22,3 +24,4 @@ PAUSES = Counter(
     "webhookmaster_retry_partition_pauses_total",
     "Times a tier partition was paused because it held HOLD_HIGH records.",
 )
+DEAD_LETTERED.labels("refused")  # a hand-back Kafka refused for good (exported at 0)

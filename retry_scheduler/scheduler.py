@@ -199,6 +199,7 @@ class Scheduler:
         while True:
             try:
                 await self.producer.send(self.dead_letter_topic, records.dumps(letter), msg.key())
+                metrics.DEAD_LETTERED.labels("refused").inc()
                 return True
             except kafka.ProduceError as exc:
                 if self.stopping.is_set():

@@ -98,6 +98,35 @@ class ConsumerThread:
         """Run ``fn(*args)`` on the consumer's thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the consumer's thread and wait for it: from another thread (e.g.
+        a rebalance callback of another consumer), never from this consumer's own thread."""
+        return self._executor.submit(fn, *args).result()
+
+    def assign(self, tps: list[Partition]) -> None:
+        """Add partitions to a consumer that is not subscribed (manual assignment, offsets
+        from the group's committed ones). On the consumer's thread."""
+        new = [tp for tp in tps if tp not in self.assigned]
+        if not new:
+            return
+        self._consumer.incremental_assign([TopicPartition(t, p) for t, p in new])
+        self.assigned.update(new)
+        if self.count_assigned:
+            ASSIGNED.set(len(self.assigned))
+        log.info("assigned %s", _describe(new))
+        if self._on_assign:
+            self._on_assign(new)
+
+    def unassign(self, tps: list[Partition], commit: bool = True) -> None:
+        """Remove manually assigned partitions: the owner's ``on_revoke``, then (``commit``)
+        commit what is committable, then release them. On the consumer's thread."""
+        gone = [tp for tp in tps if tp in self.assigned]
+        if not gone:
+            return
+        log.info("unassigning %s", _describe(gone))
+        self._release(gone, commit)
+        self._consumer.incremental_unassign([TopicPartition(t, p) for t, p in gone])
+
     async def subscribe(self) -> None:
         await self.call(self._subscribe)
         self.subscribed = True

@@ -33,9 +33,18 @@ def client_config(settings: Settings, *layers: Mapping[str, Any]) -> dict[str, A
     return config
 
 
+# Keyed records go to murmur2(key) % partitions, as the Java client's default partitioner
+# does (records without a key: a random partition). Every producer of ours uses it, so a
+# subscription's records share one partition number on the ingest and due topics; direct
+# producers must hash keys the same way (docs/delivery.md, Rate limit).
+PARTITIONER = "murmur2_random"
+
+
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
-    """Durable producer: acks=all, idempotent, short linger for batching."""
+    """Durable producer: acks=all, idempotent, short linger for batching, Java-compatible
+    partitioner (:data:`PARTITIONER`)."""
     config: dict[str, Any] = {
+        "partitioner": PARTITIONER,
         "acks": "all",
         "enable.idempotence": True,
         "linger.ms": 2,

@@ -23,7 +23,7 @@ import jsonschema
 import pytest
 import yaml
 
-from schemas.topics import INGEST, RETRY_TIERS, catalogue
+from schemas.topics import DUE, INGEST, RETRY_TIERS, catalogue
 from webhookmaster import components
 from webhookmaster import settings as settings_mod
 from webhookmaster.ops import cli, topic_manifests
@@ -474,9 +474,10 @@ def test_credentials_come_from_secrets(rendered: dict[str, list[dict[str, Any]]]
     settings_mod.load(plain)
 
 
-def test_keda_scales_agents_on_ingest_lag_and_the_scheduler_on_tier_lag(
+def test_keda_scales_agents_on_ingest_and_due_lag_and_the_scheduler_on_tier_lag(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
+    from delivery_agents.agent import DUE_GROUP_ID as AGENTS_DUE
     from delivery_agents.agent import GROUP_ID as AGENTS
     from retry_scheduler.scheduler import GROUP_ID as SCHEDULER
 
@@ -486,16 +487,33 @@ def test_keda_scales_agents_on_ingest_lag_and_the_scheduler_on_tier_lag(
         scaled = {s["metadata"]["labels"]["app.kubernetes.io/component"]: s
                   for s in of_kind(objects, "ScaledObject")}  # fmt: skip
         assert set(scaled) == {"agent", "scheduler"}
+        values = yaml.safe_load((CHART / "values.yaml").read_text())["keda"]
         expected = {
-            "agent": (settings.group(AGENTS), [settings.topic(INGEST)]),
-            "scheduler": (settings.group(SCHEDULER), [settings.topic(t) for t, _ in RETRY_TIERS]),
+            "agent": [
+                (settings.group(AGENTS), settings.topic(INGEST), values["agent"]["lagThreshold"]),
+                (
+                    settings.group(AGENTS_DUE),
+                    settings.topic(DUE),
+                    values["agent"]["dueLagThreshold"],
+                ),
+            ],
+            "scheduler": [
+                (settings.group(SCHEDULER), settings.topic(t), values["scheduler"]["lagThreshold"])
+                for t, _ in RETRY_TIERS
+            ],
         }
         deployments = {d["metadata"]["name"]: d for d in of_kind(objects, "Deployment")}
         for component, obj in scaled.items():
-            group, topics = expected[component]
             triggers = obj["spec"]["triggers"]
-            assert [t["metadata"]["topic"] for t in triggers] == topics, (name, component)
-            assert {t["metadata"]["consumerGroup"] for t in triggers} == {group}
+            found = [
+                (
+                    t["metadata"]["consumerGroup"],
+                    t["metadata"]["topic"],
+                    t["metadata"]["lagThreshold"],
+                )
+                for t in triggers
+            ]
+            assert found == expected[component], (name, component)
             assert {t["type"] for t in triggers} == {"kafka"}
             target = deployments[obj["spec"]["scaleTargetRef"]["name"]]
             assert "replicas" not in target["spec"], "KEDA owns the replica count"

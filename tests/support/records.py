@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 
 from schemas import records
 from schemas.topics import ATTEMPTS, INGEST
-from webhookmaster.kafka_clients import client_config
+from webhookmaster.kafka_clients import PARTITIONER, client_config
 from webhookmaster.settings import Settings
 
 SUB_URL = "https://receiver.example/hooks"
@@ -145,6 +145,7 @@ def produce(
                 "acks": "all",
                 "linger.ms": 5,
                 "enable.idempotence": True,
+                "partitioner": PARTITIONER,
             },
         )
     )

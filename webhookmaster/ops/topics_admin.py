@@ -3,6 +3,7 @@ differ, add partitions where the catalogue asks for more."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -16,7 +17,7 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
-from schemas.topics import TopicSpec, catalogue
+from schemas.topics import DUE, INGEST, TopicSpec, catalogue
 from webhookmaster.kafka_clients import admin_client
 from webhookmaster.settings import Settings
 
@@ -34,10 +35,19 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Bring every catalogue topic to its spec; returns the names of topics created."""
+    """Bring every catalogue topic to its spec; returns the names of topics created. The due
+    topic gets at least as many partitions as the ingest topic has (they are co-partitioned:
+    docs/delivery.md, One owner per subscription)."""
     admin = admin_client(settings)
     specs = topic_specs(settings)
     existing = admin.list_topics(timeout=timeout).topics
+    ingest, due = settings.topic(INGEST), settings.topic(DUE)
+    if ingest in existing:
+        count = len(existing[ingest].partitions)
+        specs = [
+            dataclasses.replace(s, partitions=max(s.partitions, count)) if s.name == due else s
+            for s in specs
+        ]
     created = _create_missing(admin, [s for s in specs if s.name not in existing], timeout)
     present = [s for s in specs if s.name in existing]
     _grow_partitions(admin, present, {n: len(t.partitions) for n, t in existing.items()}, timeout)

@@ -6,6 +6,7 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from schemas.topics import (
     ATTEMPTS,
+    DUE,
     IDEMPOTENCY,
     INGEST,
     PARKED,
@@ -89,3 +90,23 @@ async def test_partition_count_grows_with_setting(wm_settings: Settings) -> None
     assert await eventually(
         lambda: len(admin.list_topics(timeout=10).topics[attempts].partitions) == 5
     )
+
+
+async def test_due_topic_follows_the_ingest_topics_partitions(wm_settings: Settings) -> None:
+    """The due topic is co-partitioned with the ingest topic: an ingest topic grown by hand
+    (beyond WM_TOPIC_PARTITIONS) gets a due topic of as many partitions at the next apply."""
+    from confluent_kafka.admin import NewPartitions
+
+    admin = admin_client(wm_settings)
+    ingest, due = wm_settings.topic(INGEST), wm_settings.topic(DUE)
+    for future in admin.create_partitions([NewPartitions(ingest, 4)]).values():
+        future.result(10)
+
+    def count(topic: str) -> int:
+        return len(admin.list_topics(timeout=10).topics[topic].partitions)
+
+    assert await eventually(lambda: count(ingest) == 4)
+    assert count(due) == 3
+    topics_admin.ensure_topics(wm_settings)
+    assert await eventually(lambda: count(due) == 4)
+    assert count(wm_settings.topic(ATTEMPTS)) == 3  # the others keep the setting's count
