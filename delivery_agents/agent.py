@@ -79,6 +79,7 @@ class Agent:
             ),
             [settings.topic(INGEST)],
             on_revoke=self._drain,
+            commit_interval_s=settings.kafka_commit_interval_s,
         )
         # retries that fell due: a consumer of their own, so that the ingest topic's backlog
         # (fetched and held, or queued in the client) is never in front of them
@@ -90,6 +91,7 @@ class Agent:
             ),
             [settings.topic(DUE)],
             on_revoke=self._drain_due,
+            commit_interval_s=settings.kafka_commit_interval_s,
             count_assigned=False,
         )
         self.publisher = Publisher(

@@ -8,6 +8,12 @@ thread (not the loop) while in-flight work of those partitions finishes, then th
 offsets are committed before the partitions are released. Only offsets whose records the owner
 marked done in :attr:`ConsumerThread.tracker` are ever committed (at least once).
 
+Between rebalances, commits are asynchronous and coalesced (:class:`CommitPacer`): before a
+fetch, the offsets that advanced are sent when no commit is in flight and ``commit_interval_s``
+passed since the last one. A commit before every fetch would queue commit requests on the group
+coordinator's connection faster than the broker answers them, and the group heartbeat, waiting
+behind them, would time out (the member fenced, its work redone).
+
 An optional :class:`Watchdog` replaces a consumer that stopped fetching: librdkafka can come out
 of a broker restart with its broker handles or partitions stuck (seen with a single broker
 restarting under load: no record fetched, no error, ever again). When no record came for
@@ -32,11 +38,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.admin import AdminClient
 from prometheus_client import Gauge
 
+from webhookmaster.commit_pacer import CommitPacer
 from webhookmaster.offsets import OffsetTracker, Partition
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 WARN_EVERY_S = 60.0
+COMMIT_INTERVAL_S = 0.5  # default of WM_KAFKA_COMMIT_INTERVAL (settings.py)
+COMMIT_TIMEOUT_S = 30.0  # an asynchronous commit with no answer by then no longer holds the next
 
 ASSIGNED = Gauge(
     "webhookmaster_assigned_partitions", "Partitions this process's consumer group member owns."
@@ -63,7 +72,8 @@ class Watchdog:
 
 class ConsumerThread:
     """One consumer, one thread, one :class:`OffsetTracker` whose committable offsets are
-    committed before every fetch, on :meth:`commit` and on every revocation."""
+    committed asynchronously before a fetch (at most one commit in flight, at most one every
+    ``commit_interval_s``), and synchronously on :meth:`commit`, every revocation and close."""
 
     def __init__(
         self,
@@ -74,13 +84,18 @@ class ConsumerThread:
         watchdog: Watchdog | None = None,
         report_errors: bool = False,
         count_assigned: bool = True,
+        commit_interval_s: float = COMMIT_INTERVAL_S,
     ) -> None:
         """``report_errors``: log the client's error events, each text at most once a minute
         (a broker away would otherwise fill the log). ``count_assigned``: this consumer's
         partitions are the ``webhookmaster_assigned_partitions`` gauge (a process's second
-        consumer leaves it to the first)."""
+        consumer leaves it to the first). ``commit_interval_s``: least time between two
+        asynchronous commits (``WM_KAFKA_COMMIT_INTERVAL``)."""
         self.tracker = OffsetTracker()
-        self._config = {**config, "error_cb": self._on_error} if report_errors else config
+        self.pacer = CommitPacer(commit_interval_s, COMMIT_TIMEOUT_S)
+        self._config = {**config, "on_commit": self._on_commit}
+        if report_errors:
+            self._config["error_cb"] = self._on_error
         self._consumer = Consumer(self._config)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="kafka-consumer")
         self._topics = topics
@@ -145,29 +160,56 @@ class ConsumerThread:
             self._commit()
         for tp in tps:
             self.tracker.forget(tp)
+            self.pacer.forget(tp)
             self.assigned.discard(tp)
             self.paused.discard(tp)
         if self.count_assigned:
             ASSIGNED.set(len(self.assigned))
 
-    def _commit(self, wait: bool = True) -> None:
-        offsets = [
-            TopicPartition(t, p, off)
-            for (t, p), off in self.tracker.committable().items()
-            if (t, p) in self.assigned
-        ]
+    def _commit(self) -> None:
+        """Commit every committable offset now and wait for the broker's answer."""
+        self.pacer.offer(self.tracker.committable())
+        offsets = self.pacer.take_all(self.assigned)
         if not offsets:
             return
         try:
-            if wait:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-            else:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
+            result = self._consumer.commit(offsets=_tps(offsets), asynchronous=False)
         except KafkaException as exc:
             log.warning("offset commit failed (records will be redone): %s", _text(exc))
+            self.pacer.settled({}, offsets)
+            return
+        self._settle(None, result or [])
+
+    def _commit_async(self) -> None:
+        """Send the offsets that advanced, unless a commit is in flight or was sent less than
+        ``commit_interval_s`` ago; its answer comes to :meth:`_on_commit` inside a fetch."""
+        self.pacer.offer(self.tracker.committable())
+        offsets = self.pacer.take(time.monotonic(), self.assigned)
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=_tps(offsets), asynchronous=True)
+        except KafkaException as exc:
+            log.warning("offset commit failed (tried again later): %s", _text(exc))
+            self.pacer.settled({}, offsets)
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's answer to an asynchronous commit (on the consumer's thread)."""
+        self._settle(err, partitions)
+
+    def _settle(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        done: dict[Partition, int] = {}
+        failed: dict[Partition, int] = {}
+        for tp in partitions:
+            bad = err is not None or tp.error is not None
+            (failed if bad else done)[(tp.topic, tp.partition)] = tp.offset
+        if failed:
+            why = err.str() if err is not None else _first_error(partitions)
+            log.warning("offset commit failed (tried again, else redone): %s", why)
+        self.pacer.settled(done, failed)
 
     def _consume(self, max_records: int, timeout: float, fill: bool) -> list[Message]:
-        self._commit(wait=False)  # revocation, commit() and close commit synchronously
+        self._commit_async()  # revocation, commit() and close commit synchronously
         if fill:
             messages = self._consumer.consume(max_records, timeout)
         else:
@@ -325,6 +367,7 @@ class ConsumerThread:
         self.joined = False
         self._release(sorted(self.assigned), commit=False)
         self.paused.clear()
+        self.pacer.reset()
         self._subscribe()
         threading.Thread(
             target=_close_quietly, args=(old,), name="kafka-consumer-close", daemon=True
@@ -364,6 +407,14 @@ def _cluster_answers(consumer_config: dict[str, Any], timeout: float) -> bool:
     except KafkaException:
         return False
     return True
+
+
+def _tps(offsets: dict[Partition, int]) -> list[TopicPartition]:
+    return [TopicPartition(t, p, off) for (t, p), off in sorted(offsets.items())]
+
+
+def _first_error(partitions: list[TopicPartition]) -> str:
+    return next((str(tp.error) for tp in partitions if tp.error is not None), "?")
 
 
 def _text(exc: KafkaException) -> str:
