@@ -14,6 +14,12 @@ passed since the last one. A commit before every fetch would queue commit reques
 coordinator's connection faster than the broker answers them, and the group heartbeat, waiting
 behind them, would time out (the member fenced, its work redone).
 
+An owner that stops fetching (every slot busy, a write that waits) would exceed librdkafka's
+``max.poll.interval.ms`` and leave the group (seen with an agent whose deliveries stalled for
+five minutes under broker overload). So once no fetch came for :data:`IDLE_POLL_S`, the
+bridge's thread pauses the partitions, polls (serving rebalances, commit answers and the poll
+deadline) and rewinds any record that still came, until the owner's next fetch resumes them.
+
 An optional :class:`Watchdog` replaces a consumer that stopped fetching: librdkafka can come out
 of a broker restart with its broker handles or partitions stuck (seen with a single broker
 restarting under load: no record fetched, no error, ever again). When no record came for
@@ -46,6 +52,7 @@ T = TypeVar("T")
 WARN_EVERY_S = 60.0
 COMMIT_INTERVAL_S = 0.5  # default of WM_KAFKA_COMMIT_INTERVAL (settings.py)
 COMMIT_TIMEOUT_S = 30.0  # an asynchronous commit with no answer by then no longer holds the next
+IDLE_POLL_S = 10.0  # no fetch for this long: the bridge polls with the partitions paused
 
 ASSIGNED = Gauge(
     "webhookmaster_assigned_partitions", "Partitions this process's consumer group member owns."
@@ -108,6 +115,12 @@ class ConsumerThread:
         self.subscribed = False
         self.joined = False  # a group member now (assigned partitions, possibly none)
         self._warned: dict[str, float] = {}
+        self.held: set[Partition] = set()  # paused by the bridge while the owner does not fetch
+        self.idle_polls = 0
+        self._fetched_at = time.monotonic()
+        self._idle_pending = False
+        self._stop_idle = threading.Event()
+        self._idle_thread: threading.Thread | None = None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the consumer's thread."""
@@ -116,6 +129,51 @@ class ConsumerThread:
     async def subscribe(self) -> None:
         await self.call(self._subscribe)
         self.subscribed = True
+        self._idle_thread = threading.Thread(
+            target=self._watch_idle, name="kafka-consumer-idle", daemon=True
+        )
+        self._idle_thread.start()
+
+    def _watch_idle(self) -> None:
+        """Every half :data:`IDLE_POLL_S`, have the consumer's thread poll if the owner has not
+        fetched for that long (one such call queued at a time)."""
+        while not self._stop_idle.wait(IDLE_POLL_S / 2):
+            if self._idle_pending or time.monotonic() - self._fetched_at < IDLE_POLL_S:
+                continue
+            self._idle_pending = True
+            try:
+                self._executor.submit(self._idle_poll)
+            except RuntimeError:
+                return  # shut down
+
+    def _idle_poll(self) -> None:
+        """On the consumer's thread, while the owner does not fetch: pause what is not paused,
+        poll once, and rewind to any record that came anyway (it is fetched again later)."""
+        try:
+            if self._stop_idle.is_set() or time.monotonic() - self._fetched_at < IDLE_POLL_S:
+                return
+            fresh = sorted(self.assigned - self.paused - self.held)
+            if fresh:
+                self._consumer.pause([TopicPartition(t, p) for t, p in fresh])
+                self.held.update(fresh)
+            self._commit_async()
+            self.idle_polls += 1
+            msg = self._consumer.poll(0)
+            if msg is not None and msg.error() is None:
+                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                if topic is not None and partition is not None and offset is not None:
+                    self._consumer.seek(TopicPartition(topic, partition, offset))
+        except (KafkaException, RuntimeError) as exc:
+            log.debug("idle poll: %s", exc)
+        finally:
+            self._idle_pending = False
+
+    def _resume_held(self) -> None:
+        """The owner fetches again: resume what the bridge paused (not what the owner did)."""
+        back = sorted((self.held & self.assigned) - self.paused)
+        self.held.clear()
+        if back:
+            self._consumer.resume([TopicPartition(t, p) for t, p in back])
 
     def _subscribe(self) -> None:
         self._consumer.subscribe(
@@ -163,6 +221,7 @@ class ConsumerThread:
             self.pacer.forget(tp)
             self.assigned.discard(tp)
             self.paused.discard(tp)
+            self.held.discard(tp)
         if self.count_assigned:
             ASSIGNED.set(len(self.assigned))
 
@@ -209,6 +268,9 @@ class ConsumerThread:
         self.pacer.settled(done, failed)
 
     def _consume(self, max_records: int, timeout: float, fill: bool) -> list[Message]:
+        self._fetched_at = time.monotonic()
+        if self.held:
+            self._resume_held()
         self._commit_async()  # revocation, commit() and close commit synchronously
         if fill:
             messages = self._consumer.consume(max_records, timeout)
@@ -269,10 +331,12 @@ class ConsumerThread:
         """Pause partitions (call on the consumer's thread, e.g. via :meth:`call`)."""
         self._consumer.pause([TopicPartition(t, p) for t, p in tps])
         self.paused.update(tps)
+        self.held.difference_update(tps)
 
     def resume(self, tps: list[Partition]) -> None:
         self._consumer.resume([TopicPartition(t, p) for t, p in tps])
         self.paused.difference_update(tps)
+        self.held.difference_update(tps)
 
     def seek(self, tp: Partition, offset: int) -> None:
         self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
@@ -367,6 +431,7 @@ class ConsumerThread:
         self.joined = False
         self._release(sorted(self.assigned), commit=False)
         self.paused.clear()
+        self.held.clear()
         self.pacer.reset()
         self._subscribe()
         threading.Thread(
@@ -375,9 +440,12 @@ class ConsumerThread:
 
     async def close(self) -> None:
         """Commit, leave the group (revocation callbacks run), stop the thread."""
+        self._stop_idle.set()
         await self.call(self._commit)
         await self.call(self._close)
         self._executor.shutdown(wait=True)
+        if self._idle_thread is not None:
+            self._idle_thread.join(timeout=IDLE_POLL_S)
 
     def _close(self) -> None:
         try:

@@ -1,6 +1,7 @@
 """Unit tests of the commit coalescing (webhookmaster/commit_pacer.py): at most one
 asynchronous commit in flight, at most one per interval, only offsets that advanced, failed
-offsets offered again; and the consumer bridge's use of it against a fake librdkafka consumer."""
+offsets offered again; and the consumer bridge's use of it against a fake librdkafka consumer,
+with its idle poll (an owner that stops fetching keeps its group membership)."""
 
 from __future__ import annotations
 
@@ -107,13 +108,27 @@ class FakeConsumer:
         self.config = config
         self.commits: list[tuple[bool, list[tuple[str, int, int]]]] = []
         self.callbacks: dict[str, Any] = {}
+        self.paused: set[tuple[str, int]] = set()
+        self.seeks: list[tuple[str, int, int]] = []
+        self.polls = 0
+        self.queued: list[Any] = []  # what poll() returns next
         FakeConsumer.made.append(self)
 
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         self.callbacks = callbacks
 
-    def poll(self, timeout: float) -> None:
-        return None
+    def poll(self, timeout: float) -> Any:
+        self.polls += 1
+        return self.queued.pop(0) if self.queued else None
+
+    def pause(self, tps: list[TopicPartition]) -> None:
+        self.paused.update((tp.topic, tp.partition) for tp in tps)
+
+    def resume(self, tps: list[TopicPartition]) -> None:
+        self.paused.difference_update((tp.topic, tp.partition) for tp in tps)
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.topic, tp.partition, tp.offset))
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> list[TopicPartition]:
         self.commits.append((asynchronous, [(tp.topic, tp.partition, tp.offset) for tp in offsets]))
@@ -195,3 +210,38 @@ def test_revocation_commits_synchronously_what_is_in_flight_or_waiting(
     fake.callbacks["on_revoke"](fake, [TopicPartition(*A), TopicPartition(*B)])
     assert fake.commits[-1] == (False, [("t", 0, 2), ("t", 1, 2)])
     assert bridge.pacer.waiting() == {} and not bridge.pacer.in_flight()
+
+
+class Record:
+    def __init__(self, tp: tuple[str, int], offset: int) -> None:
+        self.tp, self._offset = tp, offset
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self.tp[0]
+
+    def partition(self) -> int:
+        return self.tp[1]
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def test_an_owner_that_stops_fetching_is_polled_with_its_partitions_paused(
+    bridge: ConsumerThread,
+) -> None:
+    fake = FakeConsumer.made[0]
+    bridge.pause([B])  # the owner's own pause stays the owner's
+    bridge._idle_poll()
+    assert fake.polls == 0, "the owner fetched a moment ago"
+    finish(bridge, A, 0)
+    bridge._fetched_at -= consumer_thread.IDLE_POLL_S + 1
+    fake.queued = [Record(A, 7)]  # fetched before the pause took effect
+    bridge._idle_poll()
+    assert fake.polls == 1 and fake.paused == {A, B} and bridge.held == {A}
+    assert fake.seeks == [("t", 0, 7)], "the record that came anyway is fetched again later"
+    assert fake.commits == [(True, [("t", 0, 1)])], "finished work is committed meanwhile"
+    fetch(bridge)
+    assert fake.paused == {B} and bridge.held == set()
