@@ -79,6 +79,7 @@ class Agent:
                 **{"fetch.wait.max.ms": 20, "queued.max.messages.kbytes": 4096},
             ),
             [],
+            commit_interval_s=settings.kafka_commit_interval_s,
             count_assigned=False,
         )
         self.due_mirror = DueMirror(
@@ -102,6 +103,7 @@ class Agent:
             [settings.topic(INGEST)],
             on_assign=self._assigned,
             on_revoke=self._drain,
+            commit_interval_s=settings.kafka_commit_interval_s,
         )
         self.due_mirror.attach(self.consumer)
         self.publisher = Publisher(

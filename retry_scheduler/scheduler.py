@@ -66,6 +66,7 @@ class Scheduler:
             ),
             [t.topic for t in self.ladder],
             on_revoke=self._revoked,
+            commit_interval_s=settings.kafka_commit_interval_s,
         )
         self.held: dict[Partition, deque[Message]] = {}  # fetched, waiting, in offset order
         self.paused: set[Partition] = set()

@@ -8,6 +8,18 @@ thread (not the loop) while in-flight work of those partitions finishes, then th
 offsets are committed before the partitions are released. Only offsets whose records the owner
 marked done in :attr:`ConsumerThread.tracker` are ever committed (at least once).
 
+Between rebalances, commits are asynchronous and coalesced (:class:`CommitPacer`): before a
+fetch, the offsets that advanced are sent when no commit is in flight and ``commit_interval_s``
+passed since the last one. A commit before every fetch would queue commit requests on the group
+coordinator's connection faster than the broker answers them, and the group heartbeat, waiting
+behind them, would time out (the member fenced, its work redone).
+
+An owner that stops fetching (every slot busy, a write that waits) would exceed librdkafka's
+``max.poll.interval.ms`` and leave the group (seen with an agent whose deliveries stalled for
+five minutes under broker overload). So once no fetch came for :data:`IDLE_POLL_S`, the
+bridge's thread pauses the partitions, polls (serving rebalances, commit answers and the poll
+deadline) and rewinds any record that still came, until the owner's next fetch resumes them.
+
 An optional :class:`Watchdog` replaces a consumer that stopped fetching: librdkafka can come out
 of a broker restart with its broker handles or partitions stuck (seen with a single broker
 restarting under load: no record fetched, no error, ever again). When no record came for
@@ -32,11 +44,15 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.admin import AdminClient
 from prometheus_client import Gauge
 
+from webhookmaster.commit_pacer import CommitPacer
 from webhookmaster.offsets import OffsetTracker, Partition
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 WARN_EVERY_S = 60.0
+COMMIT_INTERVAL_S = 0.5  # default of WM_KAFKA_COMMIT_INTERVAL (settings.py)
+COMMIT_TIMEOUT_S = 30.0  # an asynchronous commit with no answer by then no longer holds the next
+IDLE_POLL_S = 10.0  # no fetch for this long: the bridge polls with the partitions paused
 
 ASSIGNED = Gauge(
     "webhookmaster_assigned_partitions", "Partitions this process's consumer group member owns."
@@ -63,7 +79,8 @@ class Watchdog:
 
 class ConsumerThread:
     """One consumer, one thread, one :class:`OffsetTracker` whose committable offsets are
-    committed before every fetch, on :meth:`commit` and on every revocation."""
+    committed asynchronously before a fetch (at most one commit in flight, at most one every
+    ``commit_interval_s``), and synchronously on :meth:`commit`, every revocation and close."""
 
     def __init__(
         self,
@@ -74,13 +91,18 @@ class ConsumerThread:
         watchdog: Watchdog | None = None,
         report_errors: bool = False,
         count_assigned: bool = True,
+        commit_interval_s: float = COMMIT_INTERVAL_S,
     ) -> None:
         """``report_errors``: log the client's error events, each text at most once a minute
         (a broker away would otherwise fill the log). ``count_assigned``: this consumer's
         partitions are the ``webhookmaster_assigned_partitions`` gauge (a process's second
-        consumer leaves it to the first)."""
+        consumer leaves it to the first). ``commit_interval_s``: least time between two
+        asynchronous commits (``WM_KAFKA_COMMIT_INTERVAL``)."""
         self.tracker = OffsetTracker()
-        self._config = {**config, "error_cb": self._on_error} if report_errors else config
+        self.pacer = CommitPacer(commit_interval_s, COMMIT_TIMEOUT_S)
+        self._config = {**config, "on_commit": self._on_commit}
+        if report_errors:
+            self._config["error_cb"] = self._on_error
         self._consumer = Consumer(self._config)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="kafka-consumer")
         self._topics = topics
@@ -93,6 +115,12 @@ class ConsumerThread:
         self.subscribed = False
         self.joined = False  # a group member now (assigned partitions, possibly none)
         self._warned: dict[str, float] = {}
+        self.held: set[Partition] = set()  # paused by the bridge while the owner does not fetch
+        self.idle_polls = 0
+        self._fetched_at = time.monotonic()
+        self._idle_pending = False
+        self._stop_idle = threading.Event()
+        self._idle_thread: threading.Thread | None = None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the consumer's thread."""
@@ -130,6 +158,51 @@ class ConsumerThread:
     async def subscribe(self) -> None:
         await self.call(self._subscribe)
         self.subscribed = True
+        self._idle_thread = threading.Thread(
+            target=self._watch_idle, name="kafka-consumer-idle", daemon=True
+        )
+        self._idle_thread.start()
+
+    def _watch_idle(self) -> None:
+        """Every half :data:`IDLE_POLL_S`, have the consumer's thread poll if the owner has not
+        fetched for that long (one such call queued at a time)."""
+        while not self._stop_idle.wait(IDLE_POLL_S / 2):
+            if self._idle_pending or time.monotonic() - self._fetched_at < IDLE_POLL_S:
+                continue
+            self._idle_pending = True
+            try:
+                self._executor.submit(self._idle_poll)
+            except RuntimeError:
+                return  # shut down
+
+    def _idle_poll(self) -> None:
+        """On the consumer's thread, while the owner does not fetch: pause what is not paused,
+        poll once, and rewind to any record that came anyway (it is fetched again later)."""
+        try:
+            if self._stop_idle.is_set() or time.monotonic() - self._fetched_at < IDLE_POLL_S:
+                return
+            fresh = sorted(self.assigned - self.paused - self.held)
+            if fresh:
+                self._consumer.pause([TopicPartition(t, p) for t, p in fresh])
+                self.held.update(fresh)
+            self._commit_async()
+            self.idle_polls += 1
+            msg = self._consumer.poll(0)
+            if msg is not None and msg.error() is None:
+                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                if topic is not None and partition is not None and offset is not None:
+                    self._consumer.seek(TopicPartition(topic, partition, offset))
+        except (KafkaException, RuntimeError) as exc:
+            log.debug("idle poll: %s", exc)
+        finally:
+            self._idle_pending = False
+
+    def _resume_held(self) -> None:
+        """The owner fetches again: resume what the bridge paused (not what the owner did)."""
+        back = sorted((self.held & self.assigned) - self.paused)
+        self.held.clear()
+        if back:
+            self._consumer.resume([TopicPartition(t, p) for t, p in back])
 
     def _subscribe(self) -> None:
         self._consumer.subscribe(
@@ -174,29 +247,60 @@ class ConsumerThread:
             self._commit()
         for tp in tps:
             self.tracker.forget(tp)
+            self.pacer.forget(tp)
             self.assigned.discard(tp)
             self.paused.discard(tp)
+            self.held.discard(tp)
         if self.count_assigned:
             ASSIGNED.set(len(self.assigned))
 
-    def _commit(self, wait: bool = True) -> None:
-        offsets = [
-            TopicPartition(t, p, off)
-            for (t, p), off in self.tracker.committable().items()
-            if (t, p) in self.assigned
-        ]
+    def _commit(self) -> None:
+        """Commit every committable offset now and wait for the broker's answer."""
+        self.pacer.offer(self.tracker.committable())
+        offsets = self.pacer.take_all(self.assigned)
         if not offsets:
             return
         try:
-            if wait:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-            else:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
+            result = self._consumer.commit(offsets=_tps(offsets), asynchronous=False)
         except KafkaException as exc:
             log.warning("offset commit failed (records will be redone): %s", _text(exc))
+            self.pacer.settled({}, offsets)
+            return
+        self._settle(None, result or [])
+
+    def _commit_async(self) -> None:
+        """Send the offsets that advanced, unless a commit is in flight or was sent less than
+        ``commit_interval_s`` ago; its answer comes to :meth:`_on_commit` inside a fetch."""
+        self.pacer.offer(self.tracker.committable())
+        offsets = self.pacer.take(time.monotonic(), self.assigned)
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=_tps(offsets), asynchronous=True)
+        except KafkaException as exc:
+            log.warning("offset commit failed (tried again later): %s", _text(exc))
+            self.pacer.settled({}, offsets)
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's answer to an asynchronous commit (on the consumer's thread)."""
+        self._settle(err, partitions)
+
+    def _settle(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        done: dict[Partition, int] = {}
+        failed: dict[Partition, int] = {}
+        for tp in partitions:
+            bad = err is not None or tp.error is not None
+            (failed if bad else done)[(tp.topic, tp.partition)] = tp.offset
+        if failed:
+            why = err.str() if err is not None else _first_error(partitions)
+            log.warning("offset commit failed (tried again, else redone): %s", why)
+        self.pacer.settled(done, failed)
 
     def _consume(self, max_records: int, timeout: float, fill: bool) -> list[Message]:
-        self._commit(wait=False)  # revocation, commit() and close commit synchronously
+        self._fetched_at = time.monotonic()
+        if self.held:
+            self._resume_held()
+        self._commit_async()  # revocation, commit() and close commit synchronously
         if fill:
             messages = self._consumer.consume(max_records, timeout)
         else:
@@ -256,10 +360,12 @@ class ConsumerThread:
         """Pause partitions (call on the consumer's thread, e.g. via :meth:`call`)."""
         self._consumer.pause([TopicPartition(t, p) for t, p in tps])
         self.paused.update(tps)
+        self.held.difference_update(tps)
 
     def resume(self, tps: list[Partition]) -> None:
         self._consumer.resume([TopicPartition(t, p) for t, p in tps])
         self.paused.difference_update(tps)
+        self.held.difference_update(tps)
 
     def seek(self, tp: Partition, offset: int) -> None:
         self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
@@ -354,6 +460,8 @@ class ConsumerThread:
         self.joined = False
         self._release(sorted(self.assigned), commit=False)
         self.paused.clear()
+        self.held.clear()
+        self.pacer.reset()
         self._subscribe()
         threading.Thread(
             target=_close_quietly, args=(old,), name="kafka-consumer-close", daemon=True
@@ -361,9 +469,12 @@ class ConsumerThread:
 
     async def close(self) -> None:
         """Commit, leave the group (revocation callbacks run), stop the thread."""
+        self._stop_idle.set()
         await self.call(self._commit)
         await self.call(self._close)
         self._executor.shutdown(wait=True)
+        if self._idle_thread is not None:
+            self._idle_thread.join(timeout=IDLE_POLL_S)
 
     def _close(self) -> None:
         try:
@@ -393,6 +504,14 @@ def _cluster_answers(consumer_config: dict[str, Any], timeout: float) -> bool:
     except KafkaException:
         return False
     return True
+
+
+def _tps(offsets: dict[Partition, int]) -> list[TopicPartition]:
+    return [TopicPartition(t, p, off) for (t, p), off in sorted(offsets.items())]
+
+
+def _first_error(partitions: list[TopicPartition]) -> str:
+    return next((str(tp.error) for tp in partitions if tp.error is not None), "?")
 
 
 def _text(exc: KafkaException) -> str:

@@ -464,6 +464,15 @@ class Settings(StackSettings):
         "exits with one error line (an authentication or TLS failure exits at once); 0: no check.",
         kind=SecondsOrZero,
     )
+    kafka_commit_interval_s: float = _setting(
+        "WM_KAFKA_COMMIT_INTERVAL",
+        0.5,
+        "Least seconds between two offset commits of a consumer while it fetches (asynchronous, "
+        "one at a time, only offsets that advanced; rebalances and shutdown commit at once). "
+        "Shorter: less work redone after a crash, more commit requests in front of the group "
+        "heartbeat.",
+        kind=Seconds,
+    )
     kafka_passthrough: tuple[tuple[str, str], ...] = _setting(
         _kafka_security.PREFIX + "<NAME>",
         (),
