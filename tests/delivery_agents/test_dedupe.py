@@ -20,7 +20,7 @@ from tests.support.pipeline import create_subscription, ingest_record, produce_i
 from tests.support.receiver import Receiver
 from tests.support.topics import read_to_end
 from tests.support.waiting import eventually
-from webhookmaster.kafka_clients import client_config
+from webhookmaster.kafka_clients import PARTITIONER, client_config
 from webhookmaster.settings import Settings
 
 WAIT = 60.0
@@ -40,7 +40,7 @@ def fan_out_event(event_id: str, event_type: str = "order.created") -> dict[str,
 def produce_expansion(settings: Settings, event: dict[str, Any], sub_ids: list[str]) -> None:
     """What an agent's expansion of ``event`` produces (one marked record per subscription,
     keyed by it, with the derived id): as a killed agent left it, before its commit."""
-    producer = Producer(client_config(settings, {"acks": "all"}))
+    producer = Producer(client_config(settings, {"acks": "all", "partitioner": PARTITIONER}))
     for sub_id in sub_ids:
         one = records.Webhook(
             webhook_id=records.derived_id(event["webhook_id"], sub_id),

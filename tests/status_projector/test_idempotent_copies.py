@@ -14,13 +14,13 @@ from schemas.topics import ATTEMPTS, INGEST, SUBSCRIPTIONS
 from status_projector.main import serve as serve_projector
 from tests.support.records import attempt, new_id, now, produce, subscription
 from tests.support.waiting import eventually
-from webhookmaster.kafka_clients import client_config
+from webhookmaster.kafka_clients import PARTITIONER, client_config
 from webhookmaster.settings import Settings
 
 
 def produce_webhook(settings: Settings, webhook: records.Webhook, marked: bool) -> None:
     headers = [*webhook.headers(), records.IDEMPOTENT] if marked else webhook.headers()
-    producer = Producer(client_config(settings, {"acks": "all"}))
+    producer = Producer(client_config(settings, {"acks": "all", "partitioner": PARTITIONER}))
     producer.produce(settings.topic(INGEST), webhook.body, webhook.subscription_id, headers=headers)
     assert producer.flush(30) == 0
 
