@@ -155,8 +155,8 @@ def registered(name: str, settings: Settings, tree: Path = PROJECT_ROOT) -> tupl
 @contextlib.contextmanager
 def baseline_tree(ref: str) -> Iterator[Path | None]:
     """A checkout of git ``ref`` (``git archive``) in a temporary directory, to run a baseline's
-    components from; None when ``ref`` is empty or is this tree's commit with no local change
-    (the same code: no baseline to compare with)."""
+    components from; None when ``ref`` is empty or its components' code is this tree's (no
+    baseline to compare with)."""
     if not ref or same_code(ref):
         yield None
         return
@@ -178,11 +178,9 @@ def git_commit(ref: str = "HEAD") -> str:
 
 
 def same_code(ref: str) -> bool:
-    """Whether ``ref`` is this tree's commit and the components' code has no local change."""
-    if git_commit(ref) != git_commit():
-        return False
+    """Whether the components' code at ``ref`` is this tree's (committed or not)."""
     diff = subprocess.run(
-        ["git", "-C", str(PROJECT_ROOT), "diff", "--quiet", "HEAD", "--", *CODE_DIRS],
+        ["git", "-C", str(PROJECT_ROOT), "diff", "--quiet", ref, "--", *CODE_DIRS],
         check=False,
     )
     return diff.returncode == 0
