@@ -326,6 +326,7 @@ def fanout_run(
             run["rate"] = rate
             run["seconds"] = seconds
             run["rss_peak_mb"] = peak_by_process(rss.samples)
+            run["rss_after_mb"] = rss.samples[-1][1] if rss.samples else {}
             out["widths"].append(run)
         return out
     finally:
@@ -443,5 +444,6 @@ def _fanout_value(w: dict[str, Any]) -> str:
         f"{w['deliveries_per_s']:,.0f}/s; event → last delivery p50 {_ms(last['p50'])}, "
         f"p99 {_ms(last['p99'])}; all acked after {w['all_acked_after_s']:.1f} s, delivered "
         f"after {w['all_delivered_after_s']:.1f} s; peak RSS gateway "
-        f"{rss.get('gateway', float('nan')):.0f} MB, agents {agent_rss} MB"
+        f"{rss.get('gateway', float('nan')):.0f} MB (after: "
+        f"{w.get('rss_after_mb', {}).get('gateway', float('nan')):.0f} MB), agents {agent_rss} MB"
     )

@@ -75,7 +75,10 @@ def _fanout_run(width: int) -> dict:
         width,
         {"accepted": 1, "errors": [], "latencies": [0.004], "started": 0.0, "finished": [0.01]},
     )
-    return run | {"rss_peak_mb": {"gateway": 80.0, "agent1": 90.0, "agent2": 95.0}}
+    return run | {
+        "rss_peak_mb": {"gateway": 80.0, "agent1": 90.0, "agent2": 95.0},
+        "rss_after_mb": {"gateway": 70.0, "agent1": 85.0, "agent2": 90.0},
+    }
 
 
 def test_rows_report_every_run_and_say_when_there_is_no_baseline() -> None:
@@ -100,7 +103,7 @@ def test_rows_report_every_run_and_say_when_there_is_no_baseline() -> None:
     ]
     assert "ack p50 4.0 ms" in rows[0][2]
     assert "1,000 of 1,000 delivered" in rows[1][2]
-    assert "agents 90/95 MB" in rows[2][2]
+    assert "peak RSS gateway 80 MB (after: 70 MB), agents 90/95 MB" in rows[2][2]
     assert rows[0][0] == "fan-out at 20 events/s, 10 s, base 100,000"
 
 
