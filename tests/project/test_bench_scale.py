@@ -158,3 +158,14 @@ def test_receiver_counts_distinct_deliveries_per_event() -> None:
     sent, first, last, distinct = events["x:0"]
     assert sent == 5.0 and first <= last and distinct == 2  # "a" twice counts once
     assert events["x:1"][3] == 1
+
+
+def test_loadgen_fanout_bodies_carry_the_event_key() -> None:
+    from bench import loadgen
+
+    event = orjson.loads(loadgen.body(7, "bench.fan.10", "abc"))
+    assert event["event_type"] == "bench.fan.10"
+    assert event["payload"]["ev"] == "abc:7" and event["payload"]["i"] == 7
+    assert isinstance(event["payload"]["t"], float)
+    plain = orjson.loads(loadgen.body(3))
+    assert set(plain) == {"i", "t", "pad"}
