@@ -147,6 +147,24 @@ def component(
     return Proc(name, [sys.executable, "-m", "webhookmaster", name], env, cwd=tree), port
 
 
+def apply_topics(settings: Settings, tree: Path) -> None:
+    """Apply ``tree``'s topic catalogue (``webhookmaster topics apply`` run from it) to the
+    settings' prefix: a baseline's components may need topics this tree does not have, or the
+    other way round."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WM_")},
+        **to_env(settings),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "webhookmaster", "topics", "apply"],
+        env=env,
+        cwd=tree,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
 def registered(name: str, settings: Settings, tree: Path = PROJECT_ROOT) -> tuple[Proc, int]:
     """Run the registered component ``name`` (its port setting from the components registry)."""
     return component(name, settings, BY_NAME[name].port_env, tree)

@@ -214,6 +214,7 @@ def subscriptions(
         sub_id = load(s, count, receiver_port, (10,))
         results["load_s"] = time.monotonic() - started
         for label, tree in trees(baseline).items():
+            harness.apply_topics(s, tree)
             results[label] = measure_subscriptions(s, tree, sub_id, requests, ingest_s)
     finally:
         receiver.stop()
@@ -298,6 +299,7 @@ def fanout_run(
     """A gateway and ``agents`` agents from ``tree`` over ``count`` fresh subscriptions; each
     width in turn at ``rate`` events/s for ``seconds``."""
     s = fresh(settings)
+    harness.apply_topics(s, tree)
     load(s, count, receiver_port, widths)
     procs = {"gateway": harness.registered("gateway", s, tree)}
     for k in range(agents):
