@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import sys
 import threading
 import time
 import uuid
@@ -216,6 +217,7 @@ def subscriptions(
         for label, tree in trees(baseline).items():
             harness.apply_topics(s, tree)
             results[label] = measure_subscriptions(s, tree, sub_id, requests, ingest_s)
+            print(f"bench: subscriptions, {label}: {json.dumps(results[label])}", file=sys.stderr)
     finally:
         receiver.stop()
     return results
@@ -330,6 +332,11 @@ def fanout_run(
             run["rss_peak_mb"] = peak_by_process(rss.samples)
             run["rss_after_mb"] = rss.samples[-1][1] if rss.samples else {}
             out["widths"].append(run)
+            print(
+                f"bench: fan-out N={width}, {agents} agent(s): {_fanout_value(run)}",
+                file=sys.stderr,
+                flush=True,
+            )
         return out
     finally:
         for proc, _ in procs.values():
