@@ -19,7 +19,7 @@ lint:     ## ruff check, ruff format --check, mypy --strict on the package code
 # the subscriptions and fan-out scenarios also run (default main; none when it is this code)
 BENCH_ARGS = $(if $(SCENARIO),--only $(SCENARIO)) $(if $(BASELINE),--baseline $(BASELINE))
 
-bench:    ## every benchmark scenario, side by side with its baseline (about 45 minutes)
+bench:    ## every benchmark scenario, side by side with its baseline (about 30 minutes)
 	./scripts/bench.sh $(BENCH_ARGS)
 
 bench-quick:  ## small versions of the scenarios (a smoke check, a few minutes)
