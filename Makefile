@@ -15,8 +15,12 @@ status:
 lint:     ## ruff check, ruff format --check, mypy --strict on the package code
 	./scripts/lint.sh
 
-bench:    ## every benchmark scenario, side by side with its baseline (about 20 minutes)
-	./scripts/bench.sh
+# SCENARIO=name[ name…] runs only those scenarios (bench/run.py ALL); BASELINE=ref is the git ref
+# the subscriptions and fan-out scenarios also run (default main; none when it is this code)
+BENCH_ARGS = $(if $(SCENARIO),--only $(SCENARIO)) $(if $(BASELINE),--baseline $(BASELINE))
+
+bench:    ## every benchmark scenario, side by side with its baseline (about 30 minutes)
+	./scripts/bench.sh $(BENCH_ARGS)
 
 bench-quick:  ## small versions of the scenarios (a smoke check, a few minutes)
-	./scripts/bench.sh --quick
+	./scripts/bench.sh --quick $(BENCH_ARGS)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,8 @@ from schemas import records
 from schemas.topics import INGEST, SUBSCRIPTIONS
 from webhookmaster import settings as settings_mod
 from webhookmaster import signing
-from webhookmaster.kafka_clients import client_config
+from webhookmaster.components import BY_NAME
+from webhookmaster.kafka_clients import PARTITIONER, client_config
 from webhookmaster.ops import topics_admin
 from webhookmaster.settings import PROJECT_ROOT, Settings, to_env
 
@@ -41,6 +44,15 @@ BENCH_FIXED = {"WM_ALLOWED_CIDRS": "127.0.0.0/8", "WM_API_KEYS": ""}
 BENCH_PREFIX = "WM_BENCH_"
 PAD = "x" * 900
 LOGS = PROJECT_ROOT / "bench" / "results" / "logs"
+# the components' code: what a baseline checkout differs in
+CODE_DIRS = (
+    "ingest_gateway",
+    "delivery_agents",
+    "retry_scheduler",
+    "status_projector",
+    "schemas",
+    "webhookmaster",
+)
 
 
 def free_port() -> int:
@@ -82,23 +94,34 @@ def fresh(settings: Settings, **changes: Any) -> Settings:
 class Proc:
     """A child process of the benchmark, with its log and its peak RSS."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path = PROJECT_ROOT,
+    ) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log = LOGS / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        self.started = time.monotonic()
         with open(self.log, "wb") as out:
             self.popen = subprocess.Popen(
-                argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT
+                argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd
             )
 
-    def peak_rss_mb(self) -> float:
+    def rss_mb(self, field: str = "VmRSS") -> float:
+        """``field`` of /proc/PID/status (VmRSS now, VmHWM the peak) in MB; NaN once gone."""
         try:
             for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
         except OSError:
             pass
         return float("nan")
+
+    def peak_rss_mb(self) -> float:
+        return self.rss_mb("VmHWM")
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -109,7 +132,11 @@ class Proc:
                 self.popen.kill()
 
 
-def component(name: str, settings: Settings, port_var: str, **extra: str) -> tuple[Proc, int]:
+def component(
+    name: str, settings: Settings, port_var: str, tree: Path = PROJECT_ROOT, **extra: str
+) -> tuple[Proc, int]:
+    """Run component ``name`` on a free port (``port_var``), from ``tree`` (another checkout,
+    e.g. a baseline's: its working directory comes first on ``sys.path``)."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("WM_")},
@@ -117,7 +144,64 @@ def component(name: str, settings: Settings, port_var: str, **extra: str) -> tup
         port_var: str(port),
         **extra,
     }
-    return Proc(name, [sys.executable, "-m", "webhookmaster", name], env), port
+    return Proc(name, [sys.executable, "-m", "webhookmaster", name], env, cwd=tree), port
+
+
+def apply_topics(settings: Settings, tree: Path) -> None:
+    """Apply ``tree``'s topic catalogue (``webhookmaster topics apply`` run from it) to the
+    settings' prefix: a baseline's components may need topics this tree does not have, or the
+    other way round."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WM_")},
+        **to_env(settings),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "webhookmaster", "topics", "apply"],
+        env=env,
+        cwd=tree,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def registered(name: str, settings: Settings, tree: Path = PROJECT_ROOT) -> tuple[Proc, int]:
+    """Run the registered component ``name`` (its port setting from the components registry)."""
+    return component(name, settings, BY_NAME[name].port_env, tree)
+
+
+@contextlib.contextmanager
+def baseline_tree(ref: str) -> Iterator[Path | None]:
+    """A checkout of git ``ref`` (``git archive``) in a temporary directory, to run a baseline's
+    components from; None when ``ref`` is empty or its components' code is this tree's (no
+    baseline to compare with)."""
+    if not ref or same_code(ref):
+        yield None
+        return
+    archive = subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "archive", ref], check=True, capture_output=True
+    ).stdout
+    with tempfile.TemporaryDirectory(prefix="wm-baseline-") as base:
+        subprocess.run(["tar", "-x", "-C", base], input=archive, check=True)
+        yield Path(base)
+
+
+def git_commit(ref: str = "HEAD") -> str:
+    return subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", ref],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def same_code(ref: str) -> bool:
+    """Whether the components' code at ``ref`` is this tree's (committed or not)."""
+    diff = subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "diff", "--quiet", ref, "--", *CODE_DIRS],
+        check=False,
+    )
+    return diff.returncode == 0
 
 
 def module(name: str, *args: str) -> Proc:
@@ -127,6 +211,10 @@ def module(name: str, *args: str) -> Proc:
 def get_json(url: str, timeout: float = 5) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return json.loads(resp.read())
+
+
+def post(url: str) -> None:
+    urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=5).read()
 
 
 def wait_http(url: str, timeout: float = 60, proc: Proc | None = None) -> None:
@@ -157,7 +245,7 @@ def wait_count(receiver_port: int, target: int, timeout: float, key: str = "uniq
 def create_subscriptions(
     settings: Settings, urls: list[str], secret: str = "", **fields: Any
 ) -> list[str]:
-    producer = Producer(client_config(settings, {"acks": "all"}))
+    producer = Producer(client_config(settings, {"acks": "all", "partitioner": PARTITIONER}))
     ids = []
     for url in urls:
         sub_id = str(uuid.uuid4())
@@ -188,6 +276,7 @@ def webhook_producer(settings: Settings) -> Producer:
         client_config(
             settings,
             {
+                "partitioner": PARTITIONER,
                 "acks": "all",
                 "enable.idempotence": True,
                 "linger.ms": 5,

@@ -22,12 +22,17 @@ PAD = "x" * 900  # brings each body to about 1 KB
 MAX_REQUESTS = 2_000_000  # hard bound, whatever the duration
 
 
-def body(i: int) -> bytes:
-    return orjson.dumps({"i": i, "t": time.time(), "pad": PAD})
+def body(i: int, fanout: str = "", tag: str = "") -> bytes:
+    """Request body ``i``; with ``fanout``, a ``POST /api/events/`` body of that event type whose
+    payload carries the event's own key ``"ev"`` (``tag:i``) for the receiver to count by."""
+    payload = {"i": i, "t": time.time(), "pad": PAD}
+    if not fanout:
+        return orjson.dumps(payload)
+    return orjson.dumps({"event_type": fanout, "payload": {**payload, "ev": f"{tag}:{i}"}})
 
 
 async def one(session: aiohttp.ClientSession, url: str, secret: str, i: int, out: dict) -> None:
-    data = body(i)
+    data = body(i, out["fanout"], out["tag"])
     headers = {"Content-Type": "application/json"}
     if secret:
         headers["X-Hub-Signature-256"] = signing.hub_signature(secret, data)
@@ -97,6 +102,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--keep-ids", action="store_true")
     parser.add_argument("--count", type=int, default=MAX_REQUESTS, help="closed loop: at most")
+    parser.add_argument("--fanout", default="", help="POST /api/events/ bodies of this type")
+    parser.add_argument("--tag", default="", help="with --fanout: events are keyed TAG:i")
     args = parser.parse_args()
     host = urlsplit(args.url).hostname
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -108,6 +115,8 @@ def main() -> None:
         "accepted": 0,
         "ids": [],
         "keep_ids": args.keep_ids,
+        "fanout": args.fanout,
+        "tag": args.tag,
     }
     started = time.time()
     if args.rate:

@@ -1,7 +1,9 @@
 """``make bench``: start the benchmark stack, run every scenario, print a table, write the raw
 results (``bench/results/<timestamp>.json``) and PNG plots (``bench/results/*.png``).
 
-``--quick`` runs small versions of each scenario (a smoke check of a few minutes).
+``--quick`` runs small versions of each scenario (a smoke check of a few minutes); ``--only``
+names the scenarios to run; ``--baseline REF`` is the git ref whose components the
+``subscriptions`` and ``fanout`` scenarios also run, side by side (none when it is this code).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import aiohttp
 import confluent_kafka
 
-from bench import harness, plots, scenarios
+from bench import harness, plots, scale, scenarios
 from webhookmaster.settings import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
@@ -35,6 +37,8 @@ ALL = (
     "punctual",
     "burst",
     "fifo",
+    "subscriptions",
+    "fanout",
 )
 
 
@@ -62,9 +66,21 @@ def conditions(settings: Any) -> dict[str, Any]:
     }
 
 
-def run(selected: list[str], quick: bool) -> dict[str, Any]:
+def run(selected: list[str], quick: bool, baseline_ref: str = "") -> dict[str, Any]:
     settings = harness.base_settings()
     out: dict[str, Any] = {"quick": quick, "conditions": conditions(settings)}
+    out["conditions"]["commit"] = harness.git_commit()
+    needs_baseline = {"subscriptions", "fanout"} & set(selected)
+    with harness.baseline_tree(baseline_ref if needs_baseline else "") as base:
+        if base is not None:
+            out["conditions"]["baseline"] = harness.git_commit(baseline_ref)
+        _run(settings, selected, quick, base, out)
+    return out
+
+
+def _run(
+    settings: Any, selected: list[str], quick: bool, base: Path | None, out: dict[str, Any]
+) -> None:
     plan = {
         "ingest": lambda: scenarios.ingest(
             settings, 3 if quick else 20, [32] if quick else [32, 64]
@@ -86,13 +102,23 @@ def run(selected: list[str], quick: bool) -> dict[str, Any]:
         ),
         "burst": lambda: scenarios.burst(settings, 2_000 if quick else 100_000),
         "fifo": lambda: scenarios.fifo_neighbour(settings, 2_000 if quick else 20_000),
+        "subscriptions": lambda: scale.subscriptions(
+            settings, 2_000 if quick else 100_000, 200 if quick else 1_000, 3 if quick else 10, base
+        ),
+        "fanout": lambda: scale.fanout(
+            settings,
+            2_000 if quick else 100_000,
+            (10, 100) if quick else (10, 100, 1_000),
+            20,
+            3 if quick else 10,
+            baseline=base,
+        ),
     }
     for name in selected:
         started = time.monotonic()
         print(f"bench: {name} …", file=sys.stderr, flush=True)
         out[name] = plan[name]()
         out[name]["wall_s"] = round(time.monotonic() - started, 1)
-    return out
 
 
 def table(results: dict[str, Any]) -> str:
@@ -231,6 +257,8 @@ def table(results: dict[str, Any]) -> str:
                     f"{keys} ordering key(s), {run['count']:,} webhooks",
                     f"drain {run['drain_rate']:,.0f}/s",
                 )
+    for row in scale.rows(results):
+        add(*row)
     rss: dict[str, float] = {}
     for key in ("ingest", "e2e", "retry"):
         for name, value in (results.get(key, {}).get("rss_mb") or {}).items():
@@ -246,8 +274,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", nargs="*", choices=ALL, default=list(ALL))
+    parser.add_argument(
+        "--baseline", default="main", help="git ref to run beside this code ('': none)"
+    )
     args = parser.parse_args()
-    results = run(args.only, args.quick)
+    results = run(args.only, args.quick, args.baseline)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"{stamp}{'-quick' if args.quick else ''}.json"

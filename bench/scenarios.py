@@ -25,7 +25,7 @@ from bench.harness import (
 )
 from schemas.topics import ATTEMPTS, INGEST
 from webhookmaster.components import COMPONENTS
-from webhookmaster.kafka_clients import client_config
+from webhookmaster.kafka_clients import PARTITIONER, client_config
 from webhookmaster.settings import Settings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -324,6 +324,7 @@ def projection(settings: Settings, count: int) -> dict[str, Any]:
         client_config(
             s,
             {
+                "partitioner": PARTITIONER,
                 "acks": "all",
                 "linger.ms": 5,
                 "queue.buffering.max.messages": 500_000,
