@@ -46,6 +46,10 @@ from webhookmaster.subscription_table import Subscription, SubscriptionTable
 
 log = logging.getLogger(__name__)
 
+# Fan-out records expanded at once: each holds one record per matching subscription (1,000
+# subscribers of a 1 KB event: 1 MB) until Kafka acknowledges them.
+EXPANSIONS = 4
+
 T = TypeVar("T")
 GROUP_ID = "agents"
 DUE_GROUP_ID = "agents.due"  # stores the due consumers' offsets (never joined: DueMirror)
@@ -136,6 +140,7 @@ class Agent:
         # ... besides up to this many waiting for a slow subscription's slot
         self.slow_backlog = self.capacity * 4
         self.held = 0
+        self.expanding = asyncio.Semaphore(EXPANSIONS)
         self.waiting_turn = 0  # records waiting for their breaker or rate limit (no slot)
         self.due_held = 0  # due records in hand (at most max_in_flight)
         self.due_space = asyncio.Event()
@@ -374,7 +379,13 @@ class Agent:
         delivery of a subscription comes from its own partition, which one agent owns at a time
         (rate limits, auto-disable and the circuit breaker are per subscription). Each carries
         the idempotency marker with its derived id: an expansion redone (a crash before the
-        commit, the same event sent again) is dropped where it meets the first (dedupe.py)."""
+        commit, the same event sent again) is dropped where it meets the first (dedupe.py).
+        At most :data:`EXPANSIONS` expand at once: an agent's memory holds that many events'
+        records, not one per fan-out record it fetched."""
+        async with self.expanding:
+            await self._expand(record)
+
+    async def _expand(self, record: Webhook) -> None:
         subs = list(self.table.matching(record.event_type))
         if not subs:
             log.info(
