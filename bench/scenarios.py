@@ -387,6 +387,13 @@ def projection(settings: Settings, count: int) -> dict[str, Any]:
         proc.stop()
 
 
+def arrival_times(port: int, count: int) -> list[float]:
+    """Wait (at most 600 s) until the receiver on ``port`` counted ``count`` arrivals; their
+    arrival times, sorted."""
+    wait_count(port, count, timeout=600)
+    return sorted(a[1] for a in get_json(f"http://127.0.0.1:{port}/stats", timeout=60)["arrivals"])
+
+
 def _produce_mix(settings: Settings, plan: list[str], count: int, rate: float = 0.0) -> None:
     """Produce ``count`` webhooks cycling through ``plan`` (subscription ids, repeated for a
     share), at ``rate`` records/s (0: as fast as possible)."""
@@ -437,13 +444,7 @@ def isolation(
             _produce_mix(s, drain_plan, total)
             agent, _ = component("agent", s, "WM_AGENT_PORT")
             try:
-                wait_count(healthy_port, backlog, timeout=600)
-                times = sorted(
-                    a[1]
-                    for a in get_json(f"http://127.0.0.1:{healthy_port}/stats", timeout=60)[
-                        "arrivals"
-                    ]
-                )
+                times = arrival_times(healthy_port, backlog)
                 drain_rate = len(times) / (times[-1] - times[0])
                 # steady load: healthy at ``rate``/s, each slow subscription at 1/s
                 _post(f"http://127.0.0.1:{healthy_port}/reset")
@@ -711,13 +712,7 @@ def fifo_neighbour(settings: Settings, backlog: int, fifo_share: int = 5) -> dic
             _produce_mix(s, plan, backlog * len(plan) // plan.count(healthy))
             agent, _ = component("agent", s, "WM_AGENT_PORT")
             try:
-                wait_count(healthy_port, backlog, timeout=600)
-                times = sorted(
-                    a[1]
-                    for a in get_json(f"http://127.0.0.1:{healthy_port}/stats", timeout=60)[
-                        "arrivals"
-                    ]
-                )
+                times = arrival_times(healthy_port, backlog)
                 results[mode] = {
                     "drain_rate": len(times) / (times[-1] - times[0]),
                     "delivered": len(times),
@@ -739,13 +734,7 @@ def fifo_neighbour(settings: Settings, backlog: int, fifo_share: int = 5) -> dic
             produce_webhooks(s, [fifo], count, ordering_keys=keys)
             agent, _ = component("agent", s, "WM_AGENT_PORT")
             try:
-                wait_count(healthy_port, count, timeout=600)
-                times = sorted(
-                    a[1]
-                    for a in get_json(f"http://127.0.0.1:{healthy_port}/stats", timeout=60)[
-                        "arrivals"
-                    ]
-                )
+                times = arrival_times(healthy_port, count)
                 results[f"fifo_{keys}_keys"] = {
                     "count": count,
                     "drain_rate": len(times) / (times[-1] - times[0]),

@@ -13,9 +13,9 @@ from aiohttp import web
 from ingest_gateway import api_models as m
 from ingest_gateway import deadletters, pagination, redelivery
 from ingest_gateway.errors import ApiError, not_found, validation_error
-from ingest_gateway.redelivery_api import db_handler, parse_time, parse_uuid, read_body
+from ingest_gateway.redelivery_api import parse_time, parse_uuid, read_body
 from ingest_gateway.state import gateway
-from ingest_gateway.status_api import POOL, SETTINGS
+from ingest_gateway.status_api import POOL, SETTINGS, db_handler
 
 log = logging.getLogger(__name__)
 

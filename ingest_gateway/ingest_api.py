@@ -59,11 +59,7 @@ def _fanout_members(body: bytes) -> tuple[str, bytes, str | None]:
         members = json_text.members(body)
     except json_text.JsonTextError as exc:
         raise validation_error(f"the request body must be a JSON object: {exc}") from None
-    for name in members:
-        if name not in ("event_type", "payload", "event_id"):
-            raise validation_error(
-                f"unknown field {name!r}; allowed: event_type, payload, event_id", name
-            )
+    validation.known_fields(members, ("event_type", "payload", "event_id"))
     if "event_type" not in members:
         raise validation_error("event_type is required", "event_type")
     if "payload" not in members:

@@ -9,52 +9,21 @@ record.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import msgspec
 from aiohttp import web
 
 from ingest_gateway import api_models as m
-from ingest_gateway import metrics, redelivery
-from ingest_gateway.errors import ApiError, not_found, unavailable, validation_error
-from ingest_gateway.jsonio import json_response
+from ingest_gateway import redelivery
+from ingest_gateway.errors import ApiError, not_found, validation_error
 from ingest_gateway.state import gateway
-from ingest_gateway.status_api import DB_DOWN, POOL, SETTINGS
+from ingest_gateway.status_api import POOL, SETTINGS, db_handler
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[tuple[int, Any]]]
-
-
-def db_handler(fn: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """``fn``'s ``(status, body)`` as JSON; its errors and the database's as JSON error bodies."""
-
-    @functools.wraps(fn)
-    async def handle(request: web.Request) -> web.Response:
-        try:
-            status, body = await fn(request)
-            return json_response(body, status)
-        except ApiError as exc:
-            return exc.response()
-        except DB_DOWN as exc:
-            metrics.DB_UP.set(0)
-            log.warning(
-                "PostgreSQL unavailable in %s: %s: %s", request.path, type(exc).__name__, exc
-            )
-            return unavailable(
-                "the status database is unavailable; retry later", "database_unavailable"
-            ).response()
-        except asyncpg.PostgresError:
-            log.exception("query failed in %s", request.path)
-            return ApiError(500, "internal_error", "internal server error").response()
-
-    return handle
 
 
 def parse_time(text: Any, field: str) -> datetime:

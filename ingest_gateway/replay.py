@@ -131,11 +131,7 @@ def _window(body: bytes) -> tuple[datetime, datetime, list[str]]:
         raise validation_error(str(exc)) from None
     if not isinstance(data, dict):
         raise validation_error("the request body must be a JSON object")
-    for name in data:
-        if name not in ("since", "until", "event_types"):
-            raise validation_error(
-                f"unknown field {name!r}; allowed: since, until, event_types", name
-            )
+    validation.known_fields(data, ("since", "until", "event_types"))
     if "since" not in data:
         raise validation_error("since is required", "since")
     since = _moment(data["since"], "since")

@@ -36,9 +36,7 @@ def _new_secret(body: bytes) -> str:
         raise validation_error(str(exc)) from None
     if not isinstance(data, dict):
         raise validation_error("the request body must be a JSON object")
-    for name in data:
-        if name != "secret_key":
-            raise validation_error(f"unknown field {name!r}; allowed: secret_key", name)
+    validation.known_fields(data, ("secret_key",))
     if "secret_key" not in data:
         return signing.new_secret()
     return validation.secret_key(data["secret_key"])

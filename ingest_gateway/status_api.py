@@ -89,29 +89,44 @@ async def _ping(pool: asyncpg.Pool) -> None:
 
 
 Handler = Callable[[web.Request], Awaitable[Any]]
+StatusHandler = Callable[[web.Request], Awaitable[tuple[int, Any]]]
 
 
-def _handler(fn: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """``fn``'s result as JSON; its errors and the database's as JSON error bodies (also in an
-    app without the gateway's error middleware)."""
+def db_handler(fn: StatusHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``fn``'s ``(status, body)`` as JSON; its errors and the database's as JSON error bodies
+    (also in an app without the gateway's error middleware). Every route that reads the
+    status database answers through it."""
 
     @functools.wraps(fn)
     async def handle(request: web.Request) -> web.Response:
         try:
-            return json_response(await fn(request))
+            status, body = await fn(request)
+            return json_response(body, status)
         except ApiError as exc:
             return exc.response()
         except DB_DOWN as exc:
             metrics.DB_UP.set(0)
-            log.warning("status API: PostgreSQL unavailable: %s: %s", type(exc).__name__, exc)
+            log.warning(
+                "PostgreSQL unavailable in %s: %s: %s", request.path, type(exc).__name__, exc
+            )
             return unavailable(
                 "the status database is unavailable; retry later", "database_unavailable"
             ).response()
         except asyncpg.PostgresError:
-            log.exception("status API: query failed in %s", request.path)
+            log.exception("query failed in %s", request.path)
             return ApiError(500, "internal_error", "internal server error").response()
 
     return handle
+
+
+def _handler(fn: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """As :func:`db_handler`, for a ``fn`` whose result is a 200 body."""
+
+    @functools.wraps(fn)
+    async def ok(request: web.Request) -> tuple[int, Any]:
+        return 200, await fn(request)
+
+    return db_handler(ok)
 
 
 # --- handlers ---------------------------------------------------------------------------------

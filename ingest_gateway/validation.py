@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -142,15 +142,20 @@ SUBSCRIPTION_FIELDS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def known_fields(names: Iterable[str], allowed: Iterable[str]) -> None:
+    """400 ``validation_error`` naming the first of ``names`` (a body's members) that is not
+    in ``allowed``."""
+    allowed = tuple(allowed)
+    for name in names:
+        if name not in allowed:
+            raise validation_error(f"unknown field {name!r}; allowed: {', '.join(allowed)}", name)
+
+
 def subscription_body(body: Any, *, require_target_url: bool) -> dict[str, Any]:
     """The validated writable fields of a subscription body; unknown fields are rejected."""
     if not isinstance(body, dict):
         raise validation_error("the request body must be a JSON object")
-    for name in body:
-        if name not in SUBSCRIPTION_FIELDS:
-            raise validation_error(
-                f"unknown field {name!r}; allowed: {', '.join(SUBSCRIPTION_FIELDS)}", name
-            )
+    known_fields(body, SUBSCRIPTION_FIELDS)
     if require_target_url and "target_url" not in body:
         raise validation_error("target_url is required", "target_url")
     return {name: SUBSCRIPTION_FIELDS[name](value) for name, value in body.items()}
