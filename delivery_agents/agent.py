@@ -386,33 +386,31 @@ class Agent:
             await self._expand(record)
 
     async def _expand(self, record: Webhook) -> None:
-        subs = list(self.table.matching(record.event_type))
+        subs = [s.id for s in self.table.matching(record.event_type)]
         if not subs:
             log.info(
                 "fan-out event %s (%s) matches no active subscription",
                 record.webhook_id,
                 record.event_type,
             )
-        ones = [
-            record.replace(
-                subscription_id=s.id, webhook_id=records.derived_id(record.webhook_id, s.id)
-            )
-            for s in subs
+            return
+        # one header list shaped for all: only the two ids differ from one record to the next
+        template = [
+            *record.replace(subscription_id="", webhook_id="").headers(),
+            records.IDEMPOTENT,
         ]
-        await asyncio.gather(
-            *(
-                self._durably(
-                    functools.partial(
-                        self.publisher.producer.send,
-                        self.ingest_topic,
-                        one.body,
-                        (one.subscription_id or "").encode(),
-                        headers=[*one.headers(), records.IDEMPOTENT],
-                    )
-                )
-                for one in ones
-            )
-        )
+        at_id = [name for name, _ in template].index(records.H_WEBHOOK_ID)
+        at_sub = [name for name, _ in template].index(records.H_SUBSCRIPTION_ID)
+        batch = []
+        for sub_id, webhook_id in zip(
+            subs, records.derived_ids(record.webhook_id, subs), strict=True
+        ):
+            headers = template.copy()
+            headers[at_id] = (records.H_WEBHOOK_ID, webhook_id.encode())
+            headers[at_sub] = (records.H_SUBSCRIPTION_ID, key := sub_id.encode())
+            batch.append((record.body, key, headers))
+        topic = self.ingest_topic
+        await self._durably(lambda: self.publisher.producer.send_all(topic, batch))
 
     async def _deliver(self, record: Webhook, msg: Message) -> None:
         """Deliver ``record`` once: under a consumer span that continues its trace when tracing

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import hashlib
 import re
 import uuid
 from collections.abc import Callable, Sequence
@@ -426,6 +427,22 @@ def parse_time(text: str) -> datetime:
 def derived_id(parent: str, child: str) -> str:
     """A stable id derived from two others (fan-out: the event id and the subscription id)."""
     return str(uuid.uuid5(WEBHOOK_NAMESPACE, f"{parent}/{child}"))
+
+
+def derived_ids(parent: str, children: Sequence[str]) -> list[str]:
+    """``[derived_id(parent, c) for c in children]``, hashing the shared prefix once (an
+    agent expands one fan-out record into up to thousands of ids)."""
+    prefix = hashlib.sha1(WEBHOOK_NAMESPACE.bytes + f"{parent}/".encode(), usedforsecurity=False)
+    out = []
+    for child in children:
+        digest = prefix.copy()
+        digest.update(child.encode())
+        raw = bytearray(digest.digest()[:16])
+        raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw.hex()
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
 
 
 def keyed_id(scope: str, key: str) -> str:

@@ -11,6 +11,8 @@ from typing import Any
 import jsonschema
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas import generate, json_text, records
 
@@ -419,3 +421,10 @@ def test_uuid_and_time_rules_equal_the_format_checker() -> None:
         "2026-11-28T23:59:00.Z",
     ]:
         assert records._is_time(text) is checker.conforms(text, "date-time"), text
+
+
+@given(parent=st.text(max_size=40), children=st.lists(st.text(max_size=40), max_size=5))
+def test_derived_ids_are_derived_id_of_each_child(parent: str, children: list[str]) -> None:
+    assert records.derived_ids(parent, children) == [
+        records.derived_id(parent, c) for c in children
+    ]
