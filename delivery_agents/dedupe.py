@@ -22,7 +22,8 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections import OrderedDict
+import uuid
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -54,48 +55,79 @@ LOAD_RETRY_S = 2.0
 QUERY_TIMEOUT_S = 10.0
 
 
+def claim_key(webhook_id: str) -> int | str:
+    """The id as it is remembered: a UUID in its canonical form as its 128-bit number (44
+    bytes, not 85 for the text); any other id as it is."""
+    if len(webhook_id) == 36:
+        try:
+            number = uuid.UUID(webhook_id)
+        except ValueError:
+            return webhook_id
+        if str(number) == webhook_id:
+            return number.int
+    return webhook_id
+
+
 class Claims:
-    """One ingest partition's claims: id → (offset, claimed at, epoch seconds), oldest first."""
+    """One ingest partition's claims, oldest first: id → offset of the record that claimed it,
+    with the claim times kept per second (``[second, ids claimed in it]``), not per id."""
 
     def __init__(self, window_s: float, max_ids: int) -> None:
         self.window_s = window_s
         self.max_ids = max_ids
-        self.ids: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self.ids: OrderedDict[int | str, int] = OrderedDict()
+        self.seconds: deque[list[int]] = deque()
 
     def claim(self, webhook_id: str, offset: int, now: float) -> int | None:
         """Claim ``webhook_id`` for the record at ``offset`` unless it is claimed already;
         returns the offset of an existing claim (None when this call claimed it)."""
         self.expire(now)
-        found = self.ids.get(webhook_id)
+        key = claim_key(webhook_id)
+        found = self.ids.get(key)
         if found is not None:
-            return found[0]
-        self.add(webhook_id, offset, now)
+            return found
+        self._add(key, offset, now)
         return None
 
     def add(self, webhook_id: str, offset: int, at: float) -> None:
-        """Remember a claim (read back from the topic, or just made)."""
-        if webhook_id in self.ids:
-            del self.ids[webhook_id]
-            REMEMBERED.dec()
-        self.ids[webhook_id] = (offset, at)
+        """Remember a claim (read back from the topic, or just made); a later claim of an id
+        already remembered replaces its offset and keeps its time."""
+        self._add(claim_key(webhook_id), offset, at)
+
+    def _add(self, key: int | str, offset: int, at: float) -> None:
+        if key in self.ids:
+            self.ids[key] = offset
+            return
+        self.ids[key] = offset
         REMEMBERED.inc()
+        second = int(at)
+        if self.seconds and self.seconds[-1][0] >= second:
+            self.seconds[-1][1] += 1  # an older time than the newest: kept as long as the newest
+        else:
+            self.seconds.append([second, 1])
         while len(self.ids) > self.max_ids:
-            self.ids.popitem(last=False)
-            REMEMBERED.dec()
+            self._forget_oldest(1)
             FORGOTTEN.inc()
 
     def expire(self, now: float) -> None:
+        """Forget the claims of every second that ended before the window."""
         cutoff = now - self.window_s
-        while self.ids:
-            _, (_, at) = next(iter(self.ids.items()))
-            if at >= cutoff:
-                break
+        while self.seconds and self.seconds[0][0] + 1 <= cutoff:
+            self._forget_oldest(self.seconds[0][1])
+
+    def _forget_oldest(self, count: int) -> None:
+        for _ in range(count):
             self.ids.popitem(last=False)
-            REMEMBERED.dec()
+            oldest = self.seconds[0]
+            oldest[1] -= 1
+            if not oldest[1]:
+                self.seconds.popleft()
+        REMEMBERED.dec(count)
 
     def clear(self) -> None:
         REMEMBERED.dec(len(self.ids))
         self.ids.clear()
+        self.seconds.clear()
 
 
 class Dedupe:
