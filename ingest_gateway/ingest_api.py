@@ -98,6 +98,7 @@ async def ingest(request: web.Request) -> web.Response:
     """POST /api/ingest/{subscription_id}/?event_type=…: one webhook for one subscription."""
     started = time.perf_counter()
     gw = gateway(request)
+    gw.list_share.ingest_seen()
     sub_id = request.match_info["subscription_id"]
     sub = gw.loaded_table().get(sub_id)
     body = await _read_body(request, gw)
@@ -178,6 +179,7 @@ async def fan_out(request: web.Request) -> web.Response:
     again never fans out twice (delivery_agents/dedupe.py)."""
     started = time.perf_counter()
     gw = gateway(request)
+    gw.list_share.ingest_seen()
     gw.loaded_table()  # 503 not_ready until the gateway is ready, as every ingest route
     body = await _read_body(request, gw)
     event_type, payload, event_id = _fanout_members(body)

@@ -11,6 +11,7 @@ from aiohttp import web
 from ingest_gateway.auth import parse_keys
 from ingest_gateway.errors import not_found, unavailable
 from ingest_gateway.idempotency import Seen
+from ingest_gateway.list_share import ListShare
 from schemas.topics import INGEST, SUBSCRIPTIONS
 from webhookmaster.kafka_clients import AsyncProducer
 from webhookmaster.settings import Settings
@@ -26,6 +27,8 @@ class Gateway:
     subscriptions_topic: str
     api_keys: tuple[bytes, ...]
     max_body_bytes: int
+    # List pages' share of the event loop while ingest is busy (ingest_gateway/list_share.py).
+    list_share: ListShare
     producer: AsyncProducer = field(init=False)
     table: SubscriptionTable = field(init=False)
     kafka_ok: bool = False
@@ -48,6 +51,7 @@ class Gateway:
             subscriptions_topic=settings.topic(SUBSCRIPTIONS),
             api_keys=parse_keys(settings.api_keys),
             max_body_bytes=settings.max_body_bytes,
+            list_share=ListShare(settings.list_share),
         )
 
     def ready(self) -> bool:

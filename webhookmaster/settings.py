@@ -243,6 +243,13 @@ class Settings(StackSettings):
         "Largest ingest body the gateway accepts (bytes).",
         kind=Positive,
     )
+    list_share: float = _setting(
+        "WM_LIST_SHARE",
+        0.1,
+        "Most of the gateway's event-loop time that subscription list pages may take while it "
+        "is ingesting (0-1]; pages beyond it wait. Without ingest traffic they never wait.",
+        kind=ShareAboveZero,
+    )
     request_read_timeout_s: float = _setting(
         "WM_REQUEST_READ_TIMEOUT",
         10.0,
@@ -302,7 +309,7 @@ class Settings(StackSettings):
     idempotency_max_ids: int = _setting(
         "WM_IDEMPOTENCY_MAX_IDS",
         50000,
-        "Most ids remembered per ingest partition an agent owns (bounds its memory, about 0.3 KB "
+        "Most ids remembered per ingest partition an agent owns (bounds its memory, about 0.2 KB "
         "an id); beyond it the oldest are forgotten before the window ends.",
         kind=Positive,
     )
