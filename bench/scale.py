@@ -4,7 +4,10 @@
 1,000, ten take a fan-out type, distinct target URLs on a loopback receiver) in the
 subscriptions topic; then a gateway and an agent: start time to ``/readyz``, RSS once ready,
 list latency (``GET /api/subscriptions/`` pages of 50 walking the cursor), sequential fan-out
-acknowledgements to 10 subscribers, and the ingest rate alone and with four clients listing.
+acknowledgements to 10 subscribers, and the ingest rate alone and with four clients listing
+as fast as they can (with the list pages/s they got): first while the agent delivers what is
+ingested, then with the agent stopped (the gateway alone: the cores are not shared with
+deliveries, so what the listing takes from ingest is the gateway's own doing).
 
 ``fanout``: the same kind of base, where ``width`` subscriptions take the event type
 ``bench.fan.<width>`` for each width (10, 100, 1,000); ``POST /api/events/`` at a fixed rate
@@ -155,6 +158,34 @@ def ingest_rate(port: int, sub_id: str, seconds: float, event_type: str) -> floa
     return float(out["accepted"]) / float(out["elapsed"])
 
 
+def ingest_beside_listers(port: int, sub_id: str, seconds: float) -> dict[str, float]:
+    """Ingest accepted/s alone, then beside four clients walking the list as fast as they
+    can, and the list pages/s those clients got meanwhile."""
+    solo = ingest_rate(port, sub_id, seconds, fanout_type(10))
+    stop = threading.Event()
+    pages: list[int] = []
+
+    def lister() -> None:
+        pages.append(len(list_walk(port, 0, stop)))
+
+    listers = [threading.Thread(target=lister) for _ in range(4)]
+    started = time.monotonic()
+    for thread in listers:
+        thread.start()
+    try:
+        busy = ingest_rate(port, sub_id, seconds, fanout_type(10))
+    finally:
+        stop.set()
+        for thread in listers:
+            thread.join(120)
+    return {
+        "solo": solo,
+        "with_4_listers": busy,
+        "ratio": busy / solo if solo else float("nan"),
+        "list_pages_per_s": sum(pages) / (time.monotonic() - started),
+    }
+
+
 def measure_subscriptions(
     settings: Settings, tree: Path, sub_id: str, requests: int, ingest_s: float
 ) -> dict[str, Any]:
@@ -173,24 +204,11 @@ def measure_subscriptions(
         list_walk(gport, 20)  # warm-up
         out["list_s"] = percentiles(list_walk(gport, requests))
         out["fanout_10_ack_s"] = percentiles(sequential_fanout(gport, requests // 2, 10))
-        solo = ingest_rate(gport, sub_id, ingest_s, fanout_type(10))
-        stop = threading.Event()
-        listers = [threading.Thread(target=list_walk, args=(gport, 0, stop)) for _ in range(4)]
-        for thread in listers:
-            thread.start()
-        try:
-            busy = ingest_rate(gport, sub_id, ingest_s, fanout_type(10))
-        finally:
-            stop.set()
-            for thread in listers:
-                thread.join(120)
-        out["ingest_per_s"] = {
-            "solo": solo,
-            "with_4_listers": busy,
-            "ratio": busy / solo if solo else float("nan"),
-        }
+        out["ingest_per_s"] = ingest_beside_listers(gport, sub_id, ingest_s)
         out["rss_end_mb"] = {"gateway": gateway.rss_mb(), "agent": agent.rss_mb()}
         out["rss_peak_mb"] = {"gateway": gateway.peak_rss_mb(), "agent": agent.peak_rss_mb()}
+        agent.stop()  # the gateway alone: its ingest no longer shares the cores with deliveries
+        out["gateway_alone_ingest_per_s"] = ingest_beside_listers(gport, sub_id, ingest_s)
         return out
     finally:
         gateway.stop()
@@ -395,6 +413,11 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
 NO_BASELINE = "none in this run (same code or none asked)"
 
 
+def _beside(ing: dict[str, float]) -> str:
+    pages = f"; list pages {ing['list_pages_per_s']:,.0f}/s" if "list_pages_per_s" in ing else ""
+    return f"{ing['solo']:,.0f} → {ing['with_4_listers']:,.0f}/s (ratio {ing['ratio']:.2f}{pages})"
+
+
 def _subscription_rows(subs: dict[str, Any]) -> list[tuple[str, str, str]]:
     n = f"{subs['subscriptions']:,} subscriptions"
     out = []
@@ -418,11 +441,15 @@ def _subscription_rows(subs: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{label}: fan-out to 10 ack p50 / p99 (sequential)",
                 f"{_ms(ack['p50'])} / {_ms(ack['p99'])}",
             ),
-            (
-                f"{label}: ingest alone → with 4 listing",
-                f"{ing['solo']:,.0f} → {ing['with_4_listers']:,.0f}/s (ratio {ing['ratio']:.2f})",
-            ),
+            (f"{label}: ingest alone → with 4 listing (agent delivering)", _beside(ing)),
         ]
+        if "gateway_alone_ingest_per_s" in m:
+            out.append(
+                (
+                    f"{label}: ingest alone → with 4 listing (gateway alone)",
+                    _beside(m["gateway_alone_ingest_per_s"]),
+                )
+            )
     if "baseline" not in subs:
         out.append(("baseline", NO_BASELINE))
     return [(n, figure, value) for figure, value in out]

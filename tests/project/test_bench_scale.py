@@ -115,15 +115,30 @@ def test_rows_of_the_subscriptions_scenario_side_by_side() -> None:
         "fanout_10_ack_s": {"p50": 0.007, "p99": 1.5},
         "ingest_per_s": {"solo": 1000.0, "with_4_listers": 800.0, "ratio": 0.8},
     }
+    this = measured | {
+        "gateway_alone_ingest_per_s": {
+            "solo": 3000.0,
+            "with_4_listers": 2700.0,
+            "ratio": 0.9,
+            "list_pages_per_s": 180.4,
+        }
+    }
     rows = scale.rows(
-        {"subscriptions": {"subscriptions": 100_000, "this": measured, "baseline": measured}}
+        {"subscriptions": {"subscriptions": 100_000, "this": this, "baseline": measured}}
     )
-    assert len(rows) == 10
+    assert len(rows) == 11  # results of an older bench have no gateway-alone figure
     assert rows[0][1].startswith("baseline:") and rows[5][1].startswith("this:")
     values = dict((figure, value) for _, figure, value in rows)
     assert values["this: list page of 50 p50 / p99"] == "0.5 ms / 2.0 ms"
     assert values["this: fan-out to 10 ack p50 / p99 (sequential)"] == "7.0 ms / 1.50 s"
-    assert values["this: ingest alone → with 4 listing"] == "1,000 → 800/s (ratio 0.80)"
+    assert (
+        values["this: ingest alone → with 4 listing (agent delivering)"]
+        == "1,000 → 800/s (ratio 0.80)"
+    )
+    assert (
+        values["this: ingest alone → with 4 listing (gateway alone)"]
+        == "3,000 → 2,700/s (ratio 0.90; list pages 180/s)"
+    )
 
 
 def test_peak_by_process() -> None:
