@@ -5,9 +5,9 @@
 subscriptions topic; then a gateway and an agent: start time to ``/readyz``, RSS once ready,
 list latency (``GET /api/subscriptions/`` pages of 50 walking the cursor), sequential fan-out
 acknowledgements to 10 subscribers, and the ingest rate alone and with four clients listing
-as fast as they can (with the list pages/s they got): first while the agent delivers what is
-ingested, then with the agent stopped (the gateway alone: the cores are not shared with
-deliveries, so what the listing takes from ingest is the gateway's own doing).
+as fast as they can (with the list pages/s they got) while the agent delivers what is
+ingested; last, for every tree, the same with a gateway and no agent (the cores are not shared
+with deliveries, so what the listing takes from ingest is the gateway's own doing).
 
 ``fanout``: the same kind of base, where ``width`` subscriptions take the event type
 ``bench.fan.<width>`` for each width (10, 100, 1,000); ``POST /api/events/`` at a fixed rate
@@ -207,12 +207,22 @@ def measure_subscriptions(
         out["ingest_per_s"] = ingest_beside_listers(gport, sub_id, ingest_s)
         out["rss_end_mb"] = {"gateway": gateway.rss_mb(), "agent": agent.rss_mb()}
         out["rss_peak_mb"] = {"gateway": gateway.peak_rss_mb(), "agent": agent.peak_rss_mb()}
-        agent.stop()  # the gateway alone: its ingest no longer shares the cores with deliveries
-        out["gateway_alone_ingest_per_s"] = ingest_beside_listers(gport, sub_id, ingest_s)
         return out
     finally:
         gateway.stop()
         agent.stop()
+
+
+def gateway_alone(settings: Settings, tree: Path, sub_id: str, ingest_s: float) -> dict[str, float]:
+    """Ingest beside listing with a gateway from ``tree`` and no agent: the cores are not
+    shared with deliveries, so what listing takes from ingest is the gateway's own doing."""
+    gateway, gport = harness.registered("gateway", settings, tree)
+    try:
+        _ready_after(gateway, gport)
+        list_walk(gport, 20)  # warm-up
+        return ingest_beside_listers(gport, sub_id, ingest_s)
+    finally:
+        gateway.stop()
 
 
 def subscriptions(
@@ -236,6 +246,15 @@ def subscriptions(
             harness.apply_topics(s, tree)
             results[label] = measure_subscriptions(s, tree, sub_id, requests, ingest_s)
             print(f"bench: subscriptions, {label}: {json.dumps(results[label])}", file=sys.stderr)
+        # last, for every tree: no agent runs after these, so what they ingest is never delivered
+        # (run before the next tree's agent, it would be that agent's backlog)
+        for label, tree in trees(baseline).items():
+            results[label]["gateway_alone_ingest_per_s"] = gateway_alone(s, tree, sub_id, ingest_s)
+            print(
+                f"bench: subscriptions, {label}, gateway alone: "
+                f"{json.dumps(results[label]['gateway_alone_ingest_per_s'])}",
+                file=sys.stderr,
+            )
     finally:
         receiver.stop()
     return results
