@@ -165,17 +165,22 @@ class Shares:
         self.in_flight -= 1
         if pooled:
             self.slow_in_flight -= 1
-            if self.parked:
-                self.runnable.append(self.parked.popleft())
         if lane.waiters:
             self._queue(lane)
         self._pump()
 
     def _pump(self) -> None:
-        """Grant free slots to waiting lanes, round-robin."""
+        """Grant free slots to waiting lanes, round-robin; parked lanes first while the slow
+        pool has room (each one taken out is started, let go or parked again, so none is left
+        parked while the pool is empty)."""
         now = time.monotonic()
-        while self.in_flight < self.total and self.runnable:
-            lane = self.runnable.popleft()
+        while self.in_flight < self.total:
+            if self.parked and self.slow_in_flight < self.slow_cap:
+                lane = self.parked.popleft()
+            elif self.runnable:
+                lane = self.runnable.popleft()
+            else:
+                break
             if not lane.waiters or lane.active >= lane.limit(now, self.per_subscription):
                 lane.queued = False  # queued again when one of its slots is released
                 continue

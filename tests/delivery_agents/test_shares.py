@@ -180,3 +180,34 @@ def test_an_urgent_delivery_takes_the_next_free_slot() -> None:
         assert shares.in_flight == 0
 
     asyncio.run(scenario())
+
+
+def test_a_parked_slow_lane_starts_once_the_slow_pool_has_room() -> None:
+    """Parked slow lanes used to come back only one per pooled slot released: when the lanes
+    that came back no longer took a pooled slot (fast again, or their waiter gone), the pool
+    emptied with a lane still parked, and its deliveries waited for ever (49 webhooks of a
+    fan-out bench run, never attempted)."""
+
+    async def scenario() -> None:
+        shares = Shares(total=8, per_subscription=4)
+        assert shares.slow_cap == 2
+        for key in ("a", "b", "x", "y", "z"):
+            shares.lane(key).average_s = 10.0  # slow
+        releases = {key: asyncio.Event() for key in ("a", "b", "x", "y", "z")}
+        started: list[str] = []
+        holders = [asyncio.create_task(_hold(shares, k, releases[k], started)) for k in "ab"]
+        await _wait_for(lambda: started == ["a", "b"])
+        waiters = [asyncio.create_task(_hold(shares, k, releases[k], started)) for k in "xyz"]
+        await _wait_for(lambda: len(shares.parked) == 3)
+        shares.lane("x").average_s = shares.lane("y").average_s = 0.0  # fast again
+        releases["a"].set()
+        await _wait_for(lambda: "x" in started)
+        releases["b"].set()
+        await _wait_for(lambda: "y" in started)
+        await _wait_for(lambda: "z" in started)  # the pool is empty: z's turn
+        for event in releases.values():
+            event.set()
+        await asyncio.wait_for(asyncio.gather(*holders, *waiters), 5)
+        assert shares.in_flight == shares.slow_in_flight == 0 and not shares.parked
+
+    asyncio.run(scenario())
