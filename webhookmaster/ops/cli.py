@@ -55,7 +55,9 @@ def _topics(settings: Settings, args: argparse.Namespace) -> int:
         if args.format == "helm":
             defaults = Settings()
             print(
-                topic_manifests.helm_template(defaults.topic_partitions, defaults.retention_ms),
+                topic_manifests.helm_template(
+                    defaults.topic_partitions, defaults.retention_ms, defaults.idempotency_window_s
+                ),
                 end="",
             )
         else:
@@ -66,6 +68,7 @@ def _topics(settings: Settings, args: argparse.Namespace) -> int:
                     settings.retention_ms,
                     args.cluster,
                     args.namespace,
+                    round(settings.idempotency_window_s * 1000),
                 ),
                 end="",
             )

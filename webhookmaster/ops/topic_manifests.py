@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 
-from schemas.topics import catalogue
+from schemas.topics import IDEMPOTENCY_WINDOW_MS, catalogue
 
 API_VERSION = "kafka.strimzi.io/v1beta2"
 HELM_HEADER = (
@@ -17,6 +17,7 @@ HELM_HEADER = (
 # Stand-ins for the values the chart fills in (real ones are positive).
 _PARTITIONS = -1
 _RETENTION = -2
+_IDEMPOTENCY = -3
 
 
 def resource_name(topic: str) -> str:
@@ -61,12 +62,17 @@ def _document(
 
 
 def strimzi_yaml(
-    prefix: str, partitions: int, retention_ms: int, cluster: str, namespace: str = ""
+    prefix: str,
+    partitions: int,
+    retention_ms: int,
+    cluster: str,
+    namespace: str = "",
+    idempotency_ms: int = IDEMPOTENCY_WINDOW_MS,
 ) -> str:
     """KafkaTopic documents for the catalogue under ``prefix`` (``---``-separated YAML)."""
     q = json.dumps
     docs = []
-    for spec in catalogue(prefix, partitions, retention_ms):
+    for spec in catalogue(prefix, partitions, retention_ms, idempotency_ms):
         config = [f"    {q(k)}: {q(v)}" for k, v in spec.config.items()]
         docs.append(
             _document(
@@ -83,11 +89,14 @@ def strimzi_yaml(
     return "---\n" + "---\n".join(docs)
 
 
-def helm_template(default_partitions: int, default_retention_ms: int) -> str:
+def helm_template(
+    default_partitions: int, default_retention_ms: int, default_idempotency_s: float
+) -> str:
     """The chart's template of :func:`strimzi_yaml`'s documents: prefix from the chart's
     ``config.WM_TOPIC_PREFIX``, partitions and retention from ``WM_TOPIC_PARTITIONS`` and
-    ``WM_RETENTION_MS`` (the settings' defaults when unset), cluster and replicas from
-    ``strimzi.*``, the release's namespace."""
+    ``WM_RETENTION_MS``, the idempotency topic's retention from ``WM_IDEMPOTENCY_WINDOW`` (the
+    settings' defaults when unset), cluster and replicas from ``strimzi.*``, the release's
+    namespace."""
     q = json.dumps
     partitions = (
         f'{{{{ index .Values.config "WM_TOPIC_PARTITIONS" | default {default_partitions} | int }}}}'
@@ -96,16 +105,18 @@ def helm_template(default_partitions: int, default_retention_ms: int) -> str:
         f'{{{{ index .Values.config "WM_RETENTION_MS" | default {default_retention_ms}'
         " | int64 | toString | quote }}"
     )
+    idempotency = (
+        f'{{{{ mulf (index .Values.config "WM_IDEMPOTENCY_WINDOW" | default "{default_idempotency_s:g}")'
+        " 1000 | int64 | toString | quote }}"
+    )
+    stand_ins = {str(_RETENTION): retention, str(_IDEMPOTENCY): idempotency}
     replicas = "  {{- with .Values.strimzi.replicas }}\n  replicas: {{ int . }}\n  {{- end }}"
     prefix_len = len("\0")
     docs = []
-    for spec in catalogue("\0", _PARTITIONS, _RETENTION):
+    for spec in catalogue("\0", _PARTITIONS, _RETENTION, _IDEMPOTENCY):
         suffix = spec.name[prefix_len:]
         arg = f"(list . {q(suffix)})"
-        config = [
-            f"    {q(k)}: {retention if v == str(_RETENTION) else q(v)}"
-            for k, v in spec.config.items()
-        ]
+        config = [f"    {q(k)}: {stand_ins.get(v, q(v))}" for k, v in spec.config.items()]
         docs.append(
             _document(
                 f'{{{{ include "webhookmaster.topicResource" {arg} }}}}',
