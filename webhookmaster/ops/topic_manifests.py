@@ -106,8 +106,8 @@ def helm_template(
         " | int64 | toString | quote }}"
     )
     idempotency = (
-        f'{{{{ mulf (index .Values.config "WM_IDEMPOTENCY_WINDOW" | default "{default_idempotency_s:g}")'
-        " 1000 | int64 | toString | quote }}"
+        '{{ mulf (index .Values.config "WM_IDEMPOTENCY_WINDOW"'
+        f' | default "{default_idempotency_s:g}") 1000 | int64 | toString | quote }}}}'
     )
     stand_ins = {str(_RETENTION): retention, str(_IDEMPOTENCY): idempotency}
     replicas = "  {{- with .Values.strimzi.replicas }}\n  replicas: {{ int . }}\n  {{- end }}"
