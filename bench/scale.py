@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench import harness
 from bench.harness import Proc, fresh, get_json, module, percentiles, wait_http
 from bench.scenarios import RssSampler
 from schemas import records
-from schemas.topics import SUBSCRIPTIONS
+from schemas.topics import INGEST, SUBSCRIPTIONS
 from webhookmaster import secret_box
 from webhookmaster.kafka_clients import client_config
 from webhookmaster.settings import PROJECT_ROOT, Settings
@@ -186,6 +186,33 @@ def ingest_beside_listers(port: int, sub_id: str, seconds: float) -> dict[str, f
     }
 
 
+def agents_lag(settings: Settings) -> int:
+    """Ingest records beyond the agents group's committed offsets (all, before any commit)."""
+    topic = settings.topic(INGEST)
+    consumer = Consumer(client_config(settings, {"group.id": settings.group("agents")}))
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+        lag = 0
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            lag += high - (tp.offset if tp.offset >= 0 else low)
+        return lag
+    finally:
+        consumer.close()
+
+
+def wait_drained(settings: Settings, timeout: float = 180) -> float:
+    """Wait until the agents delivered (committed) everything ingested, so that the next
+    tree's agent, in the same group, starts without a backlog; returns the seconds waited."""
+    started = time.monotonic()
+    while agents_lag(settings) > 0:
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"the agents did not drain the ingest topic within {timeout} s")
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
 def measure_subscriptions(
     settings: Settings, tree: Path, sub_id: str, requests: int, ingest_s: float
 ) -> dict[str, Any]:
@@ -207,6 +234,7 @@ def measure_subscriptions(
         out["ingest_per_s"] = ingest_beside_listers(gport, sub_id, ingest_s)
         out["rss_end_mb"] = {"gateway": gateway.rss_mb(), "agent": agent.rss_mb()}
         out["rss_peak_mb"] = {"gateway": gateway.peak_rss_mb(), "agent": agent.peak_rss_mb()}
+        out["drained_after_s"] = wait_drained(settings)  # no backlog for the next tree
         return out
     finally:
         gateway.stop()

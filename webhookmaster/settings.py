@@ -245,7 +245,7 @@ class Settings(StackSettings):
     )
     list_share: float = _setting(
         "WM_LIST_SHARE",
-        0.1,
+        0.05,
         "Most of the gateway's event-loop time that subscription list pages may take while it "
         "is ingesting (0-1]; pages beyond it wait. Without ingest traffic they never wait.",
         kind=ShareAboveZero,
