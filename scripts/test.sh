@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
 ./scripts/install-deploy-tools.sh
 ./scripts/lint.sh
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest --durations=25 "$@"
