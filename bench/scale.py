@@ -336,6 +336,32 @@ def wait_deliveries(receiver_port: int, tag: str, expected: int, stall_s: float 
         time.sleep(0.5)
 
 
+def wait_assigned(agent_ports: Sequence[int], timeout: float = 120) -> None:
+    """Wait until every agent owns ingest partitions (``webhookmaster_assigned_partitions`` > 0):
+    the group has settled, so no rebalance falls into the measurement."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owned = [_gauge(port, "webhookmaster_assigned_partitions") for port in agent_ports]
+        if all(n > 0 for n in owned):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"agents' partitions after {timeout} s: {owned}")
+        time.sleep(0.5)
+
+
+def _gauge(port: int, name: str) -> float:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def warm_up(gateway_port: int, receiver_port: int, width: int, events: int = 5) -> None:
     """A few events to ``width`` subscribers, delivered before the measurement starts (the
     agents' group has its partitions, the broker and the processes are warm)."""
@@ -375,6 +401,7 @@ def fanout_run(
     try:
         out["start_s"] = {name: _ready_after(proc, port) for name, (proc, port) in procs.items()}
         gport = procs["gateway"][1]
+        wait_assigned([port for name, (_, port) in procs.items() if name != "gateway"])
         warm_up(gport, receiver_port, min(widths))
         for width in widths:
             harness.post(f"http://127.0.0.1:{receiver_port}/reset")

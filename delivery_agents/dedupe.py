@@ -53,6 +53,7 @@ FORGOTTEN = Counter(
 )
 LOAD_RETRY_S = 2.0
 QUERY_TIMEOUT_S = 10.0
+READ_WAIT_S = 0.05
 
 
 def claim_key(webhook_id: str) -> int | str:
@@ -273,7 +274,9 @@ class Dedupe:
         cutoff = time.time() - self.settings.idempotency_window_s
         prefix = f"{partition}/".encode()
         while True:
-            for msg in consumer.consume(1000, 1.0):
+            # a short wait: consume() returns only when it has 1,000 or the wait ended, and
+            # the partition's marked records wait for this read (1 s each at a rebalance)
+            for msg in consumer.consume(1000, READ_WAIT_S):
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
